@@ -1,0 +1,406 @@
+//! Command-line arguments and the commands they run. `main.rs` only calls
+//! [`main_with_args`] and exits with its code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::framing::{FramingConfig, FramingKind};
+use crate::report::{self, console::Console};
+use crate::runner::{self, ScenarioOutcome};
+use crate::scenario::{self, LoadError, Proto, Scenario, SocketOptions};
+use crate::servers::{self, BuiltinConfig, BuiltinKind, ServerContext};
+
+/// Exit code: every scenario passed.
+pub const EXIT_PASSED: i32 = 0;
+/// Exit code: at least one scenario failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: bad usage, or a scenario file that is not valid.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: interrupted by Ctrl-C (128 + SIGINT, as shells do).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wirecheck",
+    version,
+    about = "Test TCP and UDP protocol code with declarative scenarios on loopback",
+    after_help = "Exit codes: 0 all passed, 1 a scenario failed, 2 usage or scenario-file errors, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenario files (or every *.toml below folders), in parallel.
+    Run(RunArgs),
+    /// Validate scenario files without running them.
+    Check(CheckArgs),
+    /// Run a built-in reference server until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files or folders (searched recursively for *.toml).
+    #[arg(default_value = "scenarios")]
+    pub paths: Vec<PathBuf>,
+    /// Run only scenarios whose name or path contains TEXT, or that carry the tag
+    /// TEXT. Repeat to widen the selection.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
+    /// How many scenario runs at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Run each scenario N times (the determinism check).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub repeat: u32,
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a JSON report (runs, failures, events) here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scenario files or folders.
+    #[arg(default_value = "scenarios")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which server (see --list).
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7777")]
+    pub listen: SocketAddr,
+    /// tcp or udp.
+    #[arg(long, default_value = "tcp")]
+    pub proto: String,
+    /// Framing for servers that use one (readsplit: the prefix of each report).
+    #[arg(long)]
+    pub framing: Option<String>,
+    /// Read size for readsplit.
+    #[arg(long)]
+    pub read_size: Option<usize>,
+    /// Allow listening on an address other than loopback.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// List the built-in servers and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// Parses arguments, runs the command, returns the process exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_PASSED };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Check(args) => check(args),
+            Command::Serve(args) => serve(args).await,
+        }
+    })
+}
+
+/// Expands folders into their *.toml files (sorted, recursive); files stay as given.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            collect_toml(path, &mut files).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{} does not exist", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+fn collect_toml(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_toml(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn load_all(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<LoadError>), String> {
+    let files = discover(paths)?;
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match scenario::load_file(&file) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((scenarios, errors))
+}
+
+fn matches_filter(scenario: &Scenario, filters: &[String]) -> bool {
+    filters.is_empty()
+        || filters.iter().any(|f| {
+            scenario.name.contains(f.as_str())
+                || scenario.path.to_string_lossy().contains(f.as_str())
+                || scenario.tags.iter().any(|t| t == f)
+        })
+}
+
+async fn run(args: RunArgs) -> i32 {
+    let (scenarios, errors) = match load_all(&args.paths) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    for error in &errors {
+        eprint!("{}", error.render());
+    }
+    let selected: Vec<Arc<Scenario>> = scenarios
+        .into_iter()
+        .filter(|s| matches_filter(s, &args.filter))
+        .map(Arc::new)
+        .collect();
+    if selected.is_empty() && errors.is_empty() {
+        eprintln!("error: no scenario matched (paths: {:?}, filters: {:?})", args.paths, args.filter);
+        return EXIT_USAGE;
+    }
+    let repeat = args.repeat as usize;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        }
+    });
+    let outcomes = run_all(&selected, repeat, jobs, cancel.clone()).await;
+    let mut console = Console::new(outcomes.len(), repeat);
+    console.total = outcomes.len();
+    print!("{}", summary_with_errors(&console, &outcomes, selected.len(), errors.len()));
+    if let Some(path) = &args.junit {
+        if let Err(e) = report::junit::write(path, &outcomes) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if let Some(path) = &args.json {
+        if let Err(e) = report::json::write(path, &outcomes) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if cancel.is_cancelled() {
+        EXIT_INTERRUPTED
+    } else if !errors.is_empty() {
+        EXIT_USAGE
+    } else if outcomes.iter().all(ScenarioOutcome::passed) {
+        EXIT_PASSED
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Invalid files count as failed in the closing line, so CI never reads "0 failed"
+/// for a folder with a broken scenario in it.
+fn summary_with_errors(console: &Console, outcomes: &[ScenarioOutcome], scenarios: usize, invalid: usize) -> String {
+    let text = console.summary(outcomes, scenarios);
+    if invalid == 0 {
+        return text;
+    }
+    let passed = outcomes.iter().filter(|o| o.passed()).count();
+    let failed = outcomes.len() - passed + invalid;
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.pop();
+    let mut out: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    out.push_str(&format!("{invalid} scenario files are not valid (see the errors above)\n"));
+    out.push_str(&format!("{passed} passed, {failed} failed\n"));
+    out
+}
+
+/// Runs every scenario `repeat` times with at most `jobs` runs at once, printing
+/// progress as runs finish. Outcomes come back in scenario order.
+pub async fn run_all(
+    scenarios: &[Arc<Scenario>],
+    repeat: usize,
+    jobs: usize,
+    cancel: CancellationToken,
+) -> Vec<ScenarioOutcome> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, scenario) in scenarios.iter().enumerate() {
+        for run in 1..=repeat {
+            let scenario = Arc::clone(scenario);
+            let semaphore = Arc::clone(&semaphore);
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let outcome = runner::run_scenario(&scenario, run, cancel).await;
+                (index, run, outcome)
+            });
+        }
+    }
+    let mut console = Console::new(scenarios.len() * repeat, repeat);
+    let mut outcomes = Vec::with_capacity(scenarios.len() * repeat);
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, run, mut outcome)) => {
+                // Only failures keep their events in memory across a long repeat run.
+                if outcome.passed() && repeat > 1 {
+                    outcome.events = Vec::new();
+                }
+                console.finished(&outcome);
+                outcomes.push((index, run, outcome));
+            }
+            Err(e) => eprintln!("error: a scenario task crashed: {e}"),
+        }
+    }
+    outcomes.sort_by_key(|(index, run, _)| (*index, *run));
+    outcomes.into_iter().map(|(_, _, o)| o).collect()
+}
+
+fn check(args: CheckArgs) -> i32 {
+    let files = match discover(&args.paths) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut invalid = 0;
+    for file in &files {
+        match scenario::load_file(file) {
+            Ok(s) => println!("ok   {} ({})", file.display(), s.name),
+            Err(e) => {
+                invalid += 1;
+                eprint!("{}", e.render());
+            }
+        }
+    }
+    println!("{} valid, {invalid} invalid", files.len() - invalid);
+    if invalid == 0 {
+        EXIT_PASSED
+    } else {
+        EXIT_USAGE
+    }
+}
+
+async fn serve(args: ServeArgs) -> i32 {
+    if args.list {
+        for name in BuiltinKind::NAMES {
+            let kind = BuiltinKind::from_name(name).expect("listed names parse");
+            println!("{name:<12} {}", kind.summary());
+        }
+        return EXIT_PASSED;
+    }
+    let name = args.name.unwrap_or_default();
+    let Some(kind) = BuiltinKind::from_name(&name) else {
+        eprintln!(
+            "error: unknown server `{name}`; built-in servers: {}",
+            BuiltinKind::NAMES.join(", ")
+        );
+        return EXIT_USAGE;
+    };
+    let proto = match args.proto.as_str() {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        other => {
+            eprintln!("error: unknown proto `{other}`; use tcp or udp");
+            return EXIT_USAGE;
+        }
+    };
+    if !kind.supports(proto) {
+        eprintln!("error: `{name}` does not speak {}", proto.name());
+        return EXIT_USAGE;
+    }
+    if !args.listen.ip().is_loopback() && !args.allow_non_loopback {
+        eprintln!(
+            "error: {} is not a loopback address; pass --allow-non-loopback to listen there",
+            args.listen
+        );
+        return EXIT_USAGE;
+    }
+    let mut config = BuiltinConfig::new(kind);
+    if let Some(framing) = &args.framing {
+        match FramingKind::from_name(framing) {
+            Some(k) => config.framing = FramingConfig::new(k),
+            None => {
+                eprintln!(
+                    "error: unknown framing `{framing}`; framings: {}",
+                    FramingKind::NAMES.join(", ")
+                );
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if let Some(size) = args.read_size {
+        config.read_size = size.clamp(1, 64 << 20);
+    }
+    let options = SocketOptions::default();
+    let bound = match servers::bind(proto, args.listen, &options) {
+        Ok(bound) => bound,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return EXIT_USAGE;
+        }
+    };
+    let addr = bound.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!("{name} listening on {addr} ({}); Ctrl-C stops it", proto.name());
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+        }
+    });
+    let context = ServerContext {
+        log: crate::event::EventLog::disabled(),
+        actor: Arc::from(name.as_str()),
+        options,
+    };
+    match servers::serve(config, bound, context, shutdown).await {
+        Ok(()) => EXIT_PASSED,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Everything that turns outcomes into words: the console, JUnit and JSON files.
+//! Reporters read [`ScenarioOutcome`]s and their events; they never touch sockets.
+
+pub mod console;
+pub mod dump;
+pub mod json;
+pub mod junit;
+
+use std::fmt::Write as _;
+
+use crate::duration::format_duration;
+use crate::runner::{Failure, FailureKind, ScenarioOutcome};
+
+/// The full explanation of a failed run: where in the file, which actor and step,
+/// what was expected and what arrived, how long it waited.
+pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
+    let mut out = String::new();
+    let path = outcome.path.display();
+    match &failure.step {
+        Some(step) => {
+            let _ = writeln!(out, "  --> {path}:{}:{}", step.location.line, step.location.column);
+            let _ = writeln!(
+                out,
+                "  actor `{}`, step {} ({}): {}",
+                failure.actor.as_deref().unwrap_or("?"),
+                step.index,
+                step.keyword,
+                step.text
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  --> {path}");
+            if let Some(actor) = &failure.actor {
+                let _ = writeln!(out, "  actor `{actor}`");
+            }
+        }
+    }
+    let kind = match failure.kind {
+        FailureKind::Step => "",
+        FailureKind::StepTimeout => "step timeout: ",
+        FailureKind::ScenarioTimeout => "scenario timeout: ",
+        FailureKind::Setup => "setup failed: ",
+        FailureKind::Cleanup => "cleanup failed: ",
+        FailureKind::Interrupted => "",
+    };
+    let _ = writeln!(out, "  {kind}{}", failure.message);
+    if let Some(waited) = failure.waited {
+        let _ = writeln!(out, "  the step waited {}", format_duration(waited));
+    }
+    if failure.expected.is_some() || failure.actual.is_some() {
+        let expected = failure.expected.as_deref().unwrap_or_default();
+        let actual = failure.actual.as_deref().unwrap_or_default();
+        for line in dump::side_by_side(expected, actual).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    for note in &failure.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    out
+}
+
+/// `name (run 3)` when repeating, else just the name.
+pub fn display_name(outcome: &ScenarioOutcome, repeat: usize) -> String {
+    if repeat > 1 {
+        format!("{} (run {} of {repeat})", outcome.name, outcome.run)
+    } else {
+        outcome.name.clone()
+    }
+}

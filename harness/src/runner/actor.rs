@@ -1,0 +1,696 @@
+//! One actor running its script: a client, or one accepted connection of a scripted
+//! server. Each step is carried out with exactly the socket calls the format
+//! promises (one read for `recv`, reads that never over-read for `expect`), so what a
+//! scenario asserts is what a real program would see.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::time::{timeout_at, Instant};
+use tokio_util::codec::Decoder;
+
+use super::outcome::{Failure, FailureKind, StepRef};
+use super::RunContext;
+use crate::event::{EventKind, ShutdownHow};
+use crate::framing::FramingConfig;
+use crate::net::{apply_socket_options, is_reset, queued_bytes, Recorder};
+use crate::scenario::{Action, SocketOptions, Step};
+
+/// How often `await_queued` looks at the receive queue. The kernel offers no
+/// "wake me at N bytes" for a socket we must not read, so we poll, briefly.
+const QUEUE_POLL: Duration = Duration::from_millis(1);
+
+/// The socket an actor talks through.
+pub enum Conn {
+    /// A TCP client before its `connect` step.
+    NotConnected { target: SocketAddr },
+    Tcp { stream: TcpStream, recorder: Recorder },
+    Udp {
+        socket: UdpSocket,
+        recorder: Recorder,
+        local: SocketAddr,
+        /// Client: the server. Server: the sender of the last datagram received.
+        peer: Option<SocketAddr>,
+        /// A client's socket is `connect`ed, so it only hears from its server.
+        connected: bool,
+    },
+    /// After `close`.
+    Closed,
+}
+
+/// Why a step failed; the runner adds the actor, step and timing.
+pub struct StepError {
+    pub message: String,
+    pub expected: Option<Bytes>,
+    pub actual: Option<Bytes>,
+    pub timed_out: bool,
+}
+
+impl StepError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            expected: None,
+            actual: None,
+            timed_out: false,
+        }
+    }
+
+    fn timeout(message: impl Into<String>) -> Self {
+        Self {
+            timed_out: true,
+            ..Self::new(message)
+        }
+    }
+
+    fn bytes(mut self, expected: Option<Bytes>, actual: Option<Bytes>) -> Self {
+        self.expected = expected;
+        self.actual = actual;
+        self
+    }
+}
+
+type StepResult = Result<(), StepError>;
+
+pub struct Actor {
+    pub name: Arc<str>,
+    pub conn: Conn,
+    pub options: SocketOptions,
+    pub context: Arc<RunContext>,
+}
+
+impl Actor {
+    /// Runs every step in order; the first failure ends the script.
+    pub async fn run(mut self, script: &[Step]) -> Result<(), Failure> {
+        // A TCP client connects before its first step unless it asks to connect later.
+        if matches!(self.conn, Conn::NotConnected { .. })
+            && !script.iter().any(|s| s.action == Action::Connect)
+        {
+            let deadline = Instant::now() + self.context.step_timeout;
+            self.context.board.set(&self.name, "connecting".into());
+            if let Err(e) = self.connect(deadline).await {
+                let mut failure = Failure::new(
+                    if e.timed_out { FailureKind::StepTimeout } else { FailureKind::Step },
+                    e.message,
+                );
+                failure.actor = Some(self.name.to_string());
+                return Err(failure);
+            }
+        }
+        for (index, step) in script.iter().enumerate() {
+            let number = index + 1;
+            let log = &self.context.log;
+            log.record(
+                &self.name,
+                EventKind::StepStarted {
+                    index: number,
+                    step: step.source_text.clone(),
+                },
+            );
+            self.context.board.set(
+                &self.name,
+                format!(
+                    "step {number} `{}` (line {}:{})",
+                    step.source_text, step.location.line, step.location.column
+                ),
+            );
+            let started = Instant::now();
+            let deadline = started + step.timeout.unwrap_or(self.context.step_timeout);
+            match self.step(&step.action, deadline).await {
+                Ok(()) => self
+                    .context
+                    .log
+                    .record(&self.name, EventKind::StepPassed { index: number }),
+                Err(e) => {
+                    self.context.log.record(
+                        &self.name,
+                        EventKind::StepFailed {
+                            index: number,
+                            message: e.message.clone(),
+                        },
+                    );
+                    return Err(Failure {
+                        kind: if e.timed_out { FailureKind::StepTimeout } else { FailureKind::Step },
+                        actor: Some(self.name.to_string()),
+                        step: Some(StepRef {
+                            index: number,
+                            keyword: step.action.keyword(),
+                            location: (&step.location).into(),
+                            text: step.source_text.clone(),
+                        }),
+                        message: e.message,
+                        expected: e.expected,
+                        actual: e.actual,
+                        waited: Some(started.elapsed()),
+                        notes: Vec::new(),
+                    });
+                }
+            }
+        }
+        self.context.board.done(&self.name);
+        Ok(())
+    }
+
+    async fn step(&mut self, action: &Action, deadline: Instant) -> StepResult {
+        match action {
+            Action::Send {
+                data,
+                chunks,
+                delay,
+            } => self.send(data, chunks, *delay, deadline).await,
+            Action::Recv { max, expect } => self.recv(*max, expect.as_ref(), deadline).await,
+            Action::Expect(data) => self.expect(data, deadline).await,
+            Action::SendFrame { framing, payload } => {
+                let mut frame = BytesMut::new();
+                framing
+                    .encode(payload, &mut frame)
+                    .map_err(|e| StepError::new(format!("cannot encode the frame: {e}")))?;
+                self.send(&frame.freeze(), &[], None, deadline).await
+            }
+            Action::ExpectFrame { framing, payload } => {
+                self.expect_frame(framing, payload, deadline).await
+            }
+            Action::ExpectEof => self.expect_eof(deadline).await,
+            Action::ExpectReset => self.expect_reset(deadline).await,
+            Action::AwaitQueued(n) => self.await_queued(*n, deadline).await,
+            Action::Shutdown(how) => self.shutdown(*how),
+            Action::Close => {
+                self.close();
+                Ok(())
+            }
+            Action::Sleep(duration) => {
+                tokio::time::sleep(*duration).await;
+                Ok(())
+            }
+            Action::Signal(name) => {
+                self.context.signals.raise(name);
+                Ok(())
+            }
+            Action::Wait(name) => timeout_at(deadline, self.context.signals.wait(name))
+                .await
+                .map_err(|_| {
+                    StepError::timeout(format!("timed out waiting for signal `{name}`"))
+                }),
+            Action::Connect => self.connect(deadline).await,
+        }
+    }
+
+    async fn connect(&mut self, deadline: Instant) -> StepResult {
+        let target = match self.conn {
+            Conn::NotConnected { target } => target,
+            _ => return Err(StepError::new("already connected")),
+        };
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| StepError::new(format!("cannot create a socket: {e}")))?;
+        // Buffer sizes must be set before the handshake to shape the window.
+        apply_socket_options(socket2::SockRef::from(&socket), &self.buffer_options())
+            .map_err(|e| StepError::new(format!("cannot set socket options: {e}")))?;
+        let stream = match timeout_at(deadline, socket.connect(target)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                self.context.log.record(
+                    &self.name,
+                    EventKind::ConnectFailed {
+                        peer: target,
+                        error: e.to_string(),
+                    },
+                );
+                return Err(StepError::new(format!("cannot connect to {target}: {e}")));
+            }
+            Err(_) => {
+                return Err(StepError::timeout(format!(
+                    "timed out connecting to {target}"
+                )))
+            }
+        };
+        apply_socket_options(socket2::SockRef::from(&stream), &self.options)
+            .map_err(|e| StepError::new(format!("cannot set socket options: {e}")))?;
+        let recorder = Recorder {
+            log: self.context.log.clone(),
+            actor: Arc::clone(&self.name),
+            conn: self.context.log.next_conn_id(),
+        };
+        let local = stream.local_addr().map_err(io_error)?;
+        recorder.record(EventKind::Connect {
+            conn: recorder.conn,
+            local,
+            peer: target,
+        });
+        self.conn = Conn::Tcp { stream, recorder };
+        Ok(())
+    }
+
+    fn buffer_options(&self) -> SocketOptions {
+        SocketOptions {
+            recv_buffer: self.options.recv_buffer,
+            send_buffer: self.options.send_buffer,
+            ..SocketOptions::default()
+        }
+    }
+
+    async fn send(
+        &mut self,
+        data: &Bytes,
+        chunks: &[usize],
+        delay: Option<Duration>,
+        deadline: Instant,
+    ) -> StepResult {
+        let pieces = split_chunks(data, chunks);
+        let count = pieces.len();
+        for (i, piece) in pieces.into_iter().enumerate() {
+            match &mut self.conn {
+                Conn::Tcp { stream, recorder } => {
+                    match timeout_at(deadline, recorder.write_all(stream, &piece)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) if is_reset(&e) => {
+                            return Err(StepError::new(format!(
+                                "the peer reset the connection while we were sending: {e}"
+                            )))
+                        }
+                        Ok(Err(e)) => return Err(StepError::new(format!("send failed: {e}"))),
+                        Err(_) => {
+                            return Err(StepError::timeout(
+                                "timed out sending: the peer is not reading and the socket buffers are full",
+                            ))
+                        }
+                    }
+                }
+                Conn::Udp {
+                    socket,
+                    recorder,
+                    local,
+                    peer,
+                    connected,
+                } => {
+                    let to = peer.ok_or_else(|| {
+                        StepError::new("no datagram has arrived yet, so there is no peer to send to")
+                    })?;
+                    let sent = if *connected {
+                        timeout_at(deadline, socket.send(&piece)).await
+                    } else {
+                        timeout_at(deadline, socket.send_to(&piece, to)).await
+                    };
+                    match sent {
+                        Ok(Ok(_)) => recorder.record(EventKind::DatagramSent {
+                            conn: recorder.conn,
+                            from: *local,
+                            to,
+                            data: piece,
+                        }),
+                        Ok(Err(e)) => return Err(StepError::new(format!("send failed: {e}"))),
+                        Err(_) => return Err(StepError::timeout("timed out sending a datagram")),
+                    }
+                }
+                other => return Err(not_open(other)),
+            }
+            if let Some(delay) = delay {
+                if i + 1 < count {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self, max: usize, expect: Option<&Bytes>, deadline: Instant) -> StepResult {
+        let mut buf = vec![0u8; max];
+        let got = match &mut self.conn {
+            Conn::Tcp { stream, recorder } => {
+                match timeout_at(deadline, recorder.read(stream, &mut buf)).await {
+                    Ok(Ok(n)) => Bytes::copy_from_slice(&buf[..n]),
+                    Ok(Err(e)) => return Err(read_error(e, expect)),
+                    Err(_) => {
+                        return Err(StepError::timeout(format!(
+                            "timed out: no bytes arrived for a recv of up to {max}"
+                        ))
+                        .bytes(expect.cloned(), None))
+                    }
+                }
+            }
+            Conn::Udp { .. } => self.recv_datagram(&mut buf, deadline, expect).await?,
+            other => return Err(not_open(other)),
+        };
+        let Some(expected) = expect else {
+            return Ok(());
+        };
+        if got == expected {
+            return Ok(());
+        }
+        let message = if got.is_empty() && !expected.is_empty() {
+            "recv returned 0 bytes: the peer closed the connection".to_owned()
+        } else if got.len() != expected.len() {
+            format!(
+                "one recv of up to {max} bytes returned {} bytes, expected {}",
+                got.len(),
+                expected.len()
+            )
+        } else {
+            format!("one recv returned the expected length ({}) but different bytes", got.len())
+        };
+        Err(StepError::new(message).bytes(Some(expected.clone()), Some(got)))
+    }
+
+    /// Receives one datagram into `buf` (truncated to its size, as the kernel does).
+    async fn recv_datagram(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        expect: Option<&Bytes>,
+    ) -> Result<Bytes, StepError> {
+        let Conn::Udp {
+            socket,
+            recorder,
+            local,
+            peer,
+            connected,
+        } = &mut self.conn
+        else {
+            return Err(StepError::new("not a UDP socket"));
+        };
+        let received = if *connected {
+            timeout_at(deadline, socket.recv(buf))
+                .await
+                .map(|r| r.map(|n| (n, peer.unwrap_or(*local))))
+        } else {
+            timeout_at(deadline, socket.recv_from(buf)).await
+        };
+        match received {
+            Ok(Ok((n, from))) => {
+                let data = Bytes::copy_from_slice(&buf[..n]);
+                recorder.record(EventKind::DatagramReceived {
+                    conn: recorder.conn,
+                    from,
+                    to: *local,
+                    data: data.clone(),
+                });
+                if !*connected {
+                    *peer = Some(from);
+                }
+                Ok(data)
+            }
+            Ok(Err(e)) => Err(StepError::new(format!(
+                "receiving a datagram failed: {e} (is anything listening on the other side?)"
+            ))),
+            Err(_) => Err(StepError::timeout("timed out: no datagram arrived").bytes(expect.cloned(), None)),
+        }
+    }
+
+    async fn expect(&mut self, expected: &Bytes, deadline: Instant) -> StepResult {
+        if let Conn::Udp { .. } = self.conn {
+            let mut buf = vec![0u8; 65_536];
+            let got = self.recv_datagram(&mut buf, deadline, Some(expected)).await?;
+            if got == expected {
+                return Ok(());
+            }
+            return Err(StepError::new(format!(
+                "the datagram holds {} bytes that differ from the {} expected",
+                got.len(),
+                expected.len()
+            ))
+            .bytes(Some(expected.clone()), Some(got)));
+        }
+        let Conn::Tcp { stream, recorder } = &mut self.conn else {
+            return Err(not_open(&self.conn));
+        };
+        let mut got = BytesMut::with_capacity(expected.len().min(1 << 20));
+        let mut buf = vec![0u8; expected.len().clamp(1, 64 * 1024)];
+        while got.len() < expected.len() {
+            // Never ask for more than is still expected: later steps own later bytes.
+            let want = (expected.len() - got.len()).min(buf.len());
+            let n = match timeout_at(deadline, recorder.read(stream, &mut buf[..want])).await {
+                Ok(Ok(0)) => {
+                    return Err(StepError::new(format!(
+                        "the peer closed the connection after {} of {} expected bytes",
+                        got.len(),
+                        expected.len()
+                    ))
+                    .bytes(Some(expected.clone()), Some(got.freeze())))
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    let mut error = read_error(e, Some(expected));
+                    error.actual = Some(got.freeze());
+                    return Err(error);
+                }
+                Err(_) => {
+                    return Err(StepError::timeout(format!(
+                        "timed out after {} of {} expected bytes arrived",
+                        got.len(),
+                        expected.len()
+                    ))
+                    .bytes(Some(expected.clone()), Some(got.freeze())))
+                }
+            };
+            let start = got.len();
+            got.extend_from_slice(&buf[..n]);
+            // Fail as soon as the bytes diverge instead of waiting for the rest.
+            if got[start..] != expected[start..got.len()] {
+                return Err(StepError::new("the bytes that arrived differ from the expected ones")
+                    .bytes(Some(expected.clone()), Some(got.freeze())));
+            }
+        }
+        Ok(())
+    }
+
+    async fn expect_frame(&mut self, framing: &FramingConfig, payload: &Bytes, deadline: Instant) -> StepResult {
+        let mut codec = framing.codec();
+        if let Conn::Udp { .. } = self.conn {
+            let mut buf = vec![0u8; 65_536];
+            let datagram = self.recv_datagram(&mut buf, deadline, Some(payload)).await?;
+            let mut bytes = BytesMut::from(&datagram[..]);
+            let frame = match codec.decode_eof(&mut bytes) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Err(StepError::new("the datagram holds no frame").bytes(Some(payload.clone()), Some(datagram))),
+                Err(e) => return Err(StepError::new(format!("the datagram is not a valid {} frame: {e}", framing.kind.name()))
+                    .bytes(None, Some(datagram))),
+            };
+            if !bytes.is_empty() {
+                return Err(StepError::new(format!(
+                    "the datagram holds {} bytes after its frame",
+                    bytes.len()
+                ))
+                .bytes(None, Some(datagram)));
+            }
+            return compare_frame(payload, frame.payload);
+        }
+        let Conn::Tcp { stream, recorder } = &mut self.conn else {
+            return Err(not_open(&self.conn));
+        };
+        let mut buffered = BytesMut::new();
+        let mut raw = BytesMut::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match codec.decode(&mut buffered) {
+                Ok(Some(frame)) => return compare_frame(payload, frame.payload),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(StepError::new(format!("not a valid {} frame: {e}", framing.kind.name()))
+                        .bytes(None, Some(raw.freeze())))
+                }
+            }
+            // Read no further than this frame's end, so the next step sees its bytes.
+            let want = framing.exact_read_hint(&buffered).clamp(1, buf.len());
+            let n = match timeout_at(deadline, recorder.read(stream, &mut buf[..want])).await {
+                Ok(Ok(0)) => {
+                    return Err(StepError::new(format!(
+                        "the peer closed the connection inside a {} frame ({} bytes of it arrived)",
+                        framing.kind.name(),
+                        raw.len()
+                    ))
+                    .bytes(None, Some(raw.freeze())))
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(read_error(e, None)),
+                Err(_) => {
+                    return Err(StepError::timeout(format!(
+                        "timed out waiting for a whole {} frame ({} bytes of it arrived)",
+                        framing.kind.name(),
+                        raw.len()
+                    ))
+                    .bytes(None, Some(raw.freeze())))
+                }
+            };
+            buffered.extend_from_slice(&buf[..n]);
+            raw.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    async fn expect_eof(&mut self, deadline: Instant) -> StepResult {
+        let Conn::Tcp { stream, recorder } = &mut self.conn else {
+            return Err(not_open(&self.conn));
+        };
+        let mut buf = [0u8; 256];
+        match timeout_at(deadline, recorder.read(stream, &mut buf)).await {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(n)) => Err(StepError::new(format!(
+                "expected the peer to close, but {n} more bytes arrived"
+            ))
+            .bytes(Some(Bytes::new()), Some(Bytes::copy_from_slice(&buf[..n])))),
+            Ok(Err(e)) if is_reset(&e) => Err(StepError::new(
+                "expected an orderly close (FIN), but the peer reset the connection",
+            )),
+            Ok(Err(e)) => Err(StepError::new(format!("read failed: {e}"))),
+            Err(_) => Err(StepError::timeout("timed out: the peer kept the connection open")),
+        }
+    }
+
+    async fn expect_reset(&mut self, deadline: Instant) -> StepResult {
+        let Conn::Tcp { stream, recorder } = &mut self.conn else {
+            return Err(not_open(&self.conn));
+        };
+        let mut buf = [0u8; 256];
+        match timeout_at(deadline, recorder.read(stream, &mut buf)).await {
+            Ok(Err(e)) if is_reset(&e) => Ok(()),
+            Ok(Ok(0)) => Err(StepError::new(
+                "expected a reset, but the peer closed the connection in order (FIN)",
+            )),
+            Ok(Ok(n)) => Err(StepError::new(format!(
+                "expected a reset, but {n} bytes arrived"
+            ))
+            .bytes(None, Some(Bytes::copy_from_slice(&buf[..n])))),
+            Ok(Err(e)) => Err(StepError::new(format!("expected a reset, but the read failed with: {e}"))),
+            Err(_) => Err(StepError::timeout("timed out: the connection was not reset")),
+        }
+    }
+
+    async fn await_queued(&mut self, want: usize, deadline: Instant) -> StepResult {
+        loop {
+            let queued = match &self.conn {
+                Conn::Tcp { stream, .. } => queued_bytes(stream),
+                Conn::Udp { socket, .. } => queued_bytes(socket),
+                other => return Err(not_open(other)),
+            }
+            .map_err(io_error)?;
+            if queued >= want {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::timeout(format!(
+                    "timed out with {queued} of {want} bytes in the receive queue"
+                )));
+            }
+            tokio::time::sleep(QUEUE_POLL).await;
+        }
+    }
+
+    fn shutdown(&mut self, how: ShutdownHow) -> StepResult {
+        let Conn::Tcp { stream, recorder } = &self.conn else {
+            return Err(not_open(&self.conn));
+        };
+        let std_how = match how {
+            ShutdownHow::Write => std::net::Shutdown::Write,
+            ShutdownHow::Read => std::net::Shutdown::Read,
+            ShutdownHow::Both => std::net::Shutdown::Both,
+        };
+        socket2::SockRef::from(stream)
+            .shutdown(std_how)
+            .map_err(|e| StepError::new(format!("shutdown failed: {e}")))?;
+        recorder.record(EventKind::Shutdown {
+            conn: recorder.conn,
+            how,
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        let reset = self.options.linger == Some(Duration::ZERO);
+        match std::mem::replace(&mut self.conn, Conn::Closed) {
+            Conn::Tcp { stream, recorder } => {
+                drop(stream);
+                recorder.record(EventKind::Close {
+                    conn: recorder.conn,
+                    reset,
+                });
+            }
+            Conn::Udp { recorder, .. } => recorder.record(EventKind::Close {
+                conn: recorder.conn,
+                reset: false,
+            }),
+            other => self.conn = other,
+        }
+    }
+
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if matches!(self.conn, Conn::Tcp { .. } | Conn::Udp { .. }) {
+            self.close();
+        }
+    }
+}
+
+/// Splits data into write calls of the given sizes; the last size repeats.
+pub fn split_chunks(data: &Bytes, chunks: &[usize]) -> Vec<Bytes> {
+    if chunks.is_empty() || data.is_empty() {
+        return vec![data.clone()];
+    }
+    let mut pieces = Vec::new();
+    let mut offset = 0;
+    let mut sizes = chunks.iter().copied().chain(std::iter::repeat(chunks[chunks.len() - 1]));
+    while offset < data.len() {
+        let size = sizes.next().unwrap_or(1).max(1);
+        let end = (offset + size).min(data.len());
+        pieces.push(data.slice(offset..end));
+        offset = end;
+    }
+    pieces
+}
+
+fn compare_frame(expected: &Bytes, got: Bytes) -> StepResult {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(StepError::new(format!(
+            "the frame's payload ({} bytes) differs from the expected one ({} bytes)",
+            got.len(),
+            expected.len()
+        ))
+        .bytes(Some(expected.clone()), Some(got)))
+    }
+}
+
+fn read_error(e: std::io::Error, expected: Option<&Bytes>) -> StepError {
+    let message = if is_reset(&e) {
+        format!("the peer reset the connection: {e}")
+    } else {
+        format!("read failed: {e}")
+    };
+    StepError::new(message).bytes(expected.cloned(), None)
+}
+
+fn io_error(e: std::io::Error) -> StepError {
+    StepError::new(e.to_string())
+}
+
+fn not_open(conn: &Conn) -> StepError {
+    match conn {
+        Conn::Closed => StepError::new("the socket was already closed by an earlier `close` step"),
+        Conn::NotConnected { .. } => {
+            StepError::new("not connected yet: this step comes before the `connect` step")
+        }
+        Conn::Tcp { .. } => StepError::new("this step needs a UDP socket"),
+        Conn::Udp { .. } => StepError::new("this step needs a TCP connection"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_repeat_the_last_size_until_the_data_is_used_up() {
+        let data = Bytes::from_static(b"abcdefghij");
+        let lens: Vec<usize> = split_chunks(&data, &[1, 2, 3]).iter().map(Bytes::len).collect();
+        assert_eq!(lens, vec![1, 2, 3, 3, 1]);
+        let joined: Vec<u8> = split_chunks(&data, &[4]).concat();
+        assert_eq!(joined, b"abcdefghij");
+    }
+}

@@ -1,0 +1,134 @@
+//! What a scenario run produced: pass or fail, the failure's full explanation, and
+//! the event log. Reporters render these; the runner never formats output itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::event::Event;
+use crate::scenario::Location;
+
+/// The result of running one scenario once.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioOutcome {
+    pub name: String,
+    pub path: PathBuf,
+    /// Which run of `--repeat` this was (1-based).
+    pub run: usize,
+    #[serde(serialize_with = "serialize_secs")]
+    pub duration: Duration,
+    pub failure: Option<Failure>,
+    /// Every event of the run, in order.
+    #[serde(skip)]
+    pub events: Vec<Event>,
+}
+
+impl ScenarioOutcome {
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Why a scenario failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The actor that failed, if one did.
+    pub actor: Option<String>,
+    /// The step that failed, if one did.
+    pub step: Option<StepRef>,
+    /// What went wrong, in one or two sentences.
+    pub message: String,
+    /// The bytes the step wanted, for a side-by-side dump.
+    #[serde(serialize_with = "serialize_opt_bytes")]
+    pub expected: Option<Bytes>,
+    /// The bytes that arrived.
+    #[serde(serialize_with = "serialize_opt_bytes")]
+    pub actual: Option<Bytes>,
+    /// How long the step waited before it failed.
+    #[serde(serialize_with = "serialize_opt_secs")]
+    pub waited: Option<Duration>,
+    /// More lines of context: actors still waiting at a timeout, process output.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A step's expectation was not met or its I/O failed.
+    Step,
+    /// A step waited past its deadline.
+    StepTimeout,
+    /// The whole scenario ran past its `timeout`.
+    ScenarioTimeout,
+    /// A server could not be started (bind, spawn, readiness).
+    Setup,
+    /// A process or socket outlived the scenario.
+    Cleanup,
+    /// The user interrupted the run.
+    Interrupted,
+}
+
+/// A step, identified the way a user finds it in the file.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRef {
+    /// 1-based position in the actor's script.
+    pub index: usize,
+    pub keyword: &'static str,
+    pub location: LocationRef,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationRef {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl From<&Location> for LocationRef {
+    fn from(location: &Location) -> Self {
+        Self {
+            line: location.line,
+            column: location.column,
+        }
+    }
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            actor: None,
+            step: None,
+            message: message.into(),
+            expected: None,
+            actual: None,
+            waited: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Bytes go into JSON as hex, which survives any content.
+fn serialize_opt_bytes<S: serde::Serializer>(b: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+    match b {
+        Some(bytes) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            s.serialize_some(&hex)
+        }
+        None => s.serialize_none(),
+    }
+}

@@ -1,0 +1,166 @@
+//! Errors in scenario files, rendered rustc-style with the file, line, column, the
+//! source line with a caret, and a hint that says what would be valid.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term::{self, termcolor::NoColor, Config};
+
+/// One problem in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Byte range in the file the problem is about.
+    pub span: Range<usize>,
+    /// The headline: what is wrong (`unknown key `sned` in step`).
+    pub message: String,
+    /// A short note under the caret.
+    pub label: String,
+    /// What would be valid, "did you mean", and similar help.
+    pub hints: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn new(span: Range<usize>, message: impl Into<String>) -> Self {
+        Self {
+            span,
+            message: message.into(),
+            label: String::new(),
+            hints: Vec::new(),
+        }
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+}
+
+/// Why a scenario file could not be loaded.
+#[derive(Debug, Clone)]
+pub enum LoadError {
+    /// The file could not be read at all.
+    Io { path: PathBuf, error: String },
+    /// The file was read but is not a valid scenario; every problem found is listed.
+    Invalid {
+        path: PathBuf,
+        source: Arc<str>,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl LoadError {
+    pub fn path(&self) -> &Path {
+        match self {
+            LoadError::Io { path, .. } | LoadError::Invalid { path, .. } => path,
+        }
+    }
+
+    /// The full human-readable report: one rustc-style block per problem.
+    pub fn render(&self) -> String {
+        match self {
+            LoadError::Io { path, error } => {
+                format!("error: cannot read {}: {error}\n", path.display())
+            }
+            LoadError::Invalid {
+                path,
+                source,
+                diagnostics,
+            } => {
+                let file = SimpleFile::new(path.display().to_string(), source.as_ref());
+                let mut out = NoColor::new(Vec::new());
+                let config = Config::default();
+                for diagnostic in diagnostics {
+                    let span = clamp_span(&diagnostic.span, source.len());
+                    let cs = CsDiagnostic::error()
+                        .with_message(&diagnostic.message)
+                        .with_labels(vec![
+                            Label::primary((), span).with_message(&diagnostic.label)
+                        ])
+                        .with_notes(diagnostic.hints.clone());
+                    // Writing into a Vec cannot fail; a rendering bug must not hide the
+                    // error itself, so fall back to the headline.
+                    if term::emit(&mut out, &config, &file, &cs).is_err() {
+                        return format!("error: {}: {}\n", path.display(), diagnostic.message);
+                    }
+                }
+                String::from_utf8_lossy(&out.into_inner()).into_owned()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Keeps a span inside the file and on character boundaries, so rendering never panics.
+fn clamp_span(span: &Range<usize>, len: usize) -> Range<usize> {
+    let start = span.start.min(len);
+    let end = span.end.clamp(start, len);
+    start..end
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..floor_char_boundary(source, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(s: &str, mut index: usize) -> usize {
+    while !s.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// `one of `a`, `b`, `c``, for hints.
+pub fn one_of(candidates: &[&str]) -> String {
+    let quoted: Vec<String> = candidates.iter().map(|c| format!("`{c}`")).collect();
+    format!("one of {}", quoted.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_counts_from_one_in_characters() {
+        let src = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(src, 0), (1, 1));
+        assert_eq!(line_column(src, 6), (2, 1));
+        // 'é' is two bytes but one column.
+        assert_eq!(line_column(src, 9), (2, 3));
+    }
+
+    #[test]
+    fn suggests_close_keys_only() {
+        assert_eq!(did_you_mean("sned", &["send", "recv"]), Some("send"));
+        assert_eq!(did_you_mean("zzz", &["send", "recv"]), None);
+    }
+}

@@ -1,0 +1,1171 @@
+//! Builds a [`Scenario`] from TOML text, checking every key against the format and
+//! reporting every problem with its exact position.
+//!
+//! The loader walks a spanned tree by hand instead of deriving `serde::Deserialize`:
+//! the format has shapes serde's derive handles poorly (a step is a table with one
+//! action key plus an optional `timeout`; data is a string or one of five tables),
+//! and hand-walking lets each error name the key, point at it, and list what would
+//! be valid.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::diag::{did_you_mean, line_column, Diagnostic, LoadError};
+use super::model::*;
+use super::tree::{self, Entry, Node, NodeKind};
+use crate::duration::{parse_duration, DURATION_HINT};
+use crate::event::ShutdownHow;
+use crate::framing::{FramingConfig, FramingKind};
+use crate::servers::{BuiltinConfig, BuiltinKind};
+
+/// Data larger than this is almost certainly a mistake in a scenario (`times = 1e12`),
+/// and refusing it keeps a malformed file from exhausting memory.
+pub const MAX_DATA_BYTES: usize = 1 << 30;
+
+/// A read buffer larger than this is refused for the same reason.
+pub const MAX_RECV_BYTES: usize = 64 << 20;
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "timeout",
+    "step_timeout",
+    "tags",
+    "servers",
+    "clients",
+];
+const SOCKET_OPTION_KEYS: &[&str] = &["nodelay", "recv_buffer", "send_buffer", "linger"];
+const SERVER_KIND_KEYS: &[&str] = &["builtin", "script", "command", "address"];
+const SERVER_COMMON_KEYS: &[&str] = &["proto", "bind"];
+const SCRIPT_SERVER_KEYS: &[&str] = &["connections"];
+const COMMAND_KEYS: &[&str] = &["env", "cwd", "ready_timeout", "ready_delay"];
+const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
+const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat"];
+const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`, `base64`, `file`, or `repeat` (with `times`)";
+
+/// Reads and loads a scenario file.
+pub fn load_file(path: &Path) -> Result<Scenario, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+        path: path.to_owned(),
+        error: e.to_string(),
+    })?;
+    load_str(path, &source)
+}
+
+/// Loads a scenario from text; `path` names it in errors and anchors relative paths
+/// (`file = ...`, `cwd`).
+pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
+    let source: Arc<str> = Arc::from(source);
+    let invalid = |diagnostics| LoadError::Invalid {
+        path: path.to_owned(),
+        source: Arc::clone(&source),
+        diagnostics,
+    };
+    let document = toml_edit::ImDocument::parse(source.as_ref()).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        invalid(vec![Diagnostic::new(span, "this is not valid TOML")
+            .label(e.message().trim().to_owned())
+            .hint("see https://toml.io for the syntax; strings need quotes, steps are inline tables `{ send = \"hi\" }`")])
+    })?;
+    let root = tree::from_root(document.as_table());
+    let mut loader = Loader {
+        path,
+        dir: path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        source: &source,
+        diagnostics: Vec::new(),
+    };
+    let scenario = loader.scenario(&root);
+    match scenario {
+        Some(scenario) if loader.diagnostics.is_empty() => Ok(scenario),
+        _ => {
+            let mut diagnostics = loader.diagnostics;
+            diagnostics.sort_by_key(|d| d.span.start);
+            diagnostics.dedup();
+            Err(invalid(diagnostics))
+        }
+    }
+}
+
+type Check<T> = Result<T, Diagnostic>;
+
+struct Loader<'a> {
+    path: &'a Path,
+    dir: PathBuf,
+    source: &'a Arc<str>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// A table being read: remembers which keys were used so leftovers can be reported
+/// as unknown, with a suggestion.
+struct Fields<'n> {
+    entries: &'n [Entry],
+    used: Vec<bool>,
+    span: Range<usize>,
+}
+
+impl<'n> Fields<'n> {
+    fn of(node: &'n Node, what: &str) -> Check<Self> {
+        match &node.kind {
+            NodeKind::Table(entries) => Ok(Self {
+                entries,
+                used: vec![false; entries.len()],
+                span: node.span.clone(),
+            }),
+            other => Err(Diagnostic::new(
+                node.span.clone(),
+                format!("{what} must be a table, not {}", other.type_name()),
+            )
+            .label("expected a table")),
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<&'n Node> {
+        let index = self.entries.iter().position(|e| e.key == key)?;
+        self.used[index] = true;
+        Some(&self.entries[index].value)
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| e.key == key)
+    }
+
+    fn key_span(&self, key: &str) -> Range<usize> {
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .map_or_else(|| self.span.clone(), |e| e.key_span.clone())
+    }
+
+    /// Diagnostics for every key not read, naming the valid ones.
+    fn unknown_keys(&self, context: &str, valid: &[&str]) -> Vec<Diagnostic> {
+        self.entries
+            .iter()
+            .zip(&self.used)
+            .filter(|(_, used)| !**used)
+            .map(|(entry, _)| {
+                let mut d = Diagnostic::new(
+                    entry.key_span.clone(),
+                    format!("unknown key `{}` in {context}", entry.key),
+                )
+                .label("not a key here");
+                if let Some(best) = did_you_mean(&entry.key, valid) {
+                    d = d.hint(format!("did you mean `{best}`?"));
+                }
+                d.hint(format!("valid keys: {}", valid.join(", ")))
+            })
+            .collect()
+    }
+}
+
+fn type_error(node: &Node, key: &str, expected: &str) -> Diagnostic {
+    Diagnostic::new(
+        node.span.clone(),
+        format!(
+            "`{key}` must be {expected}, not {}",
+            node.kind.type_name()
+        ),
+    )
+    .label(format!("expected {expected}"))
+}
+
+fn string(node: &Node, key: &str) -> Check<String> {
+    match &node.kind {
+        NodeKind::Str(s) => Ok(s.clone()),
+        _ => Err(type_error(node, key, "a string")),
+    }
+}
+
+fn boolean(node: &Node, key: &str) -> Check<bool> {
+    match &node.kind {
+        NodeKind::Bool(b) => Ok(*b),
+        _ => Err(type_error(node, key, "`true` or `false`")),
+    }
+}
+
+/// Step flags like `close = true`: `false` would mean "do nothing", which is never
+/// what the author meant, so it is refused.
+fn must_be_true(node: &Node, key: &str) -> Check<()> {
+    if boolean(node, key)? {
+        Ok(())
+    } else {
+        Err(Diagnostic::new(node.span.clone(), format!("`{key}` can only be `true`"))
+            .label("a step with `false` would do nothing")
+            .hint("remove the step instead"))
+    }
+}
+
+fn count(node: &Node, key: &str, min: usize, max: usize) -> Check<usize> {
+    match &node.kind {
+        NodeKind::Int(i) if *i >= min as i64 && (*i as u64) <= max as u64 => Ok(*i as usize),
+        NodeKind::Int(i) => Err(Diagnostic::new(
+            node.span.clone(),
+            format!("`{key}` is {i}, outside {min}..={max}"),
+        )
+        .label(format!("must be between {min} and {max}"))),
+        _ => Err(type_error(node, key, "an integer")),
+    }
+}
+
+fn duration(node: &Node, key: &str) -> Check<Duration> {
+    let text = match &node.kind {
+        NodeKind::Str(s) => s,
+        _ => {
+            return Err(type_error(node, key, "a duration string").hint(DURATION_HINT));
+        }
+    };
+    parse_duration(text).map_err(|reason| {
+        Diagnostic::new(node.span.clone(), format!("`{key}` is not a valid duration"))
+            .label(reason)
+            .hint(DURATION_HINT)
+    })
+}
+
+fn string_list(node: &Node, key: &str) -> Check<Vec<String>> {
+    match &node.kind {
+        NodeKind::Array(items) => items.iter().map(|item| string(item, key)).collect(),
+        _ => Err(type_error(node, key, "an array of strings")),
+    }
+}
+
+fn loopback_addr(node: &Node, key: &str) -> Check<SocketAddr> {
+    let text = string(node, key)?;
+    let resolved: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|_| {
+            Diagnostic::new(node.span.clone(), format!("`{key}` is not a socket address"))
+                .label(format!("`{text}` is not HOST:PORT"))
+                .hint("write an address like \"127.0.0.1:8080\" or \"[::1]:8080\"")
+        })?
+        .collect();
+    let addr = resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| {
+            Diagnostic::new(node.span.clone(), format!("`{key}` resolves to no address"))
+        })?;
+    if !is_loopback(addr.ip()) {
+        return Err(Diagnostic::new(
+            node.span.clone(),
+            format!("`{key}` is not a loopback address"),
+        )
+        .label(format!("{addr} is outside 127.0.0.0/8 and ::1"))
+        .hint("wirecheck only sends traffic on this machine's loopback interface"));
+    }
+    Ok(addr)
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+impl Loader<'_> {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Records the error of a check and turns it into `None`, so loading goes on and
+    /// the user sees every problem at once.
+    fn ok<T>(&mut self, check: Check<T>) -> Option<T> {
+        check.map_err(|d| self.push(d)).ok()
+    }
+
+    fn location(&self, span: &Range<usize>) -> Location {
+        let (line, column) = line_column(self.source, span.start);
+        Location {
+            span: span.clone(),
+            line,
+            column,
+        }
+    }
+
+    fn scenario(&mut self, root: &Node) -> Option<Scenario> {
+        let mut top = self.ok(Fields::of(root, "the file"))?;
+        let name = match top.get("name") {
+            Some(node) => self.ok(string(node, "name")),
+            None => Some(
+                self.path
+                    .file_stem()
+                    .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned()),
+            ),
+        };
+        let description = top
+            .get("description")
+            .and_then(|node| self.ok(string(node, "description")));
+        let timeout = self.duration_or(&mut top, "timeout", Duration::from_secs(10));
+        let step_timeout = self.duration_or(&mut top, "step_timeout", Duration::from_secs(2));
+        let tags = top
+            .get("tags")
+            .and_then(|node| self.ok(string_list(node, "tags")))
+            .unwrap_or_default();
+
+        let servers = match top.get("servers") {
+            Some(node) => self.servers(node),
+            None => Vec::new(),
+        };
+        let clients = match top.get("clients") {
+            Some(node) => self.clients(node, &servers),
+            None => Vec::new(),
+        };
+        let unknown = top.unknown_keys("the scenario's top level", TOP_KEYS);
+        self.diagnostics.extend(unknown);
+        if servers.is_empty() && clients.is_empty() {
+            self.push(
+                Diagnostic::new(0..0, "the scenario has no servers and no clients")
+                    .label("nothing to run")
+                    .hint("add a `[servers.NAME]` table and a `[[clients]]` entry"),
+            );
+        }
+        let scenario = Scenario {
+            path: self.path.to_owned(),
+            source: Arc::clone(self.source),
+            name: name?,
+            description,
+            timeout,
+            step_timeout,
+            tags,
+            servers,
+            clients,
+        };
+        self.check_signals(&scenario);
+        Some(scenario)
+    }
+
+    fn duration_or(&mut self, fields: &mut Fields, key: &str, default: Duration) -> Duration {
+        fields
+            .get(key)
+            .and_then(|node| self.ok(duration(node, key)))
+            .unwrap_or(default)
+    }
+
+    fn servers(&mut self, node: &Node) -> Vec<ServerSpec> {
+        let entries = match &node.kind {
+            NodeKind::Table(entries) => entries,
+            _ => {
+                self.push(
+                    type_error(node, "servers", "a table of servers")
+                        .hint("declare each server as `[servers.NAME]`"),
+                );
+                return Vec::new();
+            }
+        };
+        entries
+            .iter()
+            .filter_map(|entry| self.server(entry))
+            .collect()
+    }
+
+    fn server(&mut self, entry: &Entry) -> Option<ServerSpec> {
+        let name = entry.key.clone();
+        let mut fields = self.ok(Fields::of(&entry.value, &format!("server `{name}`")))?;
+        let location = self.location(&entry.key_span);
+        let context = format!("server `{name}`");
+
+        let proto = self.proto(&mut fields).unwrap_or(Proto::Tcp);
+        let bind = match fields.get("bind") {
+            Some(node) => self.ok(loopback_addr(node, "bind"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let options = self.socket_options(&mut fields);
+
+        let kinds: Vec<&str> = SERVER_KIND_KEYS
+            .iter()
+            .copied()
+            .filter(|k| fields.has(k))
+            .collect();
+        let mut valid: Vec<&str> = SERVER_COMMON_KEYS.to_vec();
+        valid.extend(SOCKET_OPTION_KEYS);
+        let kind = match kinds.as_slice() {
+            [] => {
+                self.push(
+                    Diagnostic::new(entry.key_span.clone(), format!("{context} does not say what it is"))
+                        .label("needs exactly one of `builtin`, `script`, `command`, `address`")
+                        .hint("e.g. `builtin = \"echo\"`, `script = [ ... ]`, `command = [\"python3\", \"srv.py\", \"{port}\"]` or `address = \"127.0.0.1:8080\"`"),
+                );
+                None
+            }
+            [one] => {
+                valid.push(one);
+                match *one {
+                    "builtin" => self.builtin_server(&mut fields, proto, &mut valid),
+                    "script" => {
+                        valid.extend(SCRIPT_SERVER_KEYS);
+                        self.script_server(&mut fields, proto, &name)
+                    }
+                    "command" => {
+                        valid.extend(COMMAND_KEYS);
+                        self.command_server(&mut fields)
+                    }
+                    _ => {
+                        let node = fields.get("address")?;
+                        let addr = self.ok(loopback_addr(node, "address"))?;
+                        Some(ServerKind::Address(addr))
+                    }
+                }
+            }
+            [first, second, ..] => {
+                self.push(
+                    Diagnostic::new(
+                        fields.key_span(second),
+                        format!("{context} has both `{first}` and `{second}`"),
+                    )
+                    .label("a server is exactly one of builtin, script, command or address"),
+                );
+                None
+            }
+        };
+        let unknown = fields.unknown_keys(&context, &valid);
+        self.diagnostics.extend(unknown);
+        Some(ServerSpec {
+            name,
+            location,
+            proto,
+            bind,
+            options,
+            kind: kind?,
+        })
+    }
+
+    fn proto(&mut self, fields: &mut Fields) -> Option<Proto> {
+        let node = fields.get("proto")?;
+        match self.ok(string(node, "proto"))?.as_str() {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            other => {
+                self.push(
+                    Diagnostic::new(node.span.clone(), format!("unknown proto `{other}`"))
+                        .label("expected \"tcp\" or \"udp\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn socket_options(&mut self, fields: &mut Fields) -> SocketOptions {
+        let mut options = SocketOptions::default();
+        if let Some(node) = fields.get("nodelay") {
+            options.nodelay = self.ok(boolean(node, "nodelay"));
+        }
+        if let Some(node) = fields.get("recv_buffer") {
+            options.recv_buffer = self.ok(count(node, "recv_buffer", 1, 1 << 30));
+        }
+        if let Some(node) = fields.get("send_buffer") {
+            options.send_buffer = self.ok(count(node, "send_buffer", 1, 1 << 30));
+        }
+        if let Some(node) = fields.get("linger") {
+            options.linger = self.ok(duration(node, "linger"));
+        }
+        options
+    }
+
+    fn builtin_server(
+        &mut self,
+        fields: &mut Fields,
+        proto: Proto,
+        valid: &mut Vec<&'static str>,
+    ) -> Option<ServerKind> {
+        let node = fields.get("builtin")?;
+        let name = self.ok(string(node, "builtin"))?;
+        let Some(kind) = BuiltinKind::from_name(&name) else {
+            let mut d = Diagnostic::new(node.span.clone(), format!("unknown builtin server `{name}`"))
+                .label("not a reference server of wirecheck");
+            if let Some(best) = did_you_mean(&name, BuiltinKind::NAMES) {
+                d = d.hint(format!("did you mean `{best}`?"));
+            }
+            self.push(d.hint(format!("builtin servers: {}", BuiltinKind::NAMES.join(", "))));
+            return None;
+        };
+        if !kind.supports(proto) {
+            self.push(
+                Diagnostic::new(node.span.clone(), format!("builtin `{name}` does not speak {}", proto.name()))
+                    .label(format!("`{name}` is {}", if proto == Proto::Udp { "TCP only" } else { "UDP only" })),
+            );
+            return None;
+        }
+        valid.extend(kind.option_keys());
+        let mut config = BuiltinConfig::new(kind);
+        if let Some(node) = fields.get("read_size") {
+            config.read_size = self.ok(count(node, "read_size", 1, MAX_RECV_BYTES))?;
+        }
+        if let Some(node) = fields.get("framing") {
+            config.framing = self.framing_config(node)?;
+            if kind == BuiltinKind::ReadSplit && config.framing.kind.length_prefix().is_none() && config.framing.kind != FramingKind::Varint {
+                self.push(
+                    Diagnostic::new(node.span.clone(), "readsplit reports each read behind a length prefix")
+                        .label("needs a length-prefixed framing")
+                        .hint("use one of u8, u16be, u16le, u32be, u32le, i32le, i32be, u64be, u64le, varint"),
+                );
+                return None;
+            }
+        }
+        self.framing_limits(fields, &mut config.framing);
+        Some(ServerKind::Builtin(config))
+    }
+
+    /// `max_frame`, `max_line` and `length_includes_header` beside a `framing` key.
+    fn framing_limits(&mut self, fields: &mut Fields, config: &mut FramingConfig) {
+        if let Some(node) = fields.get("max_frame") {
+            if let Some(v) = self.ok(count(node, "max_frame", 1, MAX_DATA_BYTES)) {
+                config.max_frame = v;
+            }
+        }
+        if let Some(node) = fields.get("max_line") {
+            if let Some(v) = self.ok(count(node, "max_line", 1, MAX_DATA_BYTES)) {
+                config.max_line = v;
+            }
+        }
+        if let Some(node) = fields.get("length_includes_header") {
+            if let Some(v) = self.ok(boolean(node, "length_includes_header")) {
+                config.length_includes_header = v;
+            }
+        }
+    }
+
+    fn framing_config(&mut self, node: &Node) -> Option<FramingConfig> {
+        let name = self.ok(string(node, "framing"))?;
+        match FramingKind::from_name(&name) {
+            Some(kind) => Some(FramingConfig::new(kind)),
+            None => {
+                let mut d = Diagnostic::new(node.span.clone(), format!("unknown framing `{name}`"))
+                    .label("not a framing wirecheck knows");
+                if let Some(best) = did_you_mean(&name, FramingKind::NAMES) {
+                    d = d.hint(format!("did you mean `{best}`?"));
+                }
+                self.push(d.hint(format!("framings: {}", FramingKind::NAMES.join(", "))));
+                None
+            }
+        }
+    }
+
+    fn script_server(&mut self, fields: &mut Fields, proto: Proto, name: &str) -> Option<ServerKind> {
+        let connections = match fields.get("connections") {
+            Some(node) => self.ok(count(node, "connections", 1, 100_000))?,
+            None => 1,
+        };
+        let node = fields.get("script")?;
+        let script = self.script(node, ActorRole::Server, proto, name)?;
+        Some(ServerKind::Script {
+            connections,
+            script,
+        })
+    }
+
+    fn command_server(&mut self, fields: &mut Fields) -> Option<ServerKind> {
+        let node = fields.get("command")?;
+        let argv = self.ok(string_list(node, "command"))?;
+        if argv.is_empty() {
+            self.push(
+                Diagnostic::new(node.span.clone(), "`command` is empty")
+                    .label("needs at least the program")
+                    .hint("e.g. command = [\"python3\", \"server.py\", \"{port}\"]"),
+            );
+            return None;
+        }
+        let mut env = Vec::new();
+        if let Some(node) = fields.get("env") {
+            let mut table = self.ok(Fields::of(node, "`env`"))?;
+            for entry in table.entries {
+                if let Some(value) = self.ok(string(&entry.value, &entry.key)) {
+                    env.push((entry.key.clone(), value));
+                }
+            }
+            table.used.fill(true);
+        }
+        let cwd = match fields.get("cwd") {
+            Some(node) => {
+                let cwd = self.ok(string(node, "cwd"))?;
+                self.dir.join(cwd)
+            }
+            None => self.dir.clone(),
+        };
+        let ready_timeout = self.duration_or(fields, "ready_timeout", Duration::from_secs(5));
+        let ready_delay = self.duration_or(fields, "ready_delay", Duration::from_millis(100));
+        Some(ServerKind::Command(CommandSpec {
+            argv,
+            env,
+            cwd,
+            ready_timeout,
+            ready_delay,
+        }))
+    }
+
+    fn clients(&mut self, node: &Node, servers: &[ServerSpec]) -> Vec<ClientSpec> {
+        let items = match &node.kind {
+            NodeKind::Array(items) => items,
+            _ => {
+                self.push(
+                    type_error(node, "clients", "an array of tables")
+                        .hint("declare each client with a `[[clients]]` header"),
+                );
+                return Vec::new();
+            }
+        };
+        let mut clients: Vec<ClientSpec> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            if let Some(client) = self.client(item, index, servers) {
+                if clients.iter().any(|c| c.name == client.name) {
+                    self.push(
+                        Diagnostic::new(client.location.span.clone(), format!("two clients are named `{}`", client.name))
+                            .label("client names must be unique"),
+                    );
+                }
+                clients.push(client);
+            }
+        }
+        clients
+    }
+
+    fn client(&mut self, node: &Node, index: usize, servers: &[ServerSpec]) -> Option<ClientSpec> {
+        let mut fields = self.ok(Fields::of(node, "a client"))?;
+        let name = match fields.get("name") {
+            Some(node) => self.ok(string(node, "name"))?,
+            None => format!("client{}", index + 1),
+        };
+        let context = format!("client `{name}`");
+        // `[[clients]]` headers carry no span of their own in toml_edit, so anchor the
+        // client at its first key.
+        let anchor = fields
+            .entries
+            .first()
+            .map_or_else(|| node.span.clone(), |e| e.key_span.clone());
+        let location = self.location(&anchor);
+        let (connect, server_proto) = match fields.get("connect") {
+            Some(node) => self.target(node, servers)?,
+            None if servers.len() == 1 => (Target::Server(servers[0].name.clone()), Some(servers[0].proto)),
+            None => {
+                self.push(
+                    Diagnostic::new(anchor.clone(), format!("{context} has no `connect`"))
+                        .label("which server should it talk to?")
+                        .hint("add `connect = \"SERVER_NAME\"` or `connect = \"127.0.0.1:PORT\"`"),
+                );
+                return None;
+            }
+        };
+        let proto = self
+            .proto(&mut fields)
+            .or(server_proto)
+            .unwrap_or(Proto::Tcp);
+        let count = match fields.get("count") {
+            Some(node) => self.ok(count(node, "count", 1, 10_000))?,
+            None => 1,
+        };
+        let options = self.socket_options(&mut fields);
+        let script = match fields.get("script") {
+            Some(node) => self.script(node, ActorRole::Client, proto, &name)?,
+            None => Vec::new(),
+        };
+        let mut valid = CLIENT_KEYS.to_vec();
+        valid.extend(SOCKET_OPTION_KEYS);
+        let unknown = fields.unknown_keys(&context, &valid);
+        self.diagnostics.extend(unknown);
+        Some(ClientSpec {
+            name,
+            location,
+            connect,
+            proto,
+            count,
+            options,
+            script,
+        })
+    }
+
+    fn target(&mut self, node: &Node, servers: &[ServerSpec]) -> Option<(Target, Option<Proto>)> {
+        let text = self.ok(string(node, "connect"))?;
+        if let Some(server) = servers.iter().find(|s| s.name == text) {
+            return Some((Target::Server(text), Some(server.proto)));
+        }
+        if text.contains(':') {
+            let addr = self.ok(loopback_addr(node, "connect"))?;
+            return Some((Target::Address(addr), None));
+        }
+        let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        let mut d = Diagnostic::new(node.span.clone(), format!("no server is named `{text}`"))
+            .label("`connect` names a server of this file or a \"host:port\"");
+        if let Some(best) = did_you_mean(&text, &names) {
+            d = d.hint(format!("did you mean `{best}`?"));
+        }
+        if names.is_empty() {
+            d = d.hint("this file declares no servers; use an address like \"127.0.0.1:8080\"");
+        } else {
+            d = d.hint(format!("servers in this file: {}", names.join(", ")));
+        }
+        self.push(d);
+        None
+    }
+
+    fn script(&mut self, node: &Node, role: ActorRole, proto: Proto, actor: &str) -> Option<Vec<Step>> {
+        let items = match &node.kind {
+            NodeKind::Array(items) => items,
+            _ => {
+                self.push(
+                    type_error(node, "script", "an array of steps")
+                        .hint("write `script = [ { send = \"hi\" }, { expect = \"hi\" } ]`"),
+                );
+                return None;
+            }
+        };
+        let before = self.diagnostics.len();
+        let steps: Vec<Step> = items
+            .iter()
+            .filter_map(|item| {
+                let step = self.ok(self.step(item))?;
+                self.ok(check_step_fits(&step, role, proto, actor))?;
+                Some(step)
+            })
+            .collect();
+        let connects = steps.iter().filter(|s| s.action == Action::Connect).count();
+        if connects > 1 {
+            let second = steps.iter().filter(|s| s.action == Action::Connect).nth(1)?;
+            self.push(
+                Diagnostic::new(second.location.span.clone(), "a client connects only once")
+                    .label("second `connect` step"),
+            );
+        }
+        (self.diagnostics.len() == before).then_some(steps)
+    }
+
+    fn step(&self, node: &Node) -> Check<Step> {
+        let mut fields = Fields::of(node, "a step").map_err(|d| {
+            d.hint("each step is an inline table with one action, e.g. `{ send = \"hi\" }`")
+        })?;
+        let actions: Vec<&Entry> = fields
+            .entries
+            .iter()
+            .filter(|e| STEP_KEYWORDS.contains(&e.key.as_str()))
+            .collect();
+        let entry = match actions.as_slice() {
+            [one] => *one,
+            [] => {
+                let unknown = fields
+                    .entries
+                    .iter()
+                    .find(|e| e.key != "timeout")
+                    .map(|e| (e.key.as_str(), e.key_span.clone()));
+                let mut d = match unknown {
+                    Some((key, ref span)) => Diagnostic::new(span.clone(), format!("unknown step `{key}`"))
+                        .label("not a step kind"),
+                    None => Diagnostic::new(node.span.clone(), "this step has no action")
+                        .label("empty step"),
+                };
+                if let Some(best) = unknown.and_then(|(key, _)| did_you_mean(key, STEP_KEYWORDS)) {
+                    d = d.hint(format!("did you mean `{best}`?"));
+                }
+                return Err(d.hint(format!("steps: {}", STEP_KEYWORDS.join(", "))));
+            }
+            [first, second, ..] => {
+                return Err(Diagnostic::new(
+                    second.key_span.clone(),
+                    format!("a step does one thing, but this one has `{}` and `{}`", first.key, second.key),
+                )
+                .label("second action")
+                .hint("split it into two steps"));
+            }
+        };
+        fields.get(&entry.key);
+        let action = self.action(&entry.key, &entry.value)?;
+        let timeout = match fields.get("timeout") {
+            Some(t) => {
+                if !action.waits() {
+                    return Err(Diagnostic::new(
+                        fields.key_span("timeout"),
+                        format!("`{}` does not wait for anything, so it takes no `timeout`", entry.key),
+                    )
+                    .label("remove this"));
+                }
+                Some(duration(t, "timeout")?)
+            }
+            None => None,
+        };
+        if let Some(d) = fields
+            .unknown_keys(&format!("the `{}` step", entry.key), &["timeout"])
+            .into_iter()
+            .next()
+        {
+            return Err(d);
+        }
+        let (line, column) = line_column(self.source, node.span.start);
+        let source_text = self
+            .source
+            .get(node.span.clone())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Step {
+            action,
+            timeout,
+            location: Location {
+                span: node.span.clone(),
+                line,
+                column,
+            },
+            source_text,
+        })
+    }
+
+    fn action(&self, key: &str, node: &Node) -> Check<Action> {
+        Ok(match key {
+            "send" => self.send(node)?,
+            "recv" => self.recv(node)?,
+            "expect" => Action::Expect(self.data(node, key)?),
+            "send_frame" | "expect_frame" => {
+                let (framing, payload) = self.frame(node, key)?;
+                if key == "send_frame" {
+                    Action::SendFrame { framing, payload }
+                } else {
+                    Action::ExpectFrame { framing, payload }
+                }
+            }
+            "expect_eof" => {
+                must_be_true(node, key)?;
+                Action::ExpectEof
+            }
+            "expect_reset" => {
+                must_be_true(node, key)?;
+                Action::ExpectReset
+            }
+            "close" => {
+                must_be_true(node, key)?;
+                Action::Close
+            }
+            "connect" => {
+                must_be_true(node, key)?;
+                Action::Connect
+            }
+            "await_queued" => Action::AwaitQueued(count(node, key, 1, MAX_DATA_BYTES)?),
+            "shutdown" => Action::Shutdown(match string(node, key)?.as_str() {
+                "write" => ShutdownHow::Write,
+                "read" => ShutdownHow::Read,
+                "both" => ShutdownHow::Both,
+                other => {
+                    return Err(Diagnostic::new(node.span.clone(), format!("cannot shut down `{other}`"))
+                        .label("expected \"write\", \"read\" or \"both\""))
+                }
+            }),
+            "sleep" => Action::Sleep(duration(node, key)?),
+            "signal" => Action::Signal(signal_name(node, key)?),
+            "wait" => Action::Wait(signal_name(node, key)?),
+            _ => unreachable!("`{key}` is in STEP_KEYWORDS but has no parser"),
+        })
+    }
+
+    fn send(&self, node: &Node) -> Check<Action> {
+        if let NodeKind::Str(_) = node.kind {
+            return Ok(Action::Send {
+                data: self.data(node, "send")?,
+                chunks: Vec::new(),
+                delay: None,
+            });
+        }
+        let mut fields = Fields::of(node, "`send`").map_err(|d| d.hint(DATA_HINT))?;
+        let data = self.data_fields(&mut fields, "send")?;
+        let chunks = match fields.get("chunks") {
+            Some(node) => match &node.kind {
+                NodeKind::Array(items) if !items.is_empty() => items
+                    .iter()
+                    .map(|item| count(item, "chunks", 1, MAX_DATA_BYTES))
+                    .collect::<Check<Vec<usize>>>()?,
+                _ => {
+                    return Err(type_error(node, "chunks", "a non-empty array of sizes")
+                        .hint("e.g. `chunks = [1, 2, 3]`: the last size repeats"))
+                }
+            },
+            None => Vec::new(),
+        };
+        let delay = fields.get("delay").map(|n| duration(n, "delay")).transpose()?;
+        let mut valid = DATA_KEYS.to_vec();
+        valid.extend(["times", "chunks", "delay"]);
+        first_unknown(&fields, "`send`", &valid)?;
+        Ok(Action::Send {
+            data,
+            chunks,
+            delay,
+        })
+    }
+
+    fn recv(&self, node: &Node) -> Check<Action> {
+        let mut fields = Fields::of(node, "`recv`")
+            .map_err(|d| d.hint("write `recv = { max = 1024 }` or `recv = { max = 1024, expect = \"hi\" }`"))?;
+        let max = match fields.get("max") {
+            Some(node) => count(node, "max", 1, MAX_RECV_BYTES)?,
+            None => {
+                return Err(Diagnostic::new(node.span.clone(), "`recv` needs `max`")
+                    .label("how large is the read buffer?")
+                    .hint("e.g. `recv = { max = 1024 }`, like Python's sock.recv(1024)"))
+            }
+        };
+        let expect = match fields.get("expect") {
+            Some(node) => {
+                let data = self.data(node, "expect")?;
+                if data.len() > max {
+                    return Err(Diagnostic::new(
+                        node.span.clone(),
+                        format!("one read of at most {max} bytes can never return these {} bytes", data.len()),
+                    )
+                    .label("longer than `max`")
+                    .hint("raise `max`, or use `expect = ...` to read across several calls"));
+                }
+                Some(data)
+            }
+            None => None,
+        };
+        first_unknown(&fields, "`recv`", &["max", "expect"])?;
+        Ok(Action::Recv { max, expect })
+    }
+
+    fn frame(&self, node: &Node, key: &str) -> Check<(FramingConfig, Bytes)> {
+        let mut fields = Fields::of(node, &format!("`{key}`")).map_err(|d| {
+            d.hint(format!("write `{key} = {{ framing = \"u32le\", text = \"hi\" }}`"))
+        })?;
+        let framing = match fields.get("framing") {
+            Some(node) => {
+                let name = string(node, "framing")?;
+                FramingKind::from_name(&name).map(FramingConfig::new).ok_or_else(|| {
+                    let mut d = Diagnostic::new(node.span.clone(), format!("unknown framing `{name}`"))
+                        .label("not a framing wirecheck knows");
+                    if let Some(best) = did_you_mean(&name, FramingKind::NAMES) {
+                        d = d.hint(format!("did you mean `{best}`?"));
+                    }
+                    d.hint(format!("framings: {}", FramingKind::NAMES.join(", ")))
+                })?
+            }
+            None => {
+                return Err(Diagnostic::new(node.span.clone(), format!("`{key}` needs `framing`"))
+                    .label("which framing?")
+                    .hint(format!("framings: {}", FramingKind::NAMES.join(", "))))
+            }
+        };
+        let mut framing = framing;
+        if let Some(node) = fields.get("max_frame") {
+            framing.max_frame = count(node, "max_frame", 1, MAX_DATA_BYTES)?;
+        }
+        if let Some(node) = fields.get("max_line") {
+            framing.max_line = count(node, "max_line", 1, MAX_DATA_BYTES)?;
+        }
+        if let Some(node) = fields.get("length_includes_header") {
+            framing.length_includes_header = boolean(node, "length_includes_header")?;
+        }
+        let payload = self.data_fields(&mut fields, key)?;
+        if key == "send_frame" {
+            // Refuse at load time what could never be sent, rather than mid-run.
+            let mut scratch = bytes::BytesMut::new();
+            framing.encode(&payload, &mut scratch).map_err(|e| {
+                Diagnostic::new(node.span.clone(), format!("this payload cannot be a {} frame", framing.kind.name()))
+                    .label(e.to_string())
+            })?;
+        }
+        let mut valid = DATA_KEYS.to_vec();
+        valid.extend(["times", "framing", "max_frame", "max_line", "length_includes_header"]);
+        first_unknown(&fields, &format!("`{key}`"), &valid)?;
+        Ok((framing, payload))
+    }
+
+    /// DATA: a string, or a table with exactly one data key.
+    fn data(&self, node: &Node, key: &str) -> Check<Bytes> {
+        if let NodeKind::Str(s) = &node.kind {
+            return Ok(Bytes::from(s.clone().into_bytes()));
+        }
+        let mut fields = Fields::of(node, &format!("`{key}`"))
+            .map_err(|_| type_error(node, key, "data").hint(DATA_HINT))?;
+        let data = self.data_fields(&mut fields, key)?;
+        let mut valid = DATA_KEYS.to_vec();
+        valid.push("times");
+        first_unknown(&fields, &format!("`{key}` data"), &valid)?;
+        Ok(data)
+    }
+
+    fn data_fields(&self, fields: &mut Fields, key: &str) -> Check<Bytes> {
+        let present: Vec<&str> = DATA_KEYS.iter().copied().filter(|k| fields.has(k)).collect();
+        let which = match present.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(Diagnostic::new(fields.span.clone(), format!("`{key}` has no data"))
+                    .label("where are the bytes?")
+                    .hint(DATA_HINT))
+            }
+            [first, second, ..] => {
+                return Err(Diagnostic::new(
+                    fields.key_span(second),
+                    format!("`{key}` has both `{first}` and `{second}`"),
+                )
+                .label("give the bytes one way")
+                .hint(DATA_HINT))
+            }
+        };
+        let node = fields.get(which).expect("key is present");
+        let bytes = match which {
+            "text" => string(node, which)?.into_bytes(),
+            "hex" => decode_hex(node)?,
+            "base64" => {
+                let text = string(node, which)?;
+                let compact: String = text.split_whitespace().collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(compact.as_bytes())
+                    .map_err(|e| {
+                        Diagnostic::new(node.span.clone(), "this is not valid base64")
+                            .label(e.to_string())
+                            .hint("standard alphabet with `=` padding, e.g. \"aGVsbG8=\"")
+                    })?
+            }
+            "file" => {
+                let name = string(node, which)?;
+                let path = self.dir.join(&name);
+                let metadata = std::fs::metadata(&path).map_err(|e| {
+                    Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
+                        .label(format!("{}: {e}", path.display()))
+                        .hint("`file` is relative to the scenario file's folder")
+                })?;
+                if metadata.len() > MAX_DATA_BYTES as u64 {
+                    return Err(Diagnostic::new(node.span.clone(), format!("`{name}` is larger than 1 GiB"))
+                        .label("too large for a scenario"));
+                }
+                std::fs::read(&path).map_err(|e| {
+                    Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
+                        .label(format!("{}: {e}", path.display()))
+                })?
+            }
+            _ => {
+                let unit = string(node, "repeat")?;
+                let times = match fields.get("times") {
+                    Some(node) => count(node, "times", 0, MAX_DATA_BYTES)?,
+                    None => {
+                        return Err(Diagnostic::new(fields.key_span("repeat"), "`repeat` needs `times`")
+                            .label("how many times?")
+                            .hint("e.g. `{ repeat = \"ab\", times = 1000 }`"))
+                    }
+                };
+                if unit.len().saturating_mul(times) > MAX_DATA_BYTES {
+                    return Err(Diagnostic::new(
+                        fields.key_span("times"),
+                        "the repeated data would be larger than 1 GiB",
+                    )
+                    .label("too large for a scenario"));
+                }
+                unit.repeat(times).into_bytes()
+            }
+        };
+        if which != "repeat" && fields.has("times") {
+            return Err(Diagnostic::new(fields.key_span("times"), "`times` goes with `repeat`")
+                .label("nothing to repeat"));
+        }
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Every `wait` must have a `signal` somewhere, or it can only time out.
+    fn check_signals(&mut self, scenario: &Scenario) {
+        let scripts = scenario
+            .servers
+            .iter()
+            .filter_map(|s| match &s.kind {
+                ServerKind::Script { script, .. } => Some(script),
+                _ => None,
+            })
+            .chain(scenario.clients.iter().map(|c| &c.script));
+        let mut signals = BTreeSet::new();
+        let mut waits: BTreeMap<String, Vec<Range<usize>>> = BTreeMap::new();
+        for step in scripts.flatten() {
+            match &step.action {
+                Action::Signal(name) => {
+                    signals.insert(name.clone());
+                }
+                Action::Wait(name) => waits
+                    .entry(name.clone())
+                    .or_default()
+                    .push(step.location.span.clone()),
+                _ => {}
+            }
+        }
+        let known: Vec<&str> = signals.iter().map(String::as_str).collect();
+        for (name, spans) in waits {
+            if signals.contains(&name) {
+                continue;
+            }
+            for span in spans {
+                let mut d = Diagnostic::new(span, format!("nothing ever signals `{name}`"))
+                    .label("this wait could only time out");
+                if let Some(best) = did_you_mean(&name, &known) {
+                    d = d.hint(format!("did you mean `{best}`?"));
+                }
+                self.push(d.hint(format!("add `{{ signal = \"{name}\" }}` to the actor that should release it")));
+            }
+        }
+    }
+}
+
+fn first_unknown(fields: &Fields, context: &str, valid: &[&str]) -> Check<()> {
+    match fields.unknown_keys(context, valid).into_iter().next() {
+        Some(d) => Err(d),
+        None => Ok(()),
+    }
+}
+
+fn signal_name(node: &Node, key: &str) -> Check<String> {
+    let name = string(node, key)?;
+    if name.is_empty() {
+        return Err(Diagnostic::new(node.span.clone(), "a signal needs a name").label("empty name"));
+    }
+    Ok(name)
+}
+
+fn decode_hex(node: &Node) -> Check<Vec<u8>> {
+    let text = string(node, "hex")?;
+    let digits: Vec<(usize, char)> = text
+        .char_indices()
+        .filter(|(_, c)| !c.is_whitespace())
+        .collect();
+    if let Some((offset, c)) = digits.iter().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        // +1 skips the opening quote, so the caret lands on the bad character.
+        let at = node.span.start + 1 + offset;
+        return Err(Diagnostic::new(at..at + c.len_utf8(), format!("`{c}` is not a hex digit"))
+            .label("not 0-9, a-f")
+            .hint("write bytes as pairs of hex digits; spaces are ignored: \"de ad be ef\""));
+    }
+    if digits.len() % 2 == 1 {
+        return Err(Diagnostic::new(node.span.clone(), "odd number of hex digits")
+            .label(format!("{} digits do not make whole bytes", digits.len()))
+            .hint("each byte is two hex digits: \"0a\", not \"a\""));
+    }
+    Ok(digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = pair[0].1.to_digit(16).unwrap_or(0);
+            let lo = pair[1].1.to_digit(16).unwrap_or(0);
+            (hi * 16 + lo) as u8
+        })
+        .collect())
+}
+
+/// Who runs a script: some steps only make sense on one side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActorRole {
+    Server,
+    Client,
+}
+
+/// Rejects steps that cannot work for this actor's role and protocol.
+fn check_step_fits(step: &Step, role: ActorRole, proto: Proto, actor: &str) -> Check<()> {
+    let refuse = |why: String| {
+        Err(Diagnostic::new(step.location.span.clone(), why)
+            .label(format!("in `{actor}` ({})", proto.name())))
+    };
+    match (&step.action, proto) {
+        (Action::Connect, _) if role == ActorRole::Server => {
+            refuse("a server accepts connections; `connect` is a client step".into())
+        }
+        (Action::Connect, Proto::Udp) => refuse("UDP has no connection to open; remove `connect`".into()),
+        (Action::ExpectEof | Action::ExpectReset | Action::Shutdown(_), Proto::Udp) => refuse(format!(
+            "`{}` needs a TCP connection; UDP has no end of stream",
+            step.action.keyword()
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,11 @@
+//! Scenario files: the model ([`model`]), the loader that builds it from TOML with
+//! exact source positions ([`load`]), and the diagnostics it reports ([`diag`]).
+
+pub mod diag;
+pub mod load;
+pub mod model;
+mod tree;
+
+pub use diag::{Diagnostic, LoadError};
+pub use load::{load_file, load_str};
+pub use model::*;

@@ -1,0 +1,228 @@
+//! The validated, fully resolved form of a scenario file.
+//!
+//! Everything the runner needs is decided here: defaults are filled in, names are
+//! checked, data is loaded into bytes. The runner never has to guess or re-validate.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::framing::FramingConfig;
+use crate::servers::BuiltinConfig;
+
+/// A position in the scenario file: byte range plus 1-based line and column of its start.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    pub span: Range<usize>,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One scenario file, loaded and validated.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file it came from, as given on the command line.
+    pub path: PathBuf,
+    /// The file's text, kept so failures can quote it.
+    pub source: Arc<str>,
+    pub name: String,
+    pub description: Option<String>,
+    /// Deadline for the whole scenario.
+    pub timeout: Duration,
+    /// Default deadline for every step that waits.
+    pub step_timeout: Duration,
+    pub tags: Vec<String>,
+    /// Servers in file order.
+    pub servers: Vec<ServerSpec>,
+    /// Client declarations in file order (each may run `count` copies).
+    pub clients: Vec<ClientSpec>,
+}
+
+/// Transport protocol of an actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Socket options an actor applies to its sockets. `None` leaves the OS default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketOptions {
+    pub nodelay: Option<bool>,
+    pub recv_buffer: Option<usize>,
+    pub send_buffer: Option<usize>,
+    /// `Some(ZERO)` turns `close` into a reset.
+    pub linger: Option<Duration>,
+}
+
+/// A `[servers.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub name: String,
+    pub location: Location,
+    pub proto: Proto,
+    /// Where to listen; port 0 means an ephemeral port.
+    pub bind: SocketAddr,
+    pub options: SocketOptions,
+    pub kind: ServerKind,
+}
+
+/// What a server is.
+#[derive(Debug, Clone)]
+pub enum ServerKind {
+    /// A reference server of wirecheck, run in-process.
+    Builtin(BuiltinConfig),
+    /// A scripted server: accepts `connections` connections (TCP), each running the
+    /// script; a UDP scripted server runs its script once on its bound socket.
+    Script {
+        connections: usize,
+        script: Vec<Step>,
+    },
+    /// An external server process under test.
+    Command(CommandSpec),
+    /// A server that is already running.
+    Address(SocketAddr),
+}
+
+/// An external server started for the scenario.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// Program and arguments; `{port}` is replaced by the chosen port.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Working directory, already resolved against the scenario file's folder.
+    pub cwd: PathBuf,
+    pub ready_timeout: Duration,
+    /// UDP servers have no connect to probe, so readiness is a fixed delay.
+    pub ready_delay: Duration,
+}
+
+/// A `[[clients]]` entry.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    pub name: String,
+    pub location: Location,
+    pub connect: Target,
+    pub proto: Proto,
+    pub count: usize,
+    pub options: SocketOptions,
+    pub script: Vec<Step>,
+}
+
+/// Where a client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A server declared in the same file, by name.
+    Server(String),
+    /// A literal loopback address.
+    Address(SocketAddr),
+}
+
+/// One step of a script, with its position in the file for failure reports.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub action: Action,
+    /// Overrides the scenario's `step_timeout` for this step.
+    pub timeout: Option<Duration>,
+    pub location: Location,
+    /// The step's own text in the file, for reports (`{ send = "hello" }`).
+    pub source_text: String,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write the bytes in calls of `chunks` sizes (the last repeats); empty means one
+    /// write of everything. `delay` pauses between calls.
+    Send {
+        data: Bytes,
+        chunks: Vec<usize>,
+        delay: Option<Duration>,
+    },
+    /// One read call with a buffer of `max` bytes.
+    Recv { max: usize, expect: Option<Bytes> },
+    /// Read exactly this many bytes, however they split, and compare.
+    Expect(Bytes),
+    /// Encode the payload as one frame and send it.
+    SendFrame {
+        framing: FramingConfig,
+        payload: Bytes,
+    },
+    /// Read one whole frame and compare its payload.
+    ExpectFrame {
+        framing: FramingConfig,
+        payload: Bytes,
+    },
+    ExpectEof,
+    ExpectReset,
+    /// Wait without reading until this many bytes are queued.
+    AwaitQueued(usize),
+    Shutdown(crate::event::ShutdownHow),
+    Close,
+    Sleep(Duration),
+    Signal(String),
+    Wait(String),
+    Connect,
+}
+
+impl Action {
+    /// The step's key as written in the file.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Action::Send { .. } => "send",
+            Action::Recv { .. } => "recv",
+            Action::Expect(_) => "expect",
+            Action::SendFrame { .. } => "send_frame",
+            Action::ExpectFrame { .. } => "expect_frame",
+            Action::ExpectEof => "expect_eof",
+            Action::ExpectReset => "expect_reset",
+            Action::AwaitQueued(_) => "await_queued",
+            Action::Shutdown(_) => "shutdown",
+            Action::Close => "close",
+            Action::Sleep(_) => "sleep",
+            Action::Signal(_) => "signal",
+            Action::Wait(_) => "wait",
+            Action::Connect => "connect",
+        }
+    }
+
+    /// Whether the step waits for something outside this actor, and so has a deadline.
+    pub fn waits(&self) -> bool {
+        !matches!(
+            self,
+            Action::Shutdown(_) | Action::Close | Action::Sleep(_) | Action::Signal(_)
+        )
+    }
+}
+
+/// Every step keyword, for "did you mean" hints.
+pub const STEP_KEYWORDS: &[&str] = &[
+    "send",
+    "recv",
+    "expect",
+    "send_frame",
+    "expect_frame",
+    "expect_eof",
+    "expect_reset",
+    "await_queued",
+    "shutdown",
+    "close",
+    "sleep",
+    "signal",
+    "wait",
+    "connect",
+];

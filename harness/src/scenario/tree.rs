@@ -1,0 +1,134 @@
+//! A small spanned TOML tree, converted from `toml_edit`'s parse.
+//!
+//! `toml_edit` keeps a span on every key and value but spreads them over five node
+//! types (tables, inline tables, arrays of tables, items, values). Folding them into
+//! one enum lets the loader validate a scenario with plain pattern matching, and
+//! every error can still point at the exact key or value.
+
+use std::ops::Range;
+
+use toml_edit::{Item, Table, Value};
+
+/// A TOML value with the byte range it came from.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub span: Range<usize>,
+    pub kind: NodeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    Str(String),
+    Int(i64),
+    Float,
+    Bool(bool),
+    Datetime,
+    Array(Vec<Node>),
+    Table(Vec<Entry>),
+}
+
+/// One `key = value` of a table, with the key's own span.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub key_span: Range<usize>,
+    pub value: Node,
+}
+
+impl NodeKind {
+    /// The TOML type name, as a user would say it in an error.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::Str(_) => "a string",
+            NodeKind::Int(_) => "an integer",
+            NodeKind::Float => "a float",
+            NodeKind::Bool(_) => "a boolean",
+            NodeKind::Datetime => "a date-time",
+            NodeKind::Array(_) => "an array",
+            NodeKind::Table(_) => "a table",
+        }
+    }
+}
+
+/// Converts a parsed document's root table.
+pub fn from_root(table: &Table) -> Node {
+    from_table(table, 0..0)
+}
+
+fn from_table(table: &Table, fallback: Range<usize>) -> Node {
+    let span = table.span().unwrap_or(fallback);
+    let entries = table
+        .iter()
+        .map(|(key, item)| {
+            let key_span = table
+                .key(key)
+                .and_then(|k| k.span())
+                .unwrap_or_else(|| span.clone());
+            Entry {
+                key: key.to_owned(),
+                value: from_item(item, key_span.clone()),
+                key_span,
+            }
+        })
+        .collect();
+    Node {
+        span,
+        kind: NodeKind::Table(entries),
+    }
+}
+
+fn from_item(item: &Item, fallback: Range<usize>) -> Node {
+    match item {
+        Item::None => Node {
+            span: fallback,
+            kind: NodeKind::Table(Vec::new()),
+        },
+        Item::Value(value) => from_value(value, fallback),
+        Item::Table(table) => from_table(table, fallback),
+        Item::ArrayOfTables(array) => {
+            let span = array.span().unwrap_or_else(|| fallback.clone());
+            let items = array
+                .iter()
+                .map(|table| from_table(table, fallback.clone()))
+                .collect();
+            Node {
+                span,
+                kind: NodeKind::Array(items),
+            }
+        }
+    }
+}
+
+fn from_value(value: &Value, fallback: Range<usize>) -> Node {
+    let span = value.span().unwrap_or(fallback);
+    let kind = match value {
+        Value::String(s) => NodeKind::Str(s.value().clone()),
+        Value::Integer(i) => NodeKind::Int(*i.value()),
+        Value::Float(_) => NodeKind::Float,
+        Value::Boolean(b) => NodeKind::Bool(*b.value()),
+        Value::Datetime(_) => NodeKind::Datetime,
+        Value::Array(array) => NodeKind::Array(
+            array
+                .iter()
+                .map(|v| from_value(v, span.clone()))
+                .collect(),
+        ),
+        Value::InlineTable(table) => NodeKind::Table(
+            table
+                .iter()
+                .map(|(key, v)| {
+                    let key_span = table
+                        .key(key)
+                        .and_then(|k| k.span())
+                        .unwrap_or_else(|| span.clone());
+                    Entry {
+                        key: key.to_owned(),
+                        value: from_value(v, key_span.clone()),
+                        key_span,
+                    }
+                })
+                .collect(),
+        ),
+    };
+    Node { span, kind }
+}
