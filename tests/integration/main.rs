@@ -1,1 +1,177 @@
+//! Integration tests of wirecheck: scenarios run over real loopback sockets, the
+//! loader's diagnostics, external server processes, deadlines, and the binary.
+//!
+//! One test binary (like ripgrep's) keeps link time low; each module covers one area.
+//! Scenarios are written inline as TOML strings and loaded with a path inside a
+//! temporary folder, so relative paths and the rendered `path:line:col` are real.
 
+mod cli;
+mod external;
+mod file_errors;
+mod shipped;
+mod steps;
+mod timeouts;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wirecheck::event::{Event, EventKind};
+use wirecheck::report::render_failure;
+use wirecheck::runner::{run_scenario, Failure, ScenarioOutcome};
+use wirecheck::scenario::{load_str, LoadError, Scenario};
+
+/// Beyond a scenario's own `timeout`, how long a run may take to clean up (built-in
+/// servers get 2 s, an external process up to 3 x 2 s) before the test gives up.
+const CLEANUP_ALLOWANCE: Duration = Duration::from_secs(12);
+
+/// The file name inline scenarios pretend to have.
+pub const SCENARIO_FILE: &str = "inline.toml";
+
+/// Loads `text` as if it were `inline.toml` in a fresh temporary folder, panicking
+/// with the rendered diagnostics if it is not valid.
+pub fn scenario(text: &str) -> Scenario {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    scenario_in(dir.path(), text)
+}
+
+/// Loads `text` as `DIR/inline.toml`; the folder anchors `file = ...` and `cwd`, so
+/// it must outlive a run of a `command` server.
+pub fn scenario_in(dir: &Path, text: &str) -> Scenario {
+    match load_str(&dir.join(SCENARIO_FILE), text) {
+        Ok(scenario) => scenario,
+        Err(e) => panic!("the test scenario is not valid:\n{}", e.render()),
+    }
+}
+
+/// Loads `text` as `inline.toml` in a fresh temporary folder, keeping the result.
+pub fn load(text: &str) -> Result<Scenario, LoadError> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    load_str(&dir.path().join(SCENARIO_FILE), text)
+}
+
+/// Runs an already loaded scenario once, bounded by its own timeout plus cleanup.
+pub async fn run_loaded(scenario: &Scenario) -> ScenarioOutcome {
+    let bound = scenario.timeout + CLEANUP_ALLOWANCE;
+    match tokio::time::timeout(bound, run_scenario(scenario, 1, CancellationToken::new())).await {
+        Ok(outcome) => outcome,
+        Err(_) => panic!(
+            "run_scenario did not return within the scenario timeout ({:?}) plus {:?}",
+            scenario.timeout, CLEANUP_ALLOWANCE
+        ),
+    }
+}
+
+/// Loads and runs an inline scenario once.
+pub async fn run(text: &str) -> ScenarioOutcome {
+    run_loaded(&scenario(text)).await
+}
+
+/// The console explanation of a failed run (empty for a pass).
+pub fn rendered(outcome: &ScenarioOutcome) -> String {
+    outcome
+        .failure
+        .as_ref()
+        .map(|f| render_failure(outcome, f))
+        .unwrap_or_default()
+}
+
+/// Panics with the rendered failure unless the run passed.
+#[track_caller]
+pub fn assert_passed(outcome: &ScenarioOutcome) {
+    if let Some(failure) = &outcome.failure {
+        panic!(
+            "scenario `{}` failed:\n{}",
+            outcome.name,
+            render_failure(outcome, failure)
+        );
+    }
+}
+
+/// The failure of a run that must have failed.
+#[track_caller]
+pub fn failure(outcome: &ScenarioOutcome) -> &Failure {
+    outcome
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("scenario `{}` passed but should have failed", outcome.name))
+}
+
+/// `path:line:col` of the first occurrence of `needle` in `source`, the way the
+/// renderers print positions (1-based, column in characters).
+pub fn position_of(path: &Path, source: &str, needle: &str) -> String {
+    let offset = source
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` is not in the scenario text"));
+    let (line, column) = line_column(source, offset);
+    format!("{}:{line}:{column}", path.display())
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Events of one actor, in order.
+pub fn events_of<'a>(outcome: &'a ScenarioOutcome, actor: &str) -> Vec<&'a Event> {
+    outcome
+        .events
+        .iter()
+        .filter(|e| &*e.actor == actor)
+        .collect()
+}
+
+/// Byte counts of every write call an actor made.
+pub fn write_sizes(outcome: &ScenarioOutcome, actor: &str) -> Vec<usize> {
+    events_of(outcome, actor)
+        .into_iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Write { data, .. } | EventKind::DatagramSent { data, .. } => Some(data.len()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The server address a client connected to (TCP) or bound against (first seen).
+pub fn connected_peer(outcome: &ScenarioOutcome, actor: &str) -> SocketAddr {
+    events_of(outcome, actor)
+        .into_iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Connect { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("`{actor}` never connected"))
+}
+
+/// The local address a server accepted a connection on or bound (UDP).
+pub fn server_addr(outcome: &ScenarioOutcome, actor: &str) -> SocketAddr {
+    events_of(outcome, actor)
+        .into_iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Accept { local, .. } | EventKind::UdpBound { local, .. } => Some(*local),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("`{actor}` never accepted or bound"))
+}
+
+/// A loopback port nothing listens on right now (bound, then released).
+pub fn unused_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port")
+        .port()
+}
+
+/// The shipped scenario library.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// The folder of test fixtures.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}

@@ -320,7 +320,7 @@ impl Loader<'_> {
         };
         let unknown = top.unknown_keys("the scenario's top level", TOP_KEYS);
         self.diagnostics.extend(unknown);
-        if servers.is_empty() && clients.is_empty() {
+        if !top.has("servers") && !top.has("clients") {
             self.push(
                 Diagnostic::new(0..0, "the scenario has no servers and no clients")
                     .label("nothing to run")
@@ -640,18 +640,21 @@ impl Loader<'_> {
             .first()
             .map_or_else(|| node.span.clone(), |e| e.key_span.clone());
         let location = self.location(&anchor);
-        let (connect, server_proto) = match fields.get("connect") {
-            Some(node) => self.target(node, servers)?,
-            None if servers.len() == 1 => (Target::Server(servers[0].name.clone()), Some(servers[0].proto)),
+        // A missing or unknown `connect` is reported, but the rest of the client is
+        // still checked so the user sees every problem at once.
+        let target = match fields.get("connect") {
+            Some(node) => self.target(node, servers),
+            None if servers.len() == 1 => Some((Target::Server(servers[0].name.clone()), Some(servers[0].proto))),
             None => {
                 self.push(
                     Diagnostic::new(anchor.clone(), format!("{context} has no `connect`"))
                         .label("which server should it talk to?")
                         .hint("add `connect = \"SERVER_NAME\"` or `connect = \"127.0.0.1:PORT\"`"),
                 );
-                return None;
+                None
             }
         };
+        let server_proto = target.as_ref().and_then(|(_, proto)| *proto);
         let proto = self
             .proto(&mut fields)
             .or(server_proto)
@@ -662,13 +665,15 @@ impl Loader<'_> {
         };
         let options = self.socket_options(&mut fields);
         let script = match fields.get("script") {
-            Some(node) => self.script(node, ActorRole::Client, proto, &name)?,
-            None => Vec::new(),
+            Some(node) => self.script(node, ActorRole::Client, proto, &name),
+            None => Some(Vec::new()),
         };
         let mut valid = CLIENT_KEYS.to_vec();
         valid.extend(SOCKET_OPTION_KEYS);
         let unknown = fields.unknown_keys(&context, &valid);
         self.diagnostics.extend(unknown);
+        let (connect, _) = target?;
+        let script = script?;
         Some(ClientSpec {
             name,
             location,
