@@ -27,7 +27,9 @@ fn scenario_text() -> String {
     );
     for i in 0..EXCHANGES {
         let m = message(i).replace('\n', "\\n");
-        text.push_str(&format!("  {{ send = \"{m}\" }},\n  {{ expect = \"{m}\" }},\n"));
+        text.push_str(&format!(
+            "  {{ send = \"{m}\" }},\n  {{ expect = \"{m}\" }},\n"
+        ));
     }
     text.push_str("]\n");
     text

@@ -78,7 +78,9 @@ mod tests {
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
         assert!(parse_duration("ms").unwrap_err().contains("number"));
         assert!(parse_duration("3 parsecs").unwrap_err().contains("unit"));
-        assert!(parse_duration("1.2.3s").unwrap_err().contains("not a number"));
+        assert!(parse_duration("1.2.3s")
+            .unwrap_err()
+            .contains("not a number"));
         assert!(parse_duration("100000h").unwrap_err().contains("day"));
     }
 }

@@ -106,10 +106,17 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { EXIT_USAGE } else { EXIT_PASSED };
+            return if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_PASSED
+            };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -130,7 +137,8 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            collect_toml(path, &mut files).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            collect_toml(path, &mut files)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         } else if path.exists() {
             files.push(path.clone());
         } else {
@@ -194,7 +202,10 @@ async fn run(args: RunArgs) -> i32 {
         .map(Arc::new)
         .collect();
     if selected.is_empty() && errors.is_empty() {
-        eprintln!("error: no scenario matched (paths: {:?}, filters: {:?})", args.paths, args.filter);
+        eprintln!(
+            "error: no scenario matched (paths: {:?}, filters: {:?})",
+            args.paths, args.filter
+        );
         return EXIT_USAGE;
     }
     let repeat = args.repeat as usize;
@@ -214,7 +225,10 @@ async fn run(args: RunArgs) -> i32 {
     let outcomes = run_all(&selected, repeat, jobs, cancel.clone()).await;
     let mut console = Console::new(outcomes.len(), repeat);
     console.total = outcomes.len();
-    print!("{}", summary_with_errors(&console, &outcomes, selected.len(), errors.len()));
+    print!(
+        "{}",
+        summary_with_errors(&console, &outcomes, selected.len(), errors.len())
+    );
     if let Some(path) = &args.junit {
         if let Err(e) = report::junit::write(path, &outcomes) {
             eprintln!("error: cannot write {}: {e}", path.display());
@@ -240,7 +254,12 @@ async fn run(args: RunArgs) -> i32 {
 
 /// Invalid files count as failed in the closing line, so CI never reads "0 failed"
 /// for a folder with a broken scenario in it.
-fn summary_with_errors(console: &Console, outcomes: &[ScenarioOutcome], scenarios: usize, invalid: usize) -> String {
+fn summary_with_errors(
+    console: &Console,
+    outcomes: &[ScenarioOutcome],
+    scenarios: usize,
+    invalid: usize,
+) -> String {
     let text = console.summary(outcomes, scenarios);
     if invalid == 0 {
         return text;
@@ -250,7 +269,9 @@ fn summary_with_errors(console: &Console, outcomes: &[ScenarioOutcome], scenario
     let mut lines: Vec<&str> = text.lines().collect();
     lines.pop();
     let mut out: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    out.push_str(&format!("{invalid} scenario files are not valid (see the errors above)\n"));
+    out.push_str(&format!(
+        "{invalid} scenario files are not valid (see the errors above)\n"
+    ));
     out.push_str(&format!("{passed} passed, {failed} failed\n"));
     out
 }
@@ -381,8 +402,14 @@ async fn serve(args: ServeArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let addr = bound.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    println!("{name} listening on {addr} ({}); Ctrl-C stops it", proto.name());
+    let addr = bound
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!(
+        "{name} listening on {addr} ({}); Ctrl-C stops it",
+        proto.name()
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();

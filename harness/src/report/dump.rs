@@ -102,7 +102,11 @@ pub fn side_by_side(expected: &[u8], actual: &[u8]) -> String {
         }
     }
     if last + 1 < total_rows {
-        let _ = writeln!(out, "  ...   ({} more bytes)", (total_rows - last - 1) * ROW);
+        let _ = writeln!(
+            out,
+            "  ...   ({} more bytes)",
+            (total_rows - last - 1) * ROW
+        );
     }
     out
 }
@@ -121,10 +125,16 @@ mod tests {
     #[test]
     fn marks_the_row_and_byte_of_the_first_difference() {
         let dump = side_by_side(b"helloeggo2", b"hello");
-        assert!(dump.contains("offset 5 (0x5): expected 0x65 'e', got end of data"), "{dump}");
+        assert!(
+            dump.contains("offset 5 (0x5): expected 0x65 'e', got end of data"),
+            "{dump}"
+        );
         let marked: Vec<&str> = dump.lines().filter(|l| l.starts_with('>')).collect();
         assert_eq!(marked.len(), 1, "{dump}");
-        assert!(marked[0].contains("68 65 6c 6c 6f 65 67 67 helloegg"), "{dump}");
+        assert!(
+            marked[0].contains("68 65 6c 6c 6f 65 67 67 helloegg"),
+            "{dump}"
+        );
         let caret_line = dump.lines().find(|l| l.contains("^^")).unwrap();
         // The caret sits under byte 5 of the expected hex column.
         assert_eq!(caret_line.find("^^"), Some(8 + 5 * 3), "{dump}");

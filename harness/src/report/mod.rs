@@ -18,7 +18,11 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
     let path = outcome.path.display();
     match &failure.step {
         Some(step) => {
-            let _ = writeln!(out, "  --> {path}:{}:{}", step.location.line, step.location.column);
+            let _ = writeln!(
+                out,
+                "  --> {path}:{}:{}",
+                step.location.line, step.location.column
+            );
             let _ = writeln!(
                 out,
                 "  actor `{}`, step {} ({}): {}",

@@ -27,7 +27,10 @@ const QUEUE_POLL: Duration = Duration::from_millis(1);
 pub enum Conn {
     /// A TCP client before its `connect` step.
     NotConnected { target: SocketAddr },
-    Tcp { stream: TcpStream, recorder: Recorder },
+    Tcp {
+        stream: TcpStream,
+        recorder: Recorder,
+    },
     Udp {
         socket: UdpSocket,
         recorder: Recorder,
@@ -93,7 +96,11 @@ impl Actor {
             self.context.board.set(&self.name, "connecting".into());
             if let Err(e) = self.connect(deadline).await {
                 let mut failure = Failure::new(
-                    if e.timed_out { FailureKind::StepTimeout } else { FailureKind::Step },
+                    if e.timed_out {
+                        FailureKind::StepTimeout
+                    } else {
+                        FailureKind::Step
+                    },
                     e.message,
                 );
                 failure.actor = Some(self.name.to_string());
@@ -133,7 +140,11 @@ impl Actor {
                         },
                     );
                     return Err(Failure {
-                        kind: if e.timed_out { FailureKind::StepTimeout } else { FailureKind::Step },
+                        kind: if e.timed_out {
+                            FailureKind::StepTimeout
+                        } else {
+                            FailureKind::Step
+                        },
                         actor: Some(self.name.to_string()),
                         step: Some(StepRef {
                             index: number,
@@ -191,9 +202,7 @@ impl Actor {
             }
             Action::Wait(name) => timeout_at(deadline, self.context.signals.wait(name))
                 .await
-                .map_err(|_| {
-                    StepError::timeout(format!("timed out waiting for signal `{name}`"))
-                }),
+                .map_err(|_| StepError::timeout(format!("timed out waiting for signal `{name}`"))),
             Action::Connect => self.connect(deadline).await,
         }
     }
@@ -290,7 +299,9 @@ impl Actor {
                     connected,
                 } => {
                     let to = peer.ok_or_else(|| {
-                        StepError::new("no datagram has arrived yet, so there is no peer to send to")
+                        StepError::new(
+                            "no datagram has arrived yet, so there is no peer to send to",
+                        )
                     })?;
                     let sent = if *connected {
                         timeout_at(deadline, socket.send(&piece)).await
@@ -352,7 +363,10 @@ impl Actor {
                 expected.len()
             )
         } else {
-            format!("one recv returned the expected length ({}) but different bytes", got.len())
+            format!(
+                "one recv returned the expected length ({}) but different bytes",
+                got.len()
+            )
         };
         Err(StepError::new(message).bytes(Some(expected.clone()), Some(got)))
     }
@@ -398,14 +412,19 @@ impl Actor {
             Ok(Err(e)) => Err(StepError::new(format!(
                 "receiving a datagram failed: {e} (is anything listening on the other side?)"
             ))),
-            Err(_) => Err(StepError::timeout("timed out: no datagram arrived").bytes(expect.cloned(), None)),
+            Err(_) => {
+                Err(StepError::timeout("timed out: no datagram arrived")
+                    .bytes(expect.cloned(), None))
+            }
         }
     }
 
     async fn expect(&mut self, expected: &Bytes, deadline: Instant) -> StepResult {
         if let Conn::Udp { .. } = self.conn {
             let mut buf = vec![0u8; 65_536];
-            let got = self.recv_datagram(&mut buf, deadline, Some(expected)).await?;
+            let got = self
+                .recv_datagram(&mut buf, deadline, Some(expected))
+                .await?;
             if got == expected {
                 return Ok(());
             }
@@ -452,24 +471,41 @@ impl Actor {
             got.extend_from_slice(&buf[..n]);
             // Fail as soon as the bytes diverge instead of waiting for the rest.
             if got[start..] != expected[start..got.len()] {
-                return Err(StepError::new("the bytes that arrived differ from the expected ones")
-                    .bytes(Some(expected.clone()), Some(got.freeze())));
+                return Err(
+                    StepError::new("the bytes that arrived differ from the expected ones")
+                        .bytes(Some(expected.clone()), Some(got.freeze())),
+                );
             }
         }
         Ok(())
     }
 
-    async fn expect_frame(&mut self, framing: &FramingConfig, payload: &Bytes, deadline: Instant) -> StepResult {
+    async fn expect_frame(
+        &mut self,
+        framing: &FramingConfig,
+        payload: &Bytes,
+        deadline: Instant,
+    ) -> StepResult {
         let mut codec = framing.codec();
         if let Conn::Udp { .. } = self.conn {
             let mut buf = vec![0u8; 65_536];
-            let datagram = self.recv_datagram(&mut buf, deadline, Some(payload)).await?;
+            let datagram = self
+                .recv_datagram(&mut buf, deadline, Some(payload))
+                .await?;
             let mut bytes = BytesMut::from(&datagram[..]);
             let frame = match codec.decode_eof(&mut bytes) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Err(StepError::new("the datagram holds no frame").bytes(Some(payload.clone()), Some(datagram))),
-                Err(e) => return Err(StepError::new(format!("the datagram is not a valid {} frame: {e}", framing.kind.name()))
-                    .bytes(None, Some(datagram))),
+                Ok(None) => {
+                    return Err(StepError::new("the datagram holds no frame")
+                        .bytes(Some(payload.clone()), Some(datagram)))
+                }
+                Err(e) => {
+                    return Err(StepError::new(format!(
+                        "the datagram is not a valid {} frame: {e}",
+                        framing.kind.name()
+                    ))
+                    .bytes(None, Some(datagram)))
+                }
             };
             if !bytes.is_empty() {
                 return Err(StepError::new(format!(
@@ -491,8 +527,11 @@ impl Actor {
                 Ok(Some(frame)) => return compare_frame(payload, frame.payload),
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(StepError::new(format!("not a valid {} frame: {e}", framing.kind.name()))
-                        .bytes(None, Some(raw.freeze())))
+                    return Err(StepError::new(format!(
+                        "not a valid {} frame: {e}",
+                        framing.kind.name()
+                    ))
+                    .bytes(None, Some(raw.freeze())))
                 }
             }
             // Read no further than this frame's end, so the next step sees its bytes.
@@ -537,7 +576,9 @@ impl Actor {
                 "expected an orderly close (FIN), but the peer reset the connection",
             )),
             Ok(Err(e)) => Err(StepError::new(format!("read failed: {e}"))),
-            Err(_) => Err(StepError::timeout("timed out: the peer kept the connection open")),
+            Err(_) => Err(StepError::timeout(
+                "timed out: the peer kept the connection open",
+            )),
         }
     }
 
@@ -551,12 +592,16 @@ impl Actor {
             Ok(Ok(0)) => Err(StepError::new(
                 "expected a reset, but the peer closed the connection in order (FIN)",
             )),
-            Ok(Ok(n)) => Err(StepError::new(format!(
-                "expected a reset, but {n} bytes arrived"
-            ))
-            .bytes(None, Some(Bytes::copy_from_slice(&buf[..n])))),
-            Ok(Err(e)) => Err(StepError::new(format!("expected a reset, but the read failed with: {e}"))),
-            Err(_) => Err(StepError::timeout("timed out: the connection was not reset")),
+            Ok(Ok(n)) => Err(
+                StepError::new(format!("expected a reset, but {n} bytes arrived"))
+                    .bytes(None, Some(Bytes::copy_from_slice(&buf[..n]))),
+            ),
+            Ok(Err(e)) => Err(StepError::new(format!(
+                "expected a reset, but the read failed with: {e}"
+            ))),
+            Err(_) => Err(StepError::timeout(
+                "timed out: the connection was not reset",
+            )),
         }
     }
 
@@ -616,7 +661,6 @@ impl Actor {
             other => self.conn = other,
         }
     }
-
 }
 
 impl Drop for Actor {
@@ -634,7 +678,10 @@ pub fn split_chunks(data: &Bytes, chunks: &[usize]) -> Vec<Bytes> {
     }
     let mut pieces = Vec::new();
     let mut offset = 0;
-    let mut sizes = chunks.iter().copied().chain(std::iter::repeat(chunks[chunks.len() - 1]));
+    let mut sizes = chunks
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(chunks[chunks.len() - 1]));
     while offset < data.len() {
         let size = sizes.next().unwrap_or(1).max(1);
         let end = (offset + size).min(data.len());
@@ -688,7 +735,10 @@ mod tests {
     #[test]
     fn chunks_repeat_the_last_size_until_the_data_is_used_up() {
         let data = Bytes::from_static(b"abcdefghij");
-        let lens: Vec<usize> = split_chunks(&data, &[1, 2, 3]).iter().map(Bytes::len).collect();
+        let lens: Vec<usize> = split_chunks(&data, &[1, 2, 3])
+            .iter()
+            .map(Bytes::len)
+            .collect();
         assert_eq!(lens, vec![1, 2, 3, 3, 1]);
         let joined: Vec<u8> = split_chunks(&data, &[4]).concat();
         assert_eq!(joined, b"abcdefghij");

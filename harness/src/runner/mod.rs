@@ -65,14 +65,21 @@ impl Board {
         states
             .iter()
             .map(|(actor, (doing, since))| {
-                format!("{actor} was at {doing}, for {}", format_duration(since.elapsed()))
+                format!(
+                    "{actor} was at {doing}, for {}",
+                    format_duration(since.elapsed())
+                )
             })
             .collect()
     }
 }
 
 /// Runs one scenario once. `cancel` interrupts it (Ctrl-C); cleanup still happens.
-pub async fn run_scenario(scenario: &Scenario, run: usize, cancel: CancellationToken) -> ScenarioOutcome {
+pub async fn run_scenario(
+    scenario: &Scenario,
+    run: usize,
+    cancel: CancellationToken,
+) -> ScenarioOutcome {
     let started = std::time::Instant::now();
     let context = Arc::new(RunContext {
         log: EventLog::new(),
@@ -130,7 +137,11 @@ fn process_output_notes(events: &[crate::event::Event]) -> Vec<String> {
             EventKind::ProcessOutput { stream, line } => Some(format!(
                 "{} {}: {line}",
                 e.actor,
-                if *stream == crate::event::OutputStream::Stdout { "stdout" } else { "stderr" }
+                if *stream == crate::event::OutputStream::Stdout {
+                    "stdout"
+                } else {
+                    "stderr"
+                }
             )),
             _ => None,
         })
@@ -165,7 +176,10 @@ impl RunState {
         }
         while let Some(joined) = self.actors.join_next().await {
             let result = joined.unwrap_or_else(|e| {
-                Err(Failure::new(FailureKind::Step, format!("an actor crashed: {e}")))
+                Err(Failure::new(
+                    FailureKind::Step,
+                    format!("an actor crashed: {e}"),
+                ))
             });
             // The first failure decides the outcome; the other actors are stopped
             // rather than left to time out waiting for a peer that is gone.
@@ -184,16 +198,32 @@ impl RunState {
         match &server.kind {
             ServerKind::Address(addr) => Ok(*addr),
             ServerKind::Command(spec) => {
-                let process = ServerProcess::start(spec, server.proto, server.bind, &self.context.log, &actor)
-                    .await
-                    .map_err(|e| setup(format!("server `{}` (line {}): {e}", server.name, server.location.line)))?;
+                let process = ServerProcess::start(
+                    spec,
+                    server.proto,
+                    server.bind,
+                    &self.context.log,
+                    &actor,
+                )
+                .await
+                .map_err(|e| {
+                    setup(format!(
+                        "server `{}` (line {}): {e}",
+                        server.name, server.location.line
+                    ))
+                })?;
                 let addr = process.addr;
                 self.processes.push((actor, process));
                 Ok(addr)
             }
             ServerKind::Builtin(config) => {
-                let bound = servers::bind(server.proto, server.bind, &server.options)
-                    .map_err(|e| setup(format!("cannot bind {} for `{}`: {e}", server.bind, server.name)))?;
+                let bound =
+                    servers::bind(server.proto, server.bind, &server.options).map_err(|e| {
+                        setup(format!(
+                            "cannot bind {} for `{}`: {e}",
+                            server.bind, server.name
+                        ))
+                    })?;
                 let addr = bound.local_addr().map_err(|e| setup(e.to_string()))?;
                 let context = ServerContext {
                     log: self.context.log.clone(),
@@ -210,8 +240,13 @@ impl RunState {
                 connections,
                 script,
             } => {
-                let bound = servers::bind(server.proto, server.bind, &server.options)
-                    .map_err(|e| setup(format!("cannot bind {} for `{}`: {e}", server.bind, server.name)))?;
+                let bound =
+                    servers::bind(server.proto, server.bind, &server.options).map_err(|e| {
+                        setup(format!(
+                            "cannot bind {} for `{}`: {e}",
+                            server.bind, server.name
+                        ))
+                    })?;
                 let addr = bound.local_addr().map_err(|e| setup(e.to_string()))?;
                 let script = Arc::new(script.clone());
                 let task = script_server(
@@ -228,7 +263,11 @@ impl RunState {
         }
     }
 
-    async fn start_clients(&mut self, client: &ClientSpec, target: SocketAddr) -> Result<(), Failure> {
+    async fn start_clients(
+        &mut self,
+        client: &ClientSpec,
+        target: SocketAddr,
+    ) -> Result<(), Failure> {
         let script = Arc::new(client.script.clone());
         for copy in 1..=client.count {
             let name: Arc<str> = if client.count == 1 {
@@ -238,11 +277,15 @@ impl RunState {
             };
             let conn = match client.proto {
                 Proto::Tcp => Conn::NotConnected { target },
-                Proto::Udp => udp_client(&self.context.log, &name, target, &client.options).map_err(|e| {
-                    let mut failure = Failure::new(FailureKind::Setup, format!("cannot open a UDP socket: {e}"));
-                    failure.actor = Some(name.to_string());
-                    failure
-                })?,
+                Proto::Udp => udp_client(&self.context.log, &name, target, &client.options)
+                    .map_err(|e| {
+                        let mut failure = Failure::new(
+                            FailureKind::Setup,
+                            format!("cannot open a UDP socket: {e}"),
+                        );
+                        failure.actor = Some(name.to_string());
+                        failure
+                    })?,
             };
             let actor = Actor {
                 name,
@@ -327,7 +370,9 @@ async fn script_server(
 ) -> Result<(), Failure> {
     let listener = match bound {
         Bound::Udp(socket) => {
-            let local = socket.local_addr().map_err(|e| Failure::new(FailureKind::Setup, e.to_string()))?;
+            let local = socket
+                .local_addr()
+                .map_err(|e| Failure::new(FailureKind::Setup, e.to_string()))?;
             let recorder = Recorder {
                 log: context.log.clone(),
                 actor: Arc::clone(&name),
@@ -381,7 +426,9 @@ async fn script_server(
             actor: Arc::clone(&actor_name),
             conn: context.log.next_conn_id(),
         };
-        let local = stream.local_addr().map_err(|e| Failure::new(FailureKind::Setup, e.to_string()))?;
+        let local = stream
+            .local_addr()
+            .map_err(|e| Failure::new(FailureKind::Setup, e.to_string()))?;
         recorder.record(EventKind::Accept {
             conn: recorder.conn,
             local,
@@ -400,7 +447,12 @@ async fn script_server(
     // instead of hanging in the backlog.
     drop(listener);
     while let Some(joined) = sessions.join_next().await {
-        joined.unwrap_or_else(|e| Err(Failure::new(FailureKind::Step, format!("an actor crashed: {e}"))))?;
+        joined.unwrap_or_else(|e| {
+            Err(Failure::new(
+                FailureKind::Step,
+                format!("an actor crashed: {e}"),
+            ))
+        })?;
     }
     Ok(())
 }

@@ -35,8 +35,12 @@ pub struct ServerProcess {
 /// could take it in between; the readiness check then fails with a clear message.
 pub fn free_port(proto: Proto) -> std::io::Result<u16> {
     Ok(match proto {
-        Proto::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-        Proto::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
+        Proto::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+        Proto::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
     })
 }
 
@@ -73,10 +77,20 @@ impl ServerProcess {
             .map_err(|e| format!("cannot start `{}`: {e}", argv.join(" ")))?;
         let pgid = child.id().map(|id| id as i32).unwrap_or(0);
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(capture(stdout, OutputStream::Stdout, log.clone(), Arc::clone(actor)));
+            tokio::spawn(capture(
+                stdout,
+                OutputStream::Stdout,
+                log.clone(),
+                Arc::clone(actor),
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(capture(stderr, OutputStream::Stderr, log.clone(), Arc::clone(actor)));
+            tokio::spawn(capture(
+                stderr,
+                OutputStream::Stderr,
+                log.clone(),
+                Arc::clone(actor),
+            ));
         }
         let mut process = Self {
             child,

@@ -170,10 +170,7 @@ impl<'n> Fields<'n> {
 fn type_error(node: &Node, key: &str, expected: &str) -> Diagnostic {
     Diagnostic::new(
         node.span.clone(),
-        format!(
-            "`{key}` must be {expected}, not {}",
-            node.kind.type_name()
-        ),
+        format!("`{key}` must be {expected}, not {}", node.kind.type_name()),
     )
     .label(format!("expected {expected}"))
 }
@@ -198,9 +195,11 @@ fn must_be_true(node: &Node, key: &str) -> Check<()> {
     if boolean(node, key)? {
         Ok(())
     } else {
-        Err(Diagnostic::new(node.span.clone(), format!("`{key}` can only be `true`"))
-            .label("a step with `false` would do nothing")
-            .hint("remove the step instead"))
+        Err(
+            Diagnostic::new(node.span.clone(), format!("`{key}` can only be `true`"))
+                .label("a step with `false` would do nothing")
+                .hint("remove the step instead"),
+        )
     }
 }
 
@@ -224,9 +223,12 @@ fn duration(node: &Node, key: &str) -> Check<Duration> {
         }
     };
     parse_duration(text).map_err(|reason| {
-        Diagnostic::new(node.span.clone(), format!("`{key}` is not a valid duration"))
-            .label(reason)
-            .hint(DURATION_HINT)
+        Diagnostic::new(
+            node.span.clone(),
+            format!("`{key}` is not a valid duration"),
+        )
+        .label(reason)
+        .hint(DURATION_HINT)
     })
 }
 
@@ -242,9 +244,12 @@ fn loopback_addr(node: &Node, key: &str) -> Check<SocketAddr> {
     let resolved: Vec<SocketAddr> = text
         .to_socket_addrs()
         .map_err(|_| {
-            Diagnostic::new(node.span.clone(), format!("`{key}` is not a socket address"))
-                .label(format!("`{text}` is not HOST:PORT"))
-                .hint("write an address like \"127.0.0.1:8080\" or \"[::1]:8080\"")
+            Diagnostic::new(
+                node.span.clone(),
+                format!("`{key}` is not a socket address"),
+            )
+            .label(format!("`{text}` is not HOST:PORT"))
+            .hint("write an address like \"127.0.0.1:8080\" or \"[::1]:8080\"")
         })?
         .collect();
     let addr = resolved
@@ -478,18 +483,34 @@ impl Loader<'_> {
         let node = fields.get("builtin")?;
         let name = self.ok(string(node, "builtin"))?;
         let Some(kind) = BuiltinKind::from_name(&name) else {
-            let mut d = Diagnostic::new(node.span.clone(), format!("unknown builtin server `{name}`"))
-                .label("not a reference server of wirecheck");
+            let mut d = Diagnostic::new(
+                node.span.clone(),
+                format!("unknown builtin server `{name}`"),
+            )
+            .label("not a reference server of wirecheck");
             if let Some(best) = did_you_mean(&name, BuiltinKind::NAMES) {
                 d = d.hint(format!("did you mean `{best}`?"));
             }
-            self.push(d.hint(format!("builtin servers: {}", BuiltinKind::NAMES.join(", "))));
+            self.push(d.hint(format!(
+                "builtin servers: {}",
+                BuiltinKind::NAMES.join(", ")
+            )));
             return None;
         };
         if !kind.supports(proto) {
             self.push(
-                Diagnostic::new(node.span.clone(), format!("builtin `{name}` does not speak {}", proto.name()))
-                    .label(format!("`{name}` is {}", if proto == Proto::Udp { "TCP only" } else { "UDP only" })),
+                Diagnostic::new(
+                    node.span.clone(),
+                    format!("builtin `{name}` does not speak {}", proto.name()),
+                )
+                .label(format!(
+                    "`{name}` is {}",
+                    if proto == Proto::Udp {
+                        "TCP only"
+                    } else {
+                        "UDP only"
+                    }
+                )),
             );
             return None;
         }
@@ -500,7 +521,10 @@ impl Loader<'_> {
         }
         if let Some(node) = fields.get("framing") {
             config.framing = self.framing_config(node)?;
-            if kind == BuiltinKind::ReadSplit && config.framing.kind.length_prefix().is_none() && config.framing.kind != FramingKind::Varint {
+            if kind == BuiltinKind::ReadSplit
+                && config.framing.kind.length_prefix().is_none()
+                && config.framing.kind != FramingKind::Varint
+            {
                 self.push(
                     Diagnostic::new(node.span.clone(), "readsplit reports each read behind a length prefix")
                         .label("needs a length-prefixed framing")
@@ -548,7 +572,12 @@ impl Loader<'_> {
         }
     }
 
-    fn script_server(&mut self, fields: &mut Fields, proto: Proto, name: &str) -> Option<ServerKind> {
+    fn script_server(
+        &mut self,
+        fields: &mut Fields,
+        proto: Proto,
+        name: &str,
+    ) -> Option<ServerKind> {
         let connections = match fields.get("connections") {
             Some(node) => self.ok(count(node, "connections", 1, 100_000))?,
             None => 1,
@@ -616,8 +645,11 @@ impl Loader<'_> {
             if let Some(client) = self.client(item, index, servers) {
                 if clients.iter().any(|c| c.name == client.name) {
                     self.push(
-                        Diagnostic::new(client.location.span.clone(), format!("two clients are named `{}`", client.name))
-                            .label("client names must be unique"),
+                        Diagnostic::new(
+                            client.location.span.clone(),
+                            format!("two clients are named `{}`", client.name),
+                        )
+                        .label("client names must be unique"),
                     );
                 }
                 clients.push(client);
@@ -644,7 +676,10 @@ impl Loader<'_> {
         // still checked so the user sees every problem at once.
         let target = match fields.get("connect") {
             Some(node) => self.target(node, servers),
-            None if servers.len() == 1 => Some((Target::Server(servers[0].name.clone()), Some(servers[0].proto))),
+            None if servers.len() == 1 => Some((
+                Target::Server(servers[0].name.clone()),
+                Some(servers[0].proto),
+            )),
             None => {
                 self.push(
                     Diagnostic::new(anchor.clone(), format!("{context} has no `connect`"))
@@ -709,7 +744,13 @@ impl Loader<'_> {
         None
     }
 
-    fn script(&mut self, node: &Node, role: ActorRole, proto: Proto, actor: &str) -> Option<Vec<Step>> {
+    fn script(
+        &mut self,
+        node: &Node,
+        role: ActorRole,
+        proto: Proto,
+        actor: &str,
+    ) -> Option<Vec<Step>> {
         let items = match &node.kind {
             NodeKind::Array(items) => items,
             _ => {
@@ -731,7 +772,10 @@ impl Loader<'_> {
             .collect();
         let connects = steps.iter().filter(|s| s.action == Action::Connect).count();
         if connects > 1 {
-            let second = steps.iter().filter(|s| s.action == Action::Connect).nth(1)?;
+            let second = steps
+                .iter()
+                .filter(|s| s.action == Action::Connect)
+                .nth(1)?;
             self.push(
                 Diagnostic::new(second.location.span.clone(), "a client connects only once")
                     .label("second `connect` step"),
@@ -758,8 +802,10 @@ impl Loader<'_> {
                     .find(|e| e.key != "timeout")
                     .map(|e| (e.key.as_str(), e.key_span.clone()));
                 let mut d = match unknown {
-                    Some((key, ref span)) => Diagnostic::new(span.clone(), format!("unknown step `{key}`"))
-                        .label("not a step kind"),
+                    Some((key, ref span)) => {
+                        Diagnostic::new(span.clone(), format!("unknown step `{key}`"))
+                            .label("not a step kind")
+                    }
                     None => Diagnostic::new(node.span.clone(), "this step has no action")
                         .label("empty step"),
                 };
@@ -771,7 +817,10 @@ impl Loader<'_> {
             [first, second, ..] => {
                 return Err(Diagnostic::new(
                     second.key_span.clone(),
-                    format!("a step does one thing, but this one has `{}` and `{}`", first.key, second.key),
+                    format!(
+                        "a step does one thing, but this one has `{}` and `{}`",
+                        first.key, second.key
+                    ),
                 )
                 .label("second action")
                 .hint("split it into two steps"));
@@ -784,7 +833,10 @@ impl Loader<'_> {
                 if !action.waits() {
                     return Err(Diagnostic::new(
                         fields.key_span("timeout"),
-                        format!("`{}` does not wait for anything, so it takes no `timeout`", entry.key),
+                        format!(
+                            "`{}` does not wait for anything, so it takes no `timeout`",
+                            entry.key
+                        ),
                     )
                     .label("remove this"));
                 }
@@ -852,8 +904,11 @@ impl Loader<'_> {
                 "read" => ShutdownHow::Read,
                 "both" => ShutdownHow::Both,
                 other => {
-                    return Err(Diagnostic::new(node.span.clone(), format!("cannot shut down `{other}`"))
-                        .label("expected \"write\", \"read\" or \"both\""))
+                    return Err(Diagnostic::new(
+                        node.span.clone(),
+                        format!("cannot shut down `{other}`"),
+                    )
+                    .label("expected \"write\", \"read\" or \"both\""))
                 }
             }),
             "sleep" => Action::Sleep(duration(node, key)?),
@@ -886,7 +941,10 @@ impl Loader<'_> {
             },
             None => Vec::new(),
         };
-        let delay = fields.get("delay").map(|n| duration(n, "delay")).transpose()?;
+        let delay = fields
+            .get("delay")
+            .map(|n| duration(n, "delay"))
+            .transpose()?;
         let mut valid = DATA_KEYS.to_vec();
         valid.extend(["times", "chunks", "delay"]);
         first_unknown(&fields, "`send`", &valid)?;
@@ -898,8 +956,9 @@ impl Loader<'_> {
     }
 
     fn recv(&self, node: &Node) -> Check<Action> {
-        let mut fields = Fields::of(node, "`recv`")
-            .map_err(|d| d.hint("write `recv = { max = 1024 }` or `recv = { max = 1024, expect = \"hi\" }`"))?;
+        let mut fields = Fields::of(node, "`recv`").map_err(|d| {
+            d.hint("write `recv = { max = 1024 }` or `recv = { max = 1024, expect = \"hi\" }`")
+        })?;
         let max = match fields.get("max") {
             Some(node) => count(node, "max", 1, MAX_RECV_BYTES)?,
             None => {
@@ -914,7 +973,10 @@ impl Loader<'_> {
                 if data.len() > max {
                     return Err(Diagnostic::new(
                         node.span.clone(),
-                        format!("one read of at most {max} bytes can never return these {} bytes", data.len()),
+                        format!(
+                            "one read of at most {max} bytes can never return these {} bytes",
+                            data.len()
+                        ),
                     )
                     .label("longer than `max`")
                     .hint("raise `max`, or use `expect = ...` to read across several calls"));
@@ -929,24 +991,31 @@ impl Loader<'_> {
 
     fn frame(&self, node: &Node, key: &str) -> Check<(FramingConfig, Bytes)> {
         let mut fields = Fields::of(node, &format!("`{key}`")).map_err(|d| {
-            d.hint(format!("write `{key} = {{ framing = \"u32le\", text = \"hi\" }}`"))
+            d.hint(format!(
+                "write `{key} = {{ framing = \"u32le\", text = \"hi\" }}`"
+            ))
         })?;
         let framing = match fields.get("framing") {
             Some(node) => {
                 let name = string(node, "framing")?;
-                FramingKind::from_name(&name).map(FramingConfig::new).ok_or_else(|| {
-                    let mut d = Diagnostic::new(node.span.clone(), format!("unknown framing `{name}`"))
-                        .label("not a framing wirecheck knows");
-                    if let Some(best) = did_you_mean(&name, FramingKind::NAMES) {
-                        d = d.hint(format!("did you mean `{best}`?"));
-                    }
-                    d.hint(format!("framings: {}", FramingKind::NAMES.join(", ")))
-                })?
+                FramingKind::from_name(&name)
+                    .map(FramingConfig::new)
+                    .ok_or_else(|| {
+                        let mut d =
+                            Diagnostic::new(node.span.clone(), format!("unknown framing `{name}`"))
+                                .label("not a framing wirecheck knows");
+                        if let Some(best) = did_you_mean(&name, FramingKind::NAMES) {
+                            d = d.hint(format!("did you mean `{best}`?"));
+                        }
+                        d.hint(format!("framings: {}", FramingKind::NAMES.join(", ")))
+                    })?
             }
             None => {
-                return Err(Diagnostic::new(node.span.clone(), format!("`{key}` needs `framing`"))
-                    .label("which framing?")
-                    .hint(format!("framings: {}", FramingKind::NAMES.join(", "))))
+                return Err(
+                    Diagnostic::new(node.span.clone(), format!("`{key}` needs `framing`"))
+                        .label("which framing?")
+                        .hint(format!("framings: {}", FramingKind::NAMES.join(", "))),
+                )
             }
         };
         let mut framing = framing;
@@ -964,12 +1033,21 @@ impl Loader<'_> {
             // Refuse at load time what could never be sent, rather than mid-run.
             let mut scratch = bytes::BytesMut::new();
             framing.encode(&payload, &mut scratch).map_err(|e| {
-                Diagnostic::new(node.span.clone(), format!("this payload cannot be a {} frame", framing.kind.name()))
-                    .label(e.to_string())
+                Diagnostic::new(
+                    node.span.clone(),
+                    format!("this payload cannot be a {} frame", framing.kind.name()),
+                )
+                .label(e.to_string())
             })?;
         }
         let mut valid = DATA_KEYS.to_vec();
-        valid.extend(["times", "framing", "max_frame", "max_line", "length_includes_header"]);
+        valid.extend([
+            "times",
+            "framing",
+            "max_frame",
+            "max_line",
+            "length_includes_header",
+        ]);
         first_unknown(&fields, &format!("`{key}`"), &valid)?;
         Ok((framing, payload))
     }
@@ -989,13 +1067,19 @@ impl Loader<'_> {
     }
 
     fn data_fields(&self, fields: &mut Fields, key: &str) -> Check<Bytes> {
-        let present: Vec<&str> = DATA_KEYS.iter().copied().filter(|k| fields.has(k)).collect();
+        let present: Vec<&str> = DATA_KEYS
+            .iter()
+            .copied()
+            .filter(|k| fields.has(k))
+            .collect();
         let which = match present.as_slice() {
             [one] => *one,
             [] => {
-                return Err(Diagnostic::new(fields.span.clone(), format!("`{key}` has no data"))
-                    .label("where are the bytes?")
-                    .hint(DATA_HINT))
+                return Err(
+                    Diagnostic::new(fields.span.clone(), format!("`{key}` has no data"))
+                        .label("where are the bytes?")
+                        .hint(DATA_HINT),
+                )
             }
             [first, second, ..] => {
                 return Err(Diagnostic::new(
@@ -1030,8 +1114,11 @@ impl Loader<'_> {
                         .hint("`file` is relative to the scenario file's folder")
                 })?;
                 if metadata.len() > MAX_DATA_BYTES as u64 {
-                    return Err(Diagnostic::new(node.span.clone(), format!("`{name}` is larger than 1 GiB"))
-                        .label("too large for a scenario"));
+                    return Err(Diagnostic::new(
+                        node.span.clone(),
+                        format!("`{name}` is larger than 1 GiB"),
+                    )
+                    .label("too large for a scenario"));
                 }
                 std::fs::read(&path).map_err(|e| {
                     Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
@@ -1043,9 +1130,12 @@ impl Loader<'_> {
                 let times = match fields.get("times") {
                     Some(node) => count(node, "times", 0, MAX_DATA_BYTES)?,
                     None => {
-                        return Err(Diagnostic::new(fields.key_span("repeat"), "`repeat` needs `times`")
-                            .label("how many times?")
-                            .hint("e.g. `{ repeat = \"ab\", times = 1000 }`"))
+                        return Err(Diagnostic::new(
+                            fields.key_span("repeat"),
+                            "`repeat` needs `times`",
+                        )
+                        .label("how many times?")
+                        .hint("e.g. `{ repeat = \"ab\", times = 1000 }`"))
                     }
                 };
                 if unit.len().saturating_mul(times) > MAX_DATA_BYTES {
@@ -1059,8 +1149,10 @@ impl Loader<'_> {
             }
         };
         if which != "repeat" && fields.has("times") {
-            return Err(Diagnostic::new(fields.key_span("times"), "`times` goes with `repeat`")
-                .label("nothing to repeat"));
+            return Err(
+                Diagnostic::new(fields.key_span("times"), "`times` goes with `repeat`")
+                    .label("nothing to repeat"),
+            );
         }
         Ok(Bytes::from(bytes))
     }
@@ -1100,7 +1192,9 @@ impl Loader<'_> {
                 if let Some(best) = did_you_mean(&name, &known) {
                     d = d.hint(format!("did you mean `{best}`?"));
                 }
-                self.push(d.hint(format!("add `{{ signal = \"{name}\" }}` to the actor that should release it")));
+                self.push(d.hint(format!(
+                    "add `{{ signal = \"{name}\" }}` to the actor that should release it"
+                )));
             }
         }
     }
@@ -1130,14 +1224,18 @@ fn decode_hex(node: &Node) -> Check<Vec<u8>> {
     if let Some((offset, c)) = digits.iter().find(|(_, c)| !c.is_ascii_hexdigit()) {
         // +1 skips the opening quote, so the caret lands on the bad character.
         let at = node.span.start + 1 + offset;
-        return Err(Diagnostic::new(at..at + c.len_utf8(), format!("`{c}` is not a hex digit"))
-            .label("not 0-9, a-f")
-            .hint("write bytes as pairs of hex digits; spaces are ignored: \"de ad be ef\""));
+        return Err(
+            Diagnostic::new(at..at + c.len_utf8(), format!("`{c}` is not a hex digit"))
+                .label("not 0-9, a-f")
+                .hint("write bytes as pairs of hex digits; spaces are ignored: \"de ad be ef\""),
+        );
     }
     if digits.len() % 2 == 1 {
-        return Err(Diagnostic::new(node.span.clone(), "odd number of hex digits")
-            .label(format!("{} digits do not make whole bytes", digits.len()))
-            .hint("each byte is two hex digits: \"0a\", not \"a\""));
+        return Err(
+            Diagnostic::new(node.span.clone(), "odd number of hex digits")
+                .label(format!("{} digits do not make whole bytes", digits.len()))
+                .hint("each byte is two hex digits: \"0a\", not \"a\""),
+        );
     }
     Ok(digits
         .chunks(2)
@@ -1166,11 +1264,15 @@ fn check_step_fits(step: &Step, role: ActorRole, proto: Proto, actor: &str) -> C
         (Action::Connect, _) if role == ActorRole::Server => {
             refuse("a server accepts connections; `connect` is a client step".into())
         }
-        (Action::Connect, Proto::Udp) => refuse("UDP has no connection to open; remove `connect`".into()),
-        (Action::ExpectEof | Action::ExpectReset | Action::Shutdown(_), Proto::Udp) => refuse(format!(
-            "`{}` needs a TCP connection; UDP has no end of stream",
-            step.action.keyword()
-        )),
+        (Action::Connect, Proto::Udp) => {
+            refuse("UDP has no connection to open; remove `connect`".into())
+        }
+        (Action::ExpectEof | Action::ExpectReset | Action::Shutdown(_), Proto::Udp) => {
+            refuse(format!(
+                "`{}` needs a TCP connection; UDP has no end of stream",
+                step.action.keyword()
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -154,7 +154,10 @@ pub enum Action {
         delay: Option<Duration>,
     },
     /// One read call with a buffer of `max` bytes.
-    Recv { max: usize, expect: Option<Bytes> },
+    Recv {
+        max: usize,
+        expect: Option<Bytes>,
+    },
     /// Read exactly this many bytes, however they split, and compare.
     Expect(Bytes),
     /// Encode the payload as one frame and send it.

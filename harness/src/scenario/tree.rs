@@ -107,12 +107,9 @@ fn from_value(value: &Value, fallback: Range<usize>) -> Node {
         Value::Float(_) => NodeKind::Float,
         Value::Boolean(b) => NodeKind::Bool(*b.value()),
         Value::Datetime(_) => NodeKind::Datetime,
-        Value::Array(array) => NodeKind::Array(
-            array
-                .iter()
-                .map(|v| from_value(v, span.clone()))
-                .collect(),
-        ),
+        Value::Array(array) => {
+            NodeKind::Array(array.iter().map(|v| from_value(v, span.clone())).collect())
+        }
         Value::InlineTable(table) => NodeKind::Table(
             table
                 .iter()

@@ -79,7 +79,12 @@ impl BuiltinKind {
     pub fn option_keys(self) -> &'static [&'static str] {
         match self {
             Self::Echo | Self::Discard => &[],
-            Self::ReadSplit => &["read_size", "framing", "max_frame", "length_includes_header"],
+            Self::ReadSplit => &[
+                "read_size",
+                "framing",
+                "max_frame",
+                "length_includes_header",
+            ],
         }
     }
 }
@@ -177,18 +182,25 @@ pub async fn serve(
         },
         Bound::Tcp(listener) => {
             let config = Arc::new(config);
-            accept_loop(listener, context, shutdown, move |stream, recorder, stop| {
-                let config = Arc::clone(&config);
-                async move {
-                    match config.kind {
-                        BuiltinKind::Echo => echo::serve_tcp(stream, recorder, stop).await,
-                        BuiltinKind::Discard => discard::serve_tcp(stream, recorder, stop).await,
-                        BuiltinKind::ReadSplit => {
-                            readsplit::serve_tcp(stream, recorder, stop, &config).await
+            accept_loop(
+                listener,
+                context,
+                shutdown,
+                move |stream, recorder, stop| {
+                    let config = Arc::clone(&config);
+                    async move {
+                        match config.kind {
+                            BuiltinKind::Echo => echo::serve_tcp(stream, recorder, stop).await,
+                            BuiltinKind::Discard => {
+                                discard::serve_tcp(stream, recorder, stop).await
+                            }
+                            BuiltinKind::ReadSplit => {
+                                readsplit::serve_tcp(stream, recorder, stop, &config).await
+                            }
                         }
                     }
-                }
-            })
+                },
+            )
             .await
         }
     }
