@@ -111,6 +111,30 @@ pub fn side_by_side(expected: &[u8], actual: &[u8]) -> String {
     out
 }
 
+/// A plain dump of one byte string, for failures with nothing to compare against.
+/// Long data shows its first and last rows.
+pub fn single(title: &str, data: &[u8]) -> String {
+    let mut out = format!("{title} ({} bytes)\n", data.len());
+    let rows = data.len().div_ceil(ROW);
+    let limit = CONTEXT_BEFORE + CONTEXT_AFTER;
+    for row in 0..rows {
+        if rows > limit && row == limit / 2 {
+            let _ = writeln!(out, "  ...   ({} bytes not shown)", (rows - limit) * ROW);
+        }
+        if rows > limit && row >= limit / 2 && row < rows - limit / 2 {
+            continue;
+        }
+        let start = row * ROW;
+        let _ = writeln!(
+            out,
+            " {start:06x} {}{}",
+            hex_cell(data, start),
+            text_cell(data, start)
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

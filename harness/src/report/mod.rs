@@ -51,12 +51,16 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
     if let Some(waited) = failure.waited {
         let _ = writeln!(out, "  the step waited {}", format_duration(waited));
     }
-    if failure.expected.is_some() || failure.actual.is_some() {
-        let expected = failure.expected.as_deref().unwrap_or_default();
-        let actual = failure.actual.as_deref().unwrap_or_default();
-        for line in dump::side_by_side(expected, actual).lines() {
-            let _ = writeln!(out, "  {line}");
+    let dump = match (&failure.expected, &failure.actual) {
+        (Some(expected), actual) => {
+            dump::side_by_side(expected, actual.as_deref().unwrap_or_default())
         }
+        // Nothing to compare against (a frame that would not decode): show what came.
+        (None, Some(actual)) => dump::single("received", actual),
+        (None, None) => String::new(),
+    };
+    for line in dump.lines() {
+        let _ = writeln!(out, "  {line}");
     }
     for note in &failure.notes {
         let _ = writeln!(out, "  note: {note}");

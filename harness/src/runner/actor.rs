@@ -188,10 +188,13 @@ impl Actor {
             Action::ExpectReset => self.expect_reset(deadline).await,
             Action::AwaitQueued(n) => self.await_queued(*n, deadline).await,
             Action::Shutdown(how) => self.shutdown(*how),
-            Action::Close => {
-                self.close();
-                Ok(())
-            }
+            Action::Close => match self.conn {
+                Conn::Tcp { .. } | Conn::Udp { .. } => {
+                    self.close();
+                    Ok(())
+                }
+                ref other => Err(not_open(other)),
+            },
             Action::Sleep(duration) => {
                 tokio::time::sleep(*duration).await;
                 Ok(())

@@ -33,14 +33,11 @@ pub struct ServerProcess {
 
 /// Picks a free loopback port by binding port 0 and releasing it. Another process
 /// could take it in between; the readiness check then fails with a clear message.
-pub fn free_port(proto: Proto) -> std::io::Result<u16> {
+pub fn free_port(proto: Proto, ip: std::net::IpAddr) -> std::io::Result<u16> {
+    let probe = SocketAddr::new(ip, 0);
     Ok(match proto {
-        Proto::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
-        Proto::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
+        Proto::Tcp => std::net::TcpListener::bind(probe)?.local_addr()?.port(),
+        Proto::Udp => std::net::UdpSocket::bind(probe)?.local_addr()?.port(),
     })
 }
 
@@ -54,7 +51,7 @@ impl ServerProcess {
         actor: &Arc<str>,
     ) -> Result<Self, String> {
         let port = if bind.port() == 0 {
-            free_port(proto).map_err(|e| format!("cannot find a free port: {e}"))?
+            free_port(proto, bind.ip()).map_err(|e| format!("cannot find a free port: {e}"))?
         } else {
             bind.port()
         };

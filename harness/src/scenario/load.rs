@@ -79,10 +79,12 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         path,
         dir: path
             .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
         source: &source,
         diagnostics: Vec::new(),
+        declared_servers: Vec::new(),
     };
     let scenario = loader.scenario(&root);
     match scenario {
@@ -103,6 +105,9 @@ struct Loader<'a> {
     dir: PathBuf,
     source: &'a Arc<str>,
     diagnostics: Vec<Diagnostic>,
+    /// Every `[servers.NAME]`, valid or not: a client naming a server that has
+    /// its own errors gets no second, misleading "no such server" error.
+    declared_servers: Vec<String>,
 }
 
 /// A table being read: remembers which keys were used so leftovers can be reported
@@ -316,7 +321,12 @@ impl Loader<'_> {
             .unwrap_or_default();
 
         let servers = match top.get("servers") {
-            Some(node) => self.servers(node),
+            Some(node) => {
+                if let NodeKind::Table(entries) = &node.kind {
+                    self.declared_servers = entries.iter().map(|e| e.key.clone()).collect();
+                }
+                self.servers(node)
+            }
             None => Vec::new(),
         };
         let clients = match top.get("clients") {
@@ -343,7 +353,11 @@ impl Loader<'_> {
             servers,
             clients,
         };
-        self.check_signals(&scenario);
+        // With other errors, some scripts were dropped, and their signals with them:
+        // checking waits now would report signals that do exist.
+        if self.diagnostics.is_empty() {
+            self.check_signals(&scenario);
+        }
         Some(scenario)
     }
 
@@ -410,9 +424,18 @@ impl Loader<'_> {
                     }
                     "command" => {
                         valid.extend(COMMAND_KEYS);
+                        self.refuse_socket_options(&fields, &context, "an external server opens its own sockets");
                         self.command_server(&mut fields)
                     }
                     _ => {
+                        self.refuse_socket_options(&fields, &context, "an `address` server is already running");
+                        if fields.has("bind") {
+                            self.push(
+                                Diagnostic::new(fields.key_span("bind"), format!("{context} is already running; `bind` does not apply"))
+                                    .label("remove this")
+                                    .hint("`address` says where the running server listens"),
+                            );
+                        }
                         let node = fields.get("address")?;
                         let addr = self.ok(loopback_addr(node, "address"))?;
                         Some(ServerKind::Address(addr))
@@ -420,6 +443,8 @@ impl Loader<'_> {
                 }
             }
             [first, second, ..] => {
+                // Both keys are known ones; only their combination is wrong.
+                valid.extend(kinds.iter().copied());
                 self.push(
                     Diagnostic::new(
                         fields.key_span(second),
@@ -440,6 +465,17 @@ impl Loader<'_> {
             options,
             kind: kind?,
         })
+    }
+
+    /// Socket options only make sense on sockets wirecheck itself opens.
+    fn refuse_socket_options(&mut self, fields: &Fields, context: &str, why: &str) {
+        for key in SOCKET_OPTION_KEYS.iter().filter(|k| fields.has(k)) {
+            self.push(
+                Diagnostic::new(fields.key_span(key), format!("`{key}` has no effect on {context}"))
+                    .label("remove this")
+                    .hint(format!("{why}; socket options apply to `builtin` and `script` servers and to clients")),
+            );
+        }
     }
 
     fn proto(&mut self, fields: &mut Fields) -> Option<Proto> {
@@ -579,6 +615,14 @@ impl Loader<'_> {
         name: &str,
     ) -> Option<ServerKind> {
         let connections = match fields.get("connections") {
+            Some(node) if proto == Proto::Udp => {
+                self.push(
+                    Diagnostic::new(node.span.clone(), "a UDP scripted server has no connections to count")
+                        .label("`connections` needs proto = \"tcp\"")
+                        .hint("a UDP scripted server runs its script once on its socket; `send` answers the sender of the last datagram"),
+                );
+                return None;
+            }
             Some(node) => self.ok(count(node, "connections", 1, 100_000))?,
             None => 1,
         };
@@ -676,10 +720,11 @@ impl Loader<'_> {
         // still checked so the user sees every problem at once.
         let target = match fields.get("connect") {
             Some(node) => self.target(node, servers),
-            None if servers.len() == 1 => Some((
+            None if servers.len() == 1 && self.declared_servers.len() == 1 => Some((
                 Target::Server(servers[0].name.clone()),
                 Some(servers[0].proto),
             )),
+            None if self.declared_servers.len() == 1 => None,
             None => {
                 self.push(
                     Diagnostic::new(anchor.clone(), format!("{context} has no `connect`"))
@@ -690,13 +735,23 @@ impl Loader<'_> {
             }
         };
         let server_proto = target.as_ref().and_then(|(_, proto)| *proto);
-        let proto = self
-            .proto(&mut fields)
-            .or(server_proto)
-            .unwrap_or(Proto::Tcp);
+        let own_proto = self.proto(&mut fields);
+        if let (Some(own), Some(server)) = (own_proto, server_proto) {
+            if own != server {
+                self.push(
+                    Diagnostic::new(
+                        fields.key_span("proto"),
+                        format!("{context} speaks {} to a {} server", own.name(), server.name()),
+                    )
+                    .label("does not match the server's `proto`")
+                    .hint("leave `proto` out: a client speaks its server's protocol"),
+                );
+            }
+        }
+        let proto = own_proto.or(server_proto).unwrap_or(Proto::Tcp);
         let count = match fields.get("count") {
-            Some(node) => self.ok(count(node, "count", 1, 10_000))?,
-            None => 1,
+            Some(node) => self.ok(count(node, "count", 1, 10_000)),
+            None => Some(1),
         };
         let options = self.socket_options(&mut fields);
         let script = match fields.get("script") {
@@ -709,6 +764,7 @@ impl Loader<'_> {
         self.diagnostics.extend(unknown);
         let (connect, _) = target?;
         let script = script?;
+        let count = count?;
         Some(ClientSpec {
             name,
             location,
@@ -724,6 +780,10 @@ impl Loader<'_> {
         let text = self.ok(string(node, "connect"))?;
         if let Some(server) = servers.iter().find(|s| s.name == text) {
             return Some((Target::Server(text), Some(server.proto)));
+        }
+        if self.declared_servers.contains(&text) {
+            // That server has errors of its own, already reported.
+            return None;
         }
         if text.contains(':') {
             let addr = self.ok(loopback_addr(node, "connect"))?;
