@@ -11,6 +11,7 @@ mod file_errors;
 mod shipped;
 mod steps;
 mod timeouts;
+mod traces;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -130,7 +131,9 @@ pub fn write_sizes(outcome: &ScenarioOutcome, actor: &str) -> Vec<usize> {
     events_of(outcome, actor)
         .into_iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Write { data, .. } | EventKind::DatagramSent { data, .. } => Some(data.len()),
+            EventKind::Write { data, .. } | EventKind::DatagramSent { data, .. } => {
+                Some(data.len())
+            }
             _ => None,
         })
         .collect()

@@ -1,0 +1,471 @@
+//! The `wirecheck` binary: `run` (exit codes, summary line, JUnit and JSON reports,
+//! `--filter`, `--repeat`, invalid files), `check`, and `serve`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::process::Command;
+
+/// How long one invocation of the binary may take.
+const BOUND: Duration = Duration::from_secs(30);
+
+const PASSING: &str = r#"name = "quick-pass-scenario"
+tags = ["smoke-tag"]
+
+[servers.echo]
+builtin = "echo"
+
+[[clients]]
+script = [ { send = "hello\n" }, { expect = "hello\n" } ]
+"#;
+
+const FAILING: &str = r#"name = "deliberate-failure"
+tags = ["broken-tag"]
+
+[servers.echo]
+builtin = "echo"
+
+[[clients]]
+script = [
+  { send = "hello\n" },
+  { expect = "hellO\n" },
+]
+"#;
+
+const INVALID: &str = r#"name = "not valid"
+
+[servers.echo]
+builtin = "echo"
+
+[[clients]]
+script = [ { sned = "hello\n" } ]
+"#;
+
+async fn wirecheck(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the wirecheck binary starts");
+    tokio::time::timeout(BOUND, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`wirecheck {}` ran longer than {BOUND:?}", args.join(" ")))
+        .expect("wirecheck's output")
+}
+
+/// A folder with the given scenario files.
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn last_line(output: &Output) -> String {
+    stdout(output).lines().last().unwrap_or_default().to_owned()
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+// ------------------------------------------------------------ run
+
+#[tokio::test]
+async fn run_reports_one_pass_one_failure_with_junit_and_json() {
+    let dir = folder(&[("pass.toml", PASSING), ("fail.toml", FAILING)]);
+    let junit = dir.path().join("report.xml");
+    let json = dir.path().join("report.json");
+    let output = wirecheck(&[
+        "run",
+        utf8(dir.path()),
+        "--jobs",
+        "2",
+        "--junit",
+        utf8(&junit),
+        "--json",
+        utf8(&json),
+    ])
+    .await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "1 passed, 1 failed");
+    let out = stdout(&output);
+    assert!(out.contains("PASS quick-pass-scenario"), "{out}");
+    assert!(out.contains("FAIL deliberate-failure"), "{out}");
+    // The failing step's position: line 10, column 3 of fail.toml.
+    let fail_path = dir.path().join("fail.toml");
+    assert!(
+        out.contains(&format!("--> {}:10:3", fail_path.display())),
+        "{out}"
+    );
+    assert!(out.contains("first difference at offset 4 (0x4)"), "{out}");
+
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit report was written");
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 2, "{xml}");
+    assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    assert!(
+        xml.contains(r#"tests="2""#) && xml.contains(r#"failures="1""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<failure message="the bytes that arrived differ from the expected ones""#),
+        "{xml}"
+    );
+    assert!(xml.trim_end().ends_with("</testsuites>"), "{xml}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
+    assert_eq!(report["passed"], 1);
+    assert_eq!(report["failed"], 1);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let failed = runs.iter().find(|r| r["passed"] == false).unwrap();
+    assert_eq!(failed["name"], "deliberate-failure");
+    assert_eq!(failed["failure"]["kind"], "step");
+    assert_eq!(failed["failure"]["step"]["location"]["line"], 10);
+    assert_eq!(failed["failure"]["expected"], "68656c6c4f0a");
+    assert_eq!(failed["failure"]["actual"], "68656c6c6f0a");
+    assert!(!failed["events"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn filter_by_tag() {
+    let dir = folder(&[("pass.toml", PASSING), ("fail.toml", FAILING)]);
+    let output = wirecheck(&["run", utf8(dir.path()), "--filter", "smoke-tag"]).await;
+    assert_exit(&output, 0);
+    assert_eq!(last_line(&output), "1 passed, 0 failed");
+    assert!(!stdout(&output).contains("deliberate-failure"));
+}
+
+#[tokio::test]
+async fn filter_by_name() {
+    let dir = folder(&[("pass.toml", PASSING), ("fail.toml", FAILING)]);
+    let output = wirecheck(&["run", utf8(dir.path()), "--filter", "deliberate-fail"]).await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "0 passed, 1 failed");
+    assert!(!stdout(&output).contains("quick-pass-scenario"));
+}
+
+#[tokio::test]
+async fn repeated_filters_widen_the_selection() {
+    let dir = folder(&[("pass.toml", PASSING), ("fail.toml", FAILING)]);
+    let output = wirecheck(&[
+        "run",
+        utf8(dir.path()),
+        "--filter",
+        "smoke-tag",
+        "--filter",
+        "broken-tag",
+    ])
+    .await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "1 passed, 1 failed");
+}
+
+#[tokio::test]
+async fn a_filter_that_matches_nothing_is_a_usage_error() {
+    let dir = folder(&[("pass.toml", PASSING)]);
+    let output = wirecheck(&["run", utf8(dir.path()), "--filter", "no-such-thing"]).await;
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("no scenario matched"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn repeat_counts_every_run() {
+    let dir = folder(&[("pass.toml", PASSING)]);
+    let output = wirecheck(&["run", utf8(&dir.path().join("pass.toml")), "--repeat", "3"]).await;
+    assert_exit(&output, 0);
+    assert_eq!(last_line(&output), "3 passed, 0 failed");
+    assert!(
+        stdout(&output).contains("1 scenarios x 3 runs each"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[tokio::test]
+async fn repeat_of_a_failing_scenario_is_one_junit_case() {
+    let dir = folder(&[("fail.toml", FAILING)]);
+    let junit = dir.path().join("report.xml");
+    let output = wirecheck(&[
+        "run",
+        utf8(&dir.path().join("fail.toml")),
+        "--repeat",
+        "3",
+        "--junit",
+        utf8(&junit),
+    ])
+    .await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "0 passed, 3 failed");
+    assert!(stdout(&output).contains("deliberate-failure (run 1 of 3)"));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 1, "{xml}");
+    assert!(xml.contains("(3 of 3 runs failed; first: run 1)"), "{xml}");
+}
+
+#[tokio::test]
+async fn an_invalid_file_exits_2_with_its_error_on_stderr() {
+    let dir = folder(&[("pass.toml", PASSING), ("bad.toml", INVALID)]);
+    let output = wirecheck(&["run", utf8(dir.path())]).await;
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    let bad = dir.path().join("bad.toml");
+    assert!(err.contains("error: unknown step `sned`"), "{err}");
+    assert!(err.contains(&format!("{}:7:14", bad.display())), "{err}");
+    assert!(err.contains("did you mean `send`?"), "{err}");
+    // The valid scenario still ran; the invalid file counts as failed.
+    let out = stdout(&output);
+    assert!(out.contains("PASS quick-pass-scenario"), "{out}");
+    assert!(out.contains("1 scenario files are not valid"), "{out}");
+    assert_eq!(last_line(&output), "1 passed, 1 failed");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    let dir = folder(&[("pass.toml", PASSING)]);
+    let missing = dir.path().join("absent");
+    let output = wirecheck(&["run", utf8(&missing)]).await;
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    let output = wirecheck(&["run", utf8(dir.path()), "--repeat", "0"]).await;
+    assert_exit(&output, 2);
+    let output = wirecheck(&["run", utf8(dir.path()), "--no-such-flag"]).await;
+    assert_exit(&output, 2);
+}
+
+// ------------------------------------------------------------ check
+
+#[tokio::test]
+async fn check_exit_codes() {
+    let good = folder(&[("pass.toml", PASSING), ("fail.toml", FAILING)]);
+    let output = wirecheck(&["check", utf8(good.path())]).await;
+    assert_exit(&output, 0);
+    let pass_path: PathBuf = good.path().join("pass.toml");
+    assert!(
+        stdout(&output).contains(&format!(
+            "ok   {} (quick-pass-scenario)",
+            pass_path.display()
+        )),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(last_line(&output), "2 valid, 0 invalid");
+
+    let mixed = folder(&[("pass.toml", PASSING), ("bad.toml", INVALID)]);
+    let output = wirecheck(&["check", utf8(mixed.path())]).await;
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("unknown step `sned`"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(last_line(&output), "1 valid, 1 invalid");
+
+    let output = wirecheck(&["check", utf8(&mixed.path().join("absent.toml"))]).await;
+    assert_exit(&output, 2);
+}
+
+#[tokio::test]
+async fn check_runs_nothing() {
+    // A scenario whose server could never start still checks as valid: nothing runs.
+    let dir = folder(&[(
+        "never.toml",
+        "[servers.x]\ncommand = [\"/nonexistent/program\"]\n\n[[clients]]\nscript = [ { send = \"x\" } ]\n",
+    )]);
+    let output = wirecheck(&["check", utf8(dir.path())]).await;
+    assert_exit(&output, 0);
+}
+
+// ------------------------------------------------------------ serve
+
+/// Starts `wirecheck serve ARGS`, returning the child and the address from its
+/// first stdout line (`NAME listening on ADDR ...`).
+async fn serve(args: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wirecheck serve starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(BOUND, lines.next_line())
+        .await
+        .expect("serve printed its first line in time")
+        .expect("stdout is readable")
+        .expect("serve printed a line");
+    let name = args[0];
+    let rest = first
+        .strip_prefix(&format!("{name} listening on "))
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    let addr = rest
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("no address in `{first}`: {e}"));
+    (child, addr)
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    child.start_kill().expect("the server is still running");
+    tokio::time::timeout(BOUND, child.wait())
+        .await
+        .expect("the server stopped")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn serve_echo_answers_a_line() {
+    let (child, addr) = serve(&["echo", "--listen", "127.0.0.1:0"]).await;
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"hello from the test\n").await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        line
+    };
+    let line = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("echo answered");
+    assert_eq!(line, "hello from the test\n");
+    stop(child).await;
+}
+
+#[tokio::test]
+async fn serve_udp_echo_returns_the_datagram() {
+    let (child, addr) = serve(&["echo", "--listen", "127.0.0.1:0", "--proto", "udp"]).await;
+    let exchange = async {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(addr).await.unwrap();
+        socket.send(b"datagram").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = socket.recv(&mut buf).await.unwrap();
+        buf[..n].to_vec()
+    };
+    let got = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("udp echo answered");
+    assert_eq!(got, b"datagram");
+    stop(child).await;
+}
+
+#[tokio::test]
+async fn serve_readsplit_frames_each_read() {
+    let (child, addr) = serve(&[
+        "readsplit",
+        "--listen",
+        "127.0.0.1:0",
+        "--read-size",
+        "2",
+        "--framing",
+        "u16be",
+    ])
+    .await;
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"hello").await.unwrap();
+        let mut reply = [0u8; 11];
+        stream.read_exact(&mut reply).await.unwrap();
+        reply
+    };
+    let reply = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("readsplit answered");
+    assert_eq!(&reply, b"\x00\x02he\x00\x02ll\x00\x01o");
+    stop(child).await;
+}
+
+#[tokio::test]
+async fn serve_list_names_every_builtin() {
+    let output = wirecheck(&["serve", "--list"]).await;
+    assert_exit(&output, 0);
+    let names: Vec<String> = stdout(&output)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    // More servers may be added; these three are the documented reference ones.
+    for name in ["echo", "discard", "readsplit"] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} is not listed: {names:?}"
+        );
+    }
+    // Every line is a name and a summary.
+    assert!(stdout(&output)
+        .lines()
+        .all(|l| l.split_whitespace().count() > 1));
+}
+
+#[tokio::test]
+async fn serve_refuses_a_non_loopback_address() {
+    let output = wirecheck(&["serve", "echo", "--listen", "0.0.0.0:0"]).await;
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("0.0.0.0:0 is not a loopback address; pass --allow-non-loopback"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_unknown_servers_and_protocols() {
+    let output = wirecheck(&["serve", "ehco", "--listen", "127.0.0.1:0"]).await;
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    assert!(err.contains("unknown server `ehco`"), "{err}");
+    assert!(
+        err.contains("built-in servers: echo, discard, readsplit"),
+        "{err}"
+    );
+    let output = wirecheck(&[
+        "serve",
+        "readsplit",
+        "--listen",
+        "127.0.0.1:0",
+        "--proto",
+        "udp",
+    ])
+    .await;
+    assert_exit(&output, 2);
+}
