@@ -38,7 +38,7 @@ fn scenario_text() -> String {
 async fn hand_written(addr: std::net::SocketAddr) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let mut buf = vec![0u8; 64];
+    let mut buf = [0u8; 64];
     for i in 0..EXCHANGES {
         let m = message(i);
         stream.write_all(m.as_bytes()).await.unwrap();

@@ -163,9 +163,6 @@ fn bad_hex_digit_puts_the_caret_on_it() {
 }
 
 #[test]
-#[ignore = "BUG: harness/src/scenario/load.rs decode_hex (the `at = node.span.start + 1 + offset` line) \
-            assumes the hex value is a one-quote string without escapes; in a multi-line \"\"\" \
-            string the caret lands 4 bytes early, here on the previous line"]
 fn bad_hex_digit_in_a_multi_line_string_is_located_exactly() {
     let source = with_client_script("{ send = { hex = \"\"\"\nde ad\nzz\"\"\" } }");
     let e = invalid(&source);
@@ -173,9 +170,6 @@ fn bad_hex_digit_in_a_multi_line_string_is_located_exactly() {
 }
 
 #[test]
-#[ignore = "BUG: harness/src/scenario/load.rs decode_hex maps an offset in the unescaped value \
-            onto the source text; after an escape (`\\t`) the span is off by one and can even \
-            start inside a multi-byte character (here U+3000), so the caret marks the wrong column"]
 fn bad_hex_digit_after_an_escape_is_located_exactly() {
     let source = with_client_script("{ send = { hex = \"\\t\u{3000}zz\" } }");
     let e = invalid(&source);

@@ -746,17 +746,13 @@ script = [ { shutdown = "both" }, { send = "y" } ]
     assert_eq!(failure.actor.as_deref(), Some("client1"));
     assert_eq!(failure.step.as_ref().unwrap().index, 2);
     assert!(
-        failure.message.contains("os error 32"),
+        failure.message.contains("already shut down its write side"),
         "{}",
         failure.message
     );
 }
 
 #[tokio::test]
-#[ignore = "BUG: harness/src/runner/actor.rs Actor::send (the `Ok(Err(e)) if is_reset(&e)` arm) \
-            reports EPIPE as \"the peer reset the connection while we were sending\" even when \
-            the EPIPE comes from this actor's own earlier `shutdown = \"write\"`; the peer did \
-            nothing, so the message sends the user looking at the wrong side"]
 async fn sending_after_our_own_shutdown_does_not_blame_the_peer() {
     let outcome = run(r#"
 [servers.srv]

@@ -497,7 +497,7 @@ fn a_run_that_times_out_midway_still_leaves_a_complete_trace() {
 name = "the server waits for bytes that never come"
 timeout = "300ms"
 [servers.srv]
-script = [ { expect = "never sent" } ]
+script = [ { expect = "almost, but these bytes never come" } ]
 [[clients]]
 script = [ { send = "almost" }, { expect = "a reply" } ]
 "#,

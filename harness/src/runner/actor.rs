@@ -83,9 +83,27 @@ pub struct Actor {
     pub conn: Conn,
     pub options: SocketOptions,
     pub context: Arc<RunContext>,
+    /// Set by our own `shutdown = "write"`/`"both"`: a later send is the script's
+    /// mistake, not the peer's reset, and is reported as such.
+    write_closed: bool,
 }
 
 impl Actor {
+    pub fn new(
+        name: Arc<str>,
+        conn: Conn,
+        options: SocketOptions,
+        context: Arc<RunContext>,
+    ) -> Self {
+        Self {
+            name,
+            conn,
+            options,
+            context,
+            write_closed: false,
+        }
+    }
+
     /// Runs every step in order; the first failure ends the script.
     pub async fn run(mut self, script: &[Step]) -> Result<(), Failure> {
         // A TCP client connects before its first step unless it asks to connect later.
@@ -274,6 +292,11 @@ impl Actor {
         delay: Option<Duration>,
         deadline: Instant,
     ) -> StepResult {
+        if self.write_closed {
+            return Err(StepError::new(
+                "cannot send: this actor already shut down its write side with an earlier `shutdown` step",
+            ));
+        }
         let pieces = split_chunks(data, chunks);
         let count = pieces.len();
         for (i, piece) in pieces.into_iter().enumerate() {
@@ -644,6 +667,9 @@ impl Actor {
             conn: recorder.conn,
             how,
         });
+        if how != ShutdownHow::Read {
+            self.write_closed = true;
+        }
         Ok(())
     }
 

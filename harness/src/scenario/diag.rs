@@ -78,7 +78,7 @@ impl LoadError {
                 let mut out = NoColor::new(Vec::new());
                 let config = Config::default();
                 for diagnostic in diagnostics {
-                    let span = clamp_span(&diagnostic.span, source.len());
+                    let span = clamp_span(&diagnostic.span, source);
                     let cs = CsDiagnostic::error()
                         .with_message(&diagnostic.message)
                         .with_labels(vec![
@@ -106,9 +106,16 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Keeps a span inside the file and on character boundaries, so rendering never panics.
-fn clamp_span(span: &Range<usize>, len: usize) -> Range<usize> {
-    let start = span.start.min(len);
-    let end = span.end.clamp(start, len);
+fn clamp_span(span: &Range<usize>, source: &str) -> Range<usize> {
+    let len = source.len();
+    let mut start = span.start.min(len);
+    let mut end = span.end.clamp(start, len);
+    while !source.is_char_boundary(start) {
+        start -= 1;
+    }
+    while !source.is_char_boundary(end) {
+        end += 1;
+    }
     start..end
 }
 

@@ -70,9 +70,16 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
     };
     let document = toml_edit::ImDocument::parse(source.as_ref()).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        invalid(vec![Diagnostic::new(span, "this is not valid TOML")
-            .label(e.message().trim().to_owned())
-            .hint("see https://toml.io for the syntax; strings need quotes, steps are inline tables `{ send = \"hi\" }`")])
+        // toml_edit's message spans several lines; the first goes under the caret,
+        // the rest become notes so the rendering keeps its margin.
+        let message = e.message().trim();
+        let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+        let mut diagnostic = Diagnostic::new(span, "this is not valid TOML")
+            .label(lines.next().unwrap_or("invalid syntax").to_owned());
+        for line in lines {
+            diagnostic = diagnostic.hint(line.to_owned());
+        }
+        invalid(vec![diagnostic.hint("see https://toml.io for the syntax; strings need quotes, steps are inline tables `{ send = \"hi\" }`")])
     })?;
     let root = tree::from_root(document.as_table());
     let mut loader = Loader {
@@ -424,16 +431,27 @@ impl Loader<'_> {
                     }
                     "command" => {
                         valid.extend(COMMAND_KEYS);
-                        self.refuse_socket_options(&fields, &context, "an external server opens its own sockets");
+                        self.refuse_socket_options(
+                            &fields,
+                            &context,
+                            "an external server opens its own sockets",
+                        );
                         self.command_server(&mut fields)
                     }
                     _ => {
-                        self.refuse_socket_options(&fields, &context, "an `address` server is already running");
+                        self.refuse_socket_options(
+                            &fields,
+                            &context,
+                            "an `address` server is already running",
+                        );
                         if fields.has("bind") {
                             self.push(
-                                Diagnostic::new(fields.key_span("bind"), format!("{context} is already running; `bind` does not apply"))
-                                    .label("remove this")
-                                    .hint("`address` says where the running server listens"),
+                                Diagnostic::new(
+                                    fields.key_span("bind"),
+                                    format!("{context} is already running; `bind` does not apply"),
+                                )
+                                .label("remove this")
+                                .hint("`address` says where the running server listens"),
                             );
                         }
                         let node = fields.get("address")?;
@@ -471,9 +489,14 @@ impl Loader<'_> {
     fn refuse_socket_options(&mut self, fields: &Fields, context: &str, why: &str) {
         for key in SOCKET_OPTION_KEYS.iter().filter(|k| fields.has(k)) {
             self.push(
-                Diagnostic::new(fields.key_span(key), format!("`{key}` has no effect on {context}"))
-                    .label("remove this")
-                    .hint(format!("{why}; socket options apply to `builtin` and `script` servers and to clients")),
+                Diagnostic::new(
+                    fields.key_span(key),
+                    format!("`{key}` has no effect on {context}"),
+                )
+                .label("remove this")
+                .hint(format!(
+                    "{why}; socket options apply to `builtin` and `script` servers and to clients"
+                )),
             );
         }
     }
@@ -552,57 +575,115 @@ impl Loader<'_> {
         }
         valid.extend(kind.option_keys());
         let mut config = BuiltinConfig::new(kind);
-        if let Some(node) = fields.get("read_size") {
-            config.read_size = self.ok(count(node, "read_size", 1, MAX_RECV_BYTES))?;
-        }
-        if let Some(node) = fields.get("framing") {
-            config.framing = self.framing_config(node)?;
-            if kind == BuiltinKind::ReadSplit
-                && config.framing.kind.length_prefix().is_none()
-                && config.framing.kind != FramingKind::Varint
-            {
-                self.push(
-                    Diagnostic::new(node.span.clone(), "readsplit reports each read behind a length prefix")
-                        .label("needs a length-prefixed framing")
-                        .hint("use one of u8, u16be, u16le, u32be, u32le, i32le, i32be, u64be, u64le, varint"),
-                );
-                return None;
+        // Every option is checked even after one fails, so all errors show at once.
+        let errors_before = self.diagnostics.len();
+        // Only this server's own keys are read; any other is left for the
+        // unknown-key report, so an option that would be ignored is refused.
+        let allowed = kind.option_keys();
+        let mut option = |key: &str| {
+            if allowed.contains(&key) {
+                fields.get(key)
+            } else {
+                None
+            }
+        };
+        if let Some(node) = option("read_size") {
+            if let Some(size) = self.ok(count(node, "read_size", 1, MAX_RECV_BYTES)) {
+                config.read_size = size;
             }
         }
-        self.framing_limits(fields, &mut config.framing);
+        if let Some(node) = option("framing") {
+            if let Some(name) = self.ok(string(node, "framing")) {
+                if kind == BuiltinKind::Command && name == "none" {
+                    config.raw_replies = true;
+                } else if let Some(framing) = self.builtin_framing(node, kind, &name) {
+                    config.framing.kind = framing;
+                }
+            }
+        }
+        let limits = [
+            ("max_frame", 1, MAX_DATA_BYTES),
+            ("max_body", 0, MAX_DATA_BYTES),
+            ("max_line", 1, MAX_DATA_BYTES),
+            ("max_header", 2, MAX_DATA_BYTES),
+            ("max_reply", 0, MAX_DATA_BYTES),
+            ("max_store", 0, MAX_DATA_BYTES << 2),
+            ("max_files", 1, 1_000_000),
+            ("queue", 1, 100_000),
+        ];
+        for (key, min, max) in limits {
+            let Some(node) = option(key) else { continue };
+            let Some(value) = self.ok(count(node, key, min, max)) else {
+                continue;
+            };
+            match key {
+                // The file server's `max_body` is its json-header codec's max_frame.
+                "max_frame" | "max_body" => config.framing.max_frame = value,
+                "max_line" => config.framing.max_line = value,
+                "max_header" => config.framing.max_header = value,
+                "max_reply" => config.max_reply = value,
+                "max_store" => config.max_store = value,
+                "max_files" => config.max_files = value,
+                _ => config.queue = value,
+            }
+        }
+        if let Some(node) = option("length_includes_header") {
+            if let Some(v) = self.ok(boolean(node, "length_includes_header")) {
+                config.framing.length_includes_header = v;
+            }
+        }
+        if let Some(node) = option("clock") {
+            if let Some(text) = self.ok(string(node, "clock")) {
+                match chrono::DateTime::parse_from_rfc3339(&text) {
+                    Ok(clock) => config.clock = Some(clock),
+                    Err(e) => self.push(
+                        Diagnostic::new(node.span.clone(), "`clock` is not an RFC 3339 timestamp")
+                            .label(format!("`{text}`: {e}"))
+                            .hint("write a date, `T`, a time and an offset, e.g. clock = \"2024-01-02T03:04:05Z\" or \"2024-01-02T12:04:05+09:00\""),
+                    ),
+                }
+            }
+        }
+        if self.diagnostics.len() > errors_before {
+            return None;
+        }
         Some(ServerKind::Builtin(config))
     }
 
-    /// `max_frame`, `max_line` and `length_includes_header` beside a `framing` key.
-    fn framing_limits(&mut self, fields: &mut Fields, config: &mut FramingConfig) {
-        if let Some(node) = fields.get("max_frame") {
-            if let Some(v) = self.ok(count(node, "max_frame", 1, MAX_DATA_BYTES)) {
-                config.max_frame = v;
+    /// The framing named by a built-in server's `framing` key, if that server
+    /// speaks it. Only the kind is taken: the server's own default limits stay.
+    fn builtin_framing(
+        &mut self,
+        node: &Node,
+        kind: BuiltinKind,
+        name: &str,
+    ) -> Option<FramingKind> {
+        let accepted = kind.framing_names();
+        match FramingKind::from_name(name) {
+            Some(framing) if accepted.contains(&name) => Some(framing),
+            Some(_) => {
+                self.push(
+                    Diagnostic::new(node.span.clone(), kind.framing_requirement())
+                        .label(format!("`{}` does not take framing `{name}`", kind.name()))
+                        .hint(format!(
+                            "framing for `{}`: {}",
+                            kind.name(),
+                            accepted.join(", ")
+                        )),
+                );
+                None
             }
-        }
-        if let Some(node) = fields.get("max_line") {
-            if let Some(v) = self.ok(count(node, "max_line", 1, MAX_DATA_BYTES)) {
-                config.max_line = v;
-            }
-        }
-        if let Some(node) = fields.get("length_includes_header") {
-            if let Some(v) = self.ok(boolean(node, "length_includes_header")) {
-                config.length_includes_header = v;
-            }
-        }
-    }
-
-    fn framing_config(&mut self, node: &Node) -> Option<FramingConfig> {
-        let name = self.ok(string(node, "framing"))?;
-        match FramingKind::from_name(&name) {
-            Some(kind) => Some(FramingConfig::new(kind)),
             None => {
                 let mut d = Diagnostic::new(node.span.clone(), format!("unknown framing `{name}`"))
                     .label("not a framing wirecheck knows");
-                if let Some(best) = did_you_mean(&name, FramingKind::NAMES) {
+                if let Some(best) = did_you_mean(name, accepted) {
                     d = d.hint(format!("did you mean `{best}`?"));
                 }
-                self.push(d.hint(format!("framings: {}", FramingKind::NAMES.join(", "))));
+                self.push(d.hint(format!(
+                    "framing for `{}`: {}",
+                    kind.name(),
+                    accepted.join(", ")
+                )));
                 None
             }
         }
@@ -741,7 +822,11 @@ impl Loader<'_> {
                 self.push(
                     Diagnostic::new(
                         fields.key_span("proto"),
-                        format!("{context} speaks {} to a {} server", own.name(), server.name()),
+                        format!(
+                            "{context} speaks {} to a {} server",
+                            own.name(),
+                            server.name()
+                        ),
                     )
                     .label("does not match the server's `proto`")
                     .hint("leave `proto` out: a client speaks its server's protocol"),
@@ -1153,7 +1238,7 @@ impl Loader<'_> {
         let node = fields.get(which).expect("key is present");
         let bytes = match which {
             "text" => string(node, which)?.into_bytes(),
-            "hex" => decode_hex(node)?,
+            "hex" => decode_hex(node, self.source)?,
             "base64" => {
                 let text = string(node, which)?;
                 let compact: String = text.split_whitespace().collect();
@@ -1275,20 +1360,91 @@ fn signal_name(node: &Node, key: &str) -> Check<String> {
     Ok(name)
 }
 
-fn decode_hex(node: &Node) -> Check<Vec<u8>> {
+/// Where the character at byte `offset` of a string value's decoded text sits in the
+/// file. Walks the literal as written (quotes, escapes, line-ending backslashes) so
+/// the caret lands on the very character; falls back to the whole value if the
+/// literal cannot be followed.
+fn char_span_in_string(node: &Node, source: &str, offset: usize, len: usize) -> Range<usize> {
+    let Some(raw) = source.get(node.span.clone()) else {
+        return node.span.clone();
+    };
+    let literal = raw.starts_with('\'');
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        3
+    } else {
+        1
+    };
+    if raw.len() < 2 * quote {
+        return node.span.clone();
+    }
+    let mut start = node.span.start + quote;
+    let mut inner = &raw[quote..raw.len() - quote];
+    // A newline right after a multi-line string's opening quotes is not part of it.
+    if quote == 3 {
+        for newline in ["\r\n", "\n"] {
+            if let Some(rest) = inner.strip_prefix(newline) {
+                start += newline.len();
+                inner = rest;
+                break;
+            }
+        }
+    }
+    match raw_offset(inner, literal, offset) {
+        Some(at) => start + at..start + at + len,
+        None => node.span.clone(),
+    }
+}
+
+/// Maps a byte offset in a TOML string's decoded value to one in its source text.
+fn raw_offset(inner: &str, literal: bool, decoded: usize) -> Option<usize> {
+    let (mut raw, mut dec) = (0, 0);
+    while dec < decoded {
+        let c = inner.get(raw..)?.chars().next()?;
+        if literal || c != '\\' {
+            raw += c.len_utf8();
+            dec += c.len_utf8();
+            continue;
+        }
+        let escaped = inner.get(raw + 1..)?.chars().next()?;
+        match escaped {
+            'u' | 'U' => {
+                let digits = if escaped == 'u' { 4 } else { 8 };
+                let hex = inner.get(raw + 2..raw + 2 + digits)?;
+                let value = char::from_u32(u32::from_str_radix(hex, 16).ok()?)?;
+                raw += 2 + digits;
+                dec += value.len_utf8();
+            }
+            // A backslash at the end of a line swallows the line break and the
+            // white space after it.
+            w if w.is_whitespace() => {
+                raw += 1;
+                while let Some(next) = inner.get(raw..)?.chars().next() {
+                    if !next.is_whitespace() {
+                        break;
+                    }
+                    raw += next.len_utf8();
+                }
+            }
+            _ => {
+                raw += 2;
+                dec += 1;
+            }
+        }
+    }
+    (dec == decoded).then_some(raw)
+}
+
+fn decode_hex(node: &Node, source: &str) -> Check<Vec<u8>> {
     let text = string(node, "hex")?;
     let digits: Vec<(usize, char)> = text
         .char_indices()
         .filter(|(_, c)| !c.is_whitespace())
         .collect();
     if let Some((offset, c)) = digits.iter().find(|(_, c)| !c.is_ascii_hexdigit()) {
-        // +1 skips the opening quote, so the caret lands on the bad character.
-        let at = node.span.start + 1 + offset;
-        return Err(
-            Diagnostic::new(at..at + c.len_utf8(), format!("`{c}` is not a hex digit"))
-                .label("not 0-9, a-f")
-                .hint("write bytes as pairs of hex digits; spaces are ignored: \"de ad be ef\""),
-        );
+        let span = char_span_in_string(node, source, *offset, c.len_utf8());
+        return Err(Diagnostic::new(span, format!("`{c}` is not a hex digit"))
+            .label("not 0-9, a-f")
+            .hint("write bytes as pairs of hex digits; spaces are ignored: \"de ad be ef\""));
     }
     if digits.len() % 2 == 1 {
         return Err(
