@@ -1,11 +1,13 @@
 //! Command-line arguments and the commands they run. `main.rs` only calls
 //! [`main_with_args`] and exits with its code.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::{FramingConfig, FramingKind};
@@ -13,6 +15,7 @@ use crate::report::{self, console::Console};
 use crate::runner::{self, ScenarioOutcome};
 use crate::scenario::{self, LoadError, Proto, Scenario, SocketOptions};
 use crate::servers::{self, BuiltinConfig, BuiltinKind, ServerContext};
+use crate::trace::{self, TraceFormat, TraceSettings};
 
 /// Exit code: every scenario passed.
 pub const EXIT_PASSED: i32 = 0;
@@ -43,6 +46,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run a built-in reference server until Ctrl-C.
     Serve(ServeArgs),
+    /// Turn a pcap or pcapng trace into a scenario that replays its conversation.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +71,53 @@ pub struct RunArgs {
     /// Write a JSON report (runs, failures, events) here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write a packet trace of every run into DIR (`STEM-runN.pcapng`), synthesized
+    /// from the run's events. A failed run's report names its trace.
+    #[arg(long, value_name = "DIR")]
+    pub pcap: Option<PathBuf>,
+    /// Trace file format: pcapng (nanosecond timestamps, a comment per packet) or
+    /// classic pcap.
+    #[arg(long, value_enum, default_value_t = PcapFormat::Pcapng, requires = "pcap")]
+    pub pcap_format: PcapFormat,
+    /// Keep only the first N bytes of each packet in traces (lengths stay whole).
+    #[arg(long, value_name = "N", requires = "pcap",
+          value_parser = clap::value_parser!(u32).range(1..=262_144))]
+    pub snaplen: Option<u32>,
+    /// Capture the real packets on `lo` (AF_PACKET; needs CAP_NET_RAW) instead of
+    /// synthesizing them. Without the privilege, traces are synthesized.
+    #[arg(long, requires = "pcap")]
+    pub capture: bool,
+}
+
+/// `--pcap-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PcapFormat {
+    Pcapng,
+    Pcap,
+}
+
+impl From<PcapFormat> for TraceFormat {
+    fn from(format: PcapFormat) -> Self {
+        match format {
+            PcapFormat::Pcapng => TraceFormat::Pcapng,
+            PcapFormat::Pcap => TraceFormat::Pcap,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A pcap or pcapng file (Ethernet, raw IP or Linux cooked capture).
+    pub trace: PathBuf,
+    /// Replay against the server at HOST:PORT instead of scripted servers.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub address: Option<String>,
+    /// Write the scenario here instead of to standard output.
+    #[arg(long, short = 'o', value_name = "OUT.toml")]
+    pub output: Option<PathBuf>,
+    /// The scenario's name (default: `imported from FILE`).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +180,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
             Command::Run(args) => run(args).await,
             Command::Check(args) => check(args),
             Command::Serve(args) => serve(args).await,
+            Command::Import(args) => import(args),
         }
     })
 }
@@ -222,7 +275,17 @@ async fn run(args: RunArgs) -> i32 {
             }
         }
     });
-    let outcomes = run_all(&selected, repeat, jobs, cancel.clone()).await;
+    let traces = match &args.pcap {
+        Some(dir) => match TraceConfig::new(dir, &args, &selected) {
+            Ok(config) => Some(Arc::new(config)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
+    let outcomes = run_all_traced(&selected, repeat, jobs, cancel.clone(), traces.clone()).await;
     let mut console = Console::new(outcomes.len(), repeat);
     console.total = outcomes.len();
     print!(
@@ -241,9 +304,10 @@ async fn run(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
+    let trace_errors = traces.map_or(0, |t| t.errors.load(Ordering::Relaxed));
     if cancel.is_cancelled() {
         EXIT_INTERRUPTED
-    } else if !errors.is_empty() {
+    } else if !errors.is_empty() || trace_errors > 0 {
         EXIT_USAGE
     } else if outcomes.iter().all(ScenarioOutcome::passed) {
         EXIT_PASSED
@@ -284,6 +348,228 @@ pub async fn run_all(
     jobs: usize,
     cancel: CancellationToken,
 ) -> Vec<ScenarioOutcome> {
+    run_all_traced(scenarios, repeat, jobs, cancel, None).await
+}
+
+/// Where and how `run --pcap` writes traces.
+#[derive(Debug)]
+pub struct TraceConfig {
+    pub dir: PathBuf,
+    pub settings: TraceSettings,
+    /// Capture on `lo` instead of synthesizing (only if the privilege is there).
+    pub capture: bool,
+    /// File stem of each scenario, by its index in the selection: the file's stem,
+    /// with parent folders prefixed where two selected files share a stem.
+    pub stems: Vec<String>,
+    /// Traces that could not be written.
+    pub errors: AtomicUsize,
+}
+
+impl TraceConfig {
+    fn new(dir: &Path, args: &RunArgs, scenarios: &[Arc<Scenario>]) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the trace folder {}: {e}", dir.display()))?;
+        let mut capture = args.capture;
+        if capture {
+            if let Err(e) = trace::capture::check_permission() {
+                eprintln!(
+                    "note: --capture needs a packet socket on `lo` ({e}); run as root or give the \
+                     binary CAP_NET_RAW (`setcap cap_net_raw+ep`). Writing synthesized traces instead."
+                );
+                capture = false;
+            }
+        }
+        let paths: Vec<&Path> = scenarios.iter().map(|s| s.path.as_path()).collect();
+        Ok(Self {
+            dir: dir.to_owned(),
+            settings: TraceSettings {
+                format: args.pcap_format.into(),
+                snaplen: args.snaplen,
+                fixed_isn: None,
+            },
+            capture,
+            stems: unique_stems(&paths),
+            errors: AtomicUsize::new(0),
+        })
+    }
+
+    fn path_for(&self, index: usize, run: usize) -> PathBuf {
+        let stem = self.stems.get(index).map_or("scenario", String::as_str);
+        self.dir
+            .join(trace::trace_file_name(stem, run, self.settings.format))
+    }
+}
+
+/// A file stem per path, unique among `paths`: the stem alone, or with as many parent
+/// folder names (joined by `-`) as it takes to tell equal stems apart.
+pub fn unique_stems(paths: &[&Path]) -> Vec<String> {
+    // The same file named twice shares a name; its repeats are numbered below.
+    let mut distinct: Vec<&Path> = Vec::new();
+    for path in paths {
+        if !distinct.contains(path) {
+            distinct.push(path);
+        }
+    }
+    let parts: Vec<Vec<String>> = distinct
+        .iter()
+        .map(|path| {
+            let mut parts: Vec<String> = path
+                .with_extension("")
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(part) => Some(sanitize(&part.to_string_lossy())),
+                    _ => None,
+                })
+                .collect();
+            parts.reverse();
+            if parts.is_empty() {
+                parts.push("scenario".into());
+            }
+            parts
+        })
+        .collect();
+    let mut depth = vec![1usize; distinct.len()];
+    let names = loop {
+        let names: Vec<String> = parts
+            .iter()
+            .zip(&depth)
+            .map(|(parts, &depth)| {
+                let mut used: Vec<&str> = parts.iter().take(depth).map(String::as_str).collect();
+                used.reverse();
+                used.join("-")
+            })
+            .collect();
+        let mut seen: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            seen.entry(name.as_str()).or_default().push(i);
+        }
+        let mut grew = false;
+        for clash in seen.values().filter(|v| v.len() > 1) {
+            for &i in clash {
+                if depth[i] < parts[i].len() {
+                    depth[i] += 1;
+                    grew = true;
+                }
+            }
+        }
+        if !grew {
+            break names;
+        }
+    };
+    let mut count: HashMap<String, usize> = HashMap::new();
+    paths
+        .iter()
+        .map(|path| {
+            let index = distinct.iter().position(|p| p == path).unwrap_or(0);
+            let name = names[index].clone();
+            let n = count.entry(name.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                name
+            } else {
+                format!("{name}-{n}")
+            }
+        })
+        .collect()
+}
+
+/// A file-name-safe version of a path component.
+fn sanitize(part: &str) -> String {
+    part.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs one scenario once, then writes its trace (if asked to) before anything
+/// drops its events.
+async fn run_one(
+    scenario: Arc<Scenario>,
+    index: usize,
+    run: usize,
+    cancel: CancellationToken,
+    traces: Option<Arc<TraceConfig>>,
+) -> ScenarioOutcome {
+    let Some(config) = traces else {
+        return runner::run_scenario(&scenario, run, cancel).await;
+    };
+    let path = config.path_for(index, run);
+    // A capture must be listening before the scenario's servers start.
+    let capture = if config.capture {
+        let spool = config.dir.join(format!(
+            ".{}.capture",
+            path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ));
+        let snaplen = config.settings.snaplen.unwrap_or(trace::sink::DEFAULT_SNAPLEN);
+        match trace::capture::Capture::start(spool, snaplen) {
+            Ok(capture) => Some(capture),
+            Err(e) => {
+                eprintln!("warning: cannot capture on lo ({e}); synthesizing the trace of {}", path.display());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let outcome = runner::run_scenario(&scenario, run, cancel).await;
+    let settings = config.settings;
+    let written = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            let result = match capture {
+                Some(capture) => capture
+                    .finish()
+                    .and_then(|captured| trace::write_captured(&outcome, &captured, &path, &settings))
+                    .map(drop),
+                None => trace::write_synthesized(&outcome, &path, &settings).map(drop),
+            };
+            (outcome, result)
+        }
+    })
+    .await;
+    match written {
+        Ok((mut outcome, Ok(()))) => {
+            outcome.trace = Some(path);
+            outcome
+        }
+        Ok((outcome, Err(e))) => {
+            eprintln!("error: cannot write the trace {}: {e}", path.display());
+            config.errors.fetch_add(1, Ordering::Relaxed);
+            outcome
+        }
+        Err(e) => {
+            config.errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!("error: writing the trace {} crashed: {e}", path.display());
+            runner::ScenarioOutcome {
+                name: scenario.name.clone(),
+                path: scenario.path.clone(),
+                run,
+                duration: std::time::Duration::ZERO,
+                failure: Some(runner::Failure::new(
+                    runner::FailureKind::Cleanup,
+                    format!("writing the trace {} crashed: {e}", path.display()),
+                )),
+                events: Vec::new(),
+                started_at: std::time::SystemTime::now(),
+                trace: None,
+            }
+        }
+    }
+}
+
+/// [`run_all`], writing a trace of every run when `traces` is given.
+pub async fn run_all_traced(
+    scenarios: &[Arc<Scenario>],
+    repeat: usize,
+    jobs: usize,
+    cancel: CancellationToken,
+    traces: Option<Arc<TraceConfig>>,
+) -> Vec<ScenarioOutcome> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, scenario) in scenarios.iter().enumerate() {
@@ -291,9 +577,10 @@ pub async fn run_all(
             let scenario = Arc::clone(scenario);
             let semaphore = Arc::clone(&semaphore);
             let cancel = cancel.clone();
+            let traces = traces.clone();
             tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
-                let outcome = runner::run_scenario(&scenario, run, cancel).await;
+                let outcome = run_one(scenario, index, run, cancel, traces).await;
                 (index, run, outcome)
             });
         }
@@ -315,6 +602,48 @@ pub async fn run_all(
     }
     outcomes.sort_by_key(|(index, run, _)| (*index, *run));
     outcomes.into_iter().map(|(_, _, o)| o).collect()
+}
+
+/// `wirecheck import`: a trace becomes a replay scenario.
+fn import(args: ImportArgs) -> i32 {
+    let options = trace::import::ImportOptions {
+        address: args.address,
+        name: args.name,
+    };
+    let imported = match trace::import::import_trace(&args.trace, &options) {
+        Ok(imported) => imported,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let summary = format!(
+        "{} TCP connection(s) and {} UDP flow(s) from {} packets of {}",
+        imported.tcp_connections,
+        imported.udp_flows,
+        imported.frames,
+        args.trace.display()
+    );
+    match &args.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &imported.toml) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+            eprintln!("imported {summary} into {}", path.display());
+        }
+        None => {
+            print!("{}", imported.toml);
+            eprintln!("imported {summary}");
+        }
+    }
+    if imported.refused > 0 {
+        eprintln!(
+            "note: {} refused connection attempt(s) are listed as comments, not replayed",
+            imported.refused
+        );
+    }
+    EXIT_PASSED
 }
 
 fn check(args: CheckArgs) -> i32 {

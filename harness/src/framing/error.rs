@@ -191,7 +191,10 @@ pub enum FrameError {
     },
 
     /// Encoding: the payload is too big for the limit or for the prefix.
-    #[error("cannot encode frame at offset {offset}: {what} of {len} bytes exceeds {limit} ({max} bytes)")]
+    #[error(
+        "cannot encode frame at offset {offset}: {what} of {len} bytes exceeds {limit} \
+         ({max} bytes)"
+    )]
     PayloadTooLarge {
         /// Offset in the encoded output where the frame would have started.
         offset: u64,

@@ -53,7 +53,8 @@ impl JsonHeaderFrame {
 
     /// The header's JSON text, as sent.
     pub fn raw_header(&self) -> Bytes {
-        self.wire.slice(LEN_WIDTH..self.wire.len() - self.body.len())
+        self.wire
+            .slice(LEN_WIDTH..self.wire.len() - self.body.len())
     }
 
     /// The header's `file_size` (the body length).
@@ -196,7 +197,11 @@ impl JsonHeaderCodec {
     }
 
     /// Parses the header text and checks `file_size`.
-    fn parse_header(&self, text: &[u8], offset: u64) -> Result<(Map<String, Value>, usize), FrameError> {
+    fn parse_header(
+        &self,
+        text: &[u8],
+        offset: u64,
+    ) -> Result<(Map<String, Value>, usize), FrameError> {
         let bad = |problem| FrameError::BadJsonHeader { offset, problem };
         let text = std::str::from_utf8(text).map_err(|e| {
             bad(JsonHeaderProblem::NotUtf8 {
@@ -396,7 +401,8 @@ impl Decoder for JsonHeaderCodec {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        self.step(src).inspect_err(|err| self.failed = Some(err.clone()))
+        self.step(src)
+            .inspect_err(|err| self.failed = Some(err.clone()))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<JsonHeaderFrame>, FrameError> {
@@ -448,7 +454,10 @@ mod tests {
         out
     }
 
-    fn decode_all(codec: &mut JsonHeaderCodec, bytes: &[u8]) -> Vec<Result<JsonHeaderFrame, FrameError>> {
+    fn decode_all(
+        codec: &mut JsonHeaderCodec,
+        bytes: &[u8],
+    ) -> Vec<Result<JsonHeaderFrame, FrameError>> {
         let mut buf = BytesMut::from(bytes);
         let mut out = Vec::new();
         loop {
@@ -480,8 +489,8 @@ mod tests {
     #[test]
     fn literal_layout() {
         let wire = [
-            0x0f, 0x00, 0x00, 0x00, b'{', b'"', b'f', b'i', b'l', b'e', b'_', b's', b'i', b'z', b'e', b'"',
-            b':', b'2', b'}', b'h', b'i',
+            0x0f, 0x00, 0x00, 0x00, b'{', b'"', b'f', b'i', b'l', b'e', b'_', b's', b'i', b'z',
+            b'e', b'"', b':', b'2', b'}', b'h', b'i',
         ];
         let mut dst = BytesMut::new();
         JsonHeaderCodec::new().encode(&b"hi"[..], &mut dst).unwrap();
@@ -497,7 +506,11 @@ mod tests {
 
     #[test]
     fn tutorial_header_with_name_and_md5() {
-        let header = br#"{ "file_name": "a.txt", "file_size": 5, "md5": "5d41402abc4b2a76b9719d911017c592" }"#;
+        let header: &[u8] = concat!(
+            r#"{ "file_name": "a.txt", "file_size": 5, "#,
+            r#""md5": "5d41402abc4b2a76b9719d911017c592" }"#
+        )
+        .as_bytes();
         let mut bytes = frame_bytes(header, b"hello");
         bytes.extend(frame_bytes(br#"{"file_size":0}"#, b""));
         let frames = decode_all(&mut JsonHeaderCodec::new(), &bytes);
@@ -505,7 +518,7 @@ mod tests {
         assert_eq!(first.file_name(), Some("a.txt"));
         assert_eq!(first.md5(), Some("5d41402abc4b2a76b9719d911017c592"));
         assert_eq!(first.file_size(), 5);
-        assert_eq!(&first.raw_header()[..], &header[..]);
+        assert_eq!(&first.raw_header()[..], header);
         let second = frames[1].clone().unwrap();
         assert!(second.body.is_empty());
         assert_eq!(frames.len(), 2);
@@ -517,15 +530,22 @@ mod tests {
         let mut dst = BytesMut::new();
         let header = as_map(json!({"file_name": "x.bin", "md5": "00"}));
         codec.encode_with_header(&header, b"abc", &mut dst).unwrap();
-        let frame = decode_all(&mut JsonHeaderCodec::new(), &dst)[0].clone().unwrap();
-        assert_eq!(frame.header, as_map(json!({"file_name": "x.bin", "md5": "00", "file_size": 3})));
+        let frame = decode_all(&mut JsonHeaderCodec::new(), &dst)[0]
+            .clone()
+            .unwrap();
+        assert_eq!(
+            frame.header,
+            as_map(json!({"file_name": "x.bin", "md5": "00", "file_size": 3}))
+        );
         assert_eq!(&frame.body[..], b"abc");
 
         let ok = as_map(json!({"file_size": 3}));
         codec.encode_with_header(&ok, b"abc", &mut dst).unwrap();
         let wrong = as_map(json!({"file_size": 4}));
         let offset = dst.len() as u64;
-        let err = codec.encode_with_header(&wrong, b"abc", &mut dst).unwrap_err();
+        let err = codec
+            .encode_with_header(&wrong, b"abc", &mut dst)
+            .unwrap_err();
         assert_eq!(
             err,
             FrameError::FileSizeMismatch {
@@ -536,7 +556,10 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("cannot encode frame at offset {offset}: json-header file_size 4 does not match the 3-byte body")
+            format!(
+                "cannot encode frame at offset {offset}: json-header file_size 4 does not match \
+                 the 3-byte body"
+            )
         );
     }
 
@@ -551,20 +574,41 @@ mod tests {
         let big = as_map(json!({"file_name": "a-rather-long-name.txt"}));
         let err = codec.encode_with_header(&big, b"", &mut dst).unwrap_err();
         assert!(err.to_string().contains("JSON header of"), "{err}");
-        assert!(err.to_string().ends_with("exceeds max_header (20 bytes)"), "{err}");
+        assert!(
+            err.to_string().ends_with("exceeds max_header (20 bytes)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_json_and_bad_headers() {
         let cases: [(&[u8], &str); 8] = [
-            (b"{\"file_size\":", "is not valid JSON: EOF while parsing a value at line 1 column 13"),
-            (b"\xff{}", "is not valid UTF-8 (first bad byte at header byte 0)"),
+            (
+                b"{\"file_size\":",
+                "is not valid JSON: EOF while parsing a value at line 1 column 13",
+            ),
+            (
+                b"\xff{}",
+                "is not valid UTF-8 (first bad byte at header byte 0)",
+            ),
             (b"[1,2]", "is a JSON array, not an object"),
             (b"{\"file_name\":\"a\"}", "has no \"file_size\" member"),
-            (b"{\"file_size\":-3}", "has \"file_size\": -3, which is not a non-negative integer"),
-            (b"{\"file_size\":1.5}", "has \"file_size\": 1.5, which is not a non-negative integer"),
-            (b"{\"file_size\":\"3\"}", "has \"file_size\": \"3\", which is not a non-negative integer"),
-            (b"", "is not valid JSON: EOF while parsing a value at line 1 column 0"),
+            (
+                b"{\"file_size\":-3}",
+                "has \"file_size\": -3, which is not a non-negative integer",
+            ),
+            (
+                b"{\"file_size\":1.5}",
+                "has \"file_size\": 1.5, which is not a non-negative integer",
+            ),
+            (
+                b"{\"file_size\":\"3\"}",
+                "has \"file_size\": \"3\", which is not a non-negative integer",
+            ),
+            (
+                b"",
+                "is not valid JSON: EOF while parsing a value at line 1 column 0",
+            ),
         ];
         for (header, problem) in cases {
             // One good frame first, so the offset is not just 0.
@@ -572,7 +616,10 @@ mod tests {
             let offset = bytes.len();
             bytes.extend(frame_bytes(header, b"body"));
             let err = first_error(&bytes);
-            assert_eq!(err.to_string(), format!("frame at offset {offset}: json-header header {problem}"));
+            assert_eq!(
+                err.to_string(),
+                format!("frame at offset {offset}: json-header header {problem}")
+            );
             assert_eq!(err.offset(), offset as u64);
         }
     }
@@ -580,7 +627,10 @@ mod tests {
     #[test]
     fn length_errors() {
         let err = first_error(&(-1i32).to_le_bytes());
-        assert_eq!(err.to_string(), "frame at offset 0: json-header header length -1 is negative");
+        assert_eq!(
+            err.to_string(),
+            "frame at offset 0: json-header header length -1 is negative"
+        );
         let err = first_error(&(1i32 << 20).to_le_bytes());
         assert_eq!(
             err.to_string(),
@@ -590,7 +640,10 @@ mod tests {
         let mut codec = JsonHeaderCodec::new().with_max_body(10);
         let mut buf = BytesMut::from(&frame_bytes(br#"{"file_size":11}"#, b"")[..]);
         let err = codec.decode(&mut buf).unwrap_err();
-        assert_eq!(err.to_string(), "frame at offset 0: json-header file_size 11 exceeds max_body 10");
+        assert_eq!(
+            err.to_string(),
+            "frame at offset 0: json-header file_size 11 exceeds max_body 10"
+        );
         assert_eq!(codec.decode(&mut buf).unwrap_err(), err);
         // A huge file_size does not allocate.
         let mut codec = JsonHeaderCodec::new();
@@ -603,7 +656,10 @@ mod tests {
     fn truncated_stream() {
         let bytes = frame_bytes(br#"{"file_size":10}"#, b"abc");
         let err = first_error(&bytes);
-        assert_eq!(err.to_string(), "stream ended inside a frame at offset 0: 23 of 30 bytes");
+        assert_eq!(
+            err.to_string(),
+            "stream ended inside a frame at offset 0: 23 of 30 bytes"
+        );
         let err = first_error(&bytes[..10]);
         assert_eq!(
             err,

@@ -70,7 +70,10 @@ impl LengthPrefix {
         match self {
             LengthPrefix::U8 => 1,
             LengthPrefix::U16Be | LengthPrefix::U16Le => 2,
-            LengthPrefix::U32Be | LengthPrefix::U32Le | LengthPrefix::I32Le | LengthPrefix::I32Be => 4,
+            LengthPrefix::U32Be
+            | LengthPrefix::U32Le
+            | LengthPrefix::I32Le
+            | LengthPrefix::I32Be => 4,
             LengthPrefix::U64Be | LengthPrefix::U64Le => 8,
         }
     }
@@ -317,7 +320,11 @@ impl LengthPrefixedCodec {
             });
         }
         let width = self.prefix.width();
-        let overhead = if self.includes_header { width as u64 } else { 0 };
+        let overhead = if self.includes_header {
+            width as u64
+        } else {
+            0
+        };
         let max_payload = self.prefix.max_value().saturating_sub(overhead);
         if len > max_payload {
             return Err(FrameError::PayloadTooLarge {
@@ -334,6 +341,31 @@ impl LengthPrefixedCodec {
         Ok(())
     }
 
+    /// Parses the prefix at the start of `src` once it is complete.
+    #[inline]
+    fn decode_prefix(&mut self, src: &[u8]) -> Result<Option<usize>, FrameError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if src.len() < self.prefix.width() {
+            return Ok(None);
+        }
+        match self.payload_len(src, self.consumed) {
+            Ok(len) => Ok(Some(len)),
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
+    /// Records a checked length whose body has not fully arrived and makes
+    /// room for it: bounded by max_frame + width, as the length passed the
+    /// check.
+    #[inline(never)]
+    fn await_body(&mut self, src: &mut BytesMut, len: usize, total: usize) {
+        self.pending = Some(len);
+        src.reserve(total - src.len());
+    }
+
+    #[cold]
     fn fail(&mut self, err: FrameError) -> FrameError {
         self.failed = Some(err.clone());
         err
@@ -344,31 +376,24 @@ impl Decoder for LengthPrefixedCodec {
     type Item = Bytes;
     type Error = FrameError;
 
+    // Inlined so that a read loop's per-call cost while a body trickles in is
+    // one comparison; the prefix parsing and error paths stay out of line.
+    #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let width = self.prefix.width();
         let len = match self.pending {
             Some(len) => len,
-            None => {
-                if let Some(err) = &self.failed {
-                    return Err(err.clone());
-                }
-                if src.len() < width {
-                    return Ok(None);
-                }
-                match self.payload_len(src, self.consumed) {
-                    Ok(len) => len,
-                    Err(err) => return Err(self.fail(err)),
-                }
-            }
+            None => match self.decode_prefix(src)? {
+                Some(len) => len,
+                None => return Ok(None),
+            },
         };
+        let width = self.prefix.width();
         // Cannot overflow: len <= max_frame, which clamp_limit keeps far
         // below usize::MAX.
         let total = width + len;
         if src.len() < total {
             if self.pending.is_none() {
-                self.pending = Some(len);
-                // Bounded by max_frame + width: the length passed the check.
-                src.reserve(total - src.len());
+                self.await_body(src, len, total);
             }
             return Ok(None);
         }
@@ -471,7 +496,10 @@ mod tests {
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::U32Le);
         assert_eq!(encode(&mut codec, b"hello").unwrap(), wire);
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::U32Le);
-        assert_eq!(decode_all(&mut codec, &wire), vec![Ok(Bytes::from_static(b"hello"))]);
+        assert_eq!(
+            decode_all(&mut codec, &wire),
+            vec![Ok(Bytes::from_static(b"hello"))]
+        );
     }
 
     #[test]
@@ -489,19 +517,32 @@ mod tests {
     fn length_includes_header() {
         // u16be length 7 = 2-byte prefix + "hello".
         let wire = [0x00, 0x07, b'h', b'e', b'l', b'l', b'o'];
-        let mut codec = LengthPrefixedCodec::new(LengthPrefix::U16Be).with_length_includes_header(true);
+        let mut codec =
+            LengthPrefixedCodec::new(LengthPrefix::U16Be).with_length_includes_header(true);
         assert_eq!(encode(&mut codec, b"hello").unwrap(), wire);
-        let mut codec = LengthPrefixedCodec::new(LengthPrefix::U16Be).with_length_includes_header(true);
-        assert_eq!(decode_all(&mut codec, &wire), vec![Ok(Bytes::from_static(b"hello"))]);
+        let mut codec =
+            LengthPrefixedCodec::new(LengthPrefix::U16Be).with_length_includes_header(true);
+        assert_eq!(
+            decode_all(&mut codec, &wire),
+            vec![Ok(Bytes::from_static(b"hello"))]
+        );
         // Exactly the header: an empty payload.
-        let mut codec = LengthPrefixedCodec::new(LengthPrefix::U16Be).with_length_includes_header(true);
-        assert_eq!(decode_all(&mut codec, &[0x00, 0x02]), vec![Ok(Bytes::new())]);
+        let mut codec =
+            LengthPrefixedCodec::new(LengthPrefix::U16Be).with_length_includes_header(true);
+        assert_eq!(
+            decode_all(&mut codec, &[0x00, 0x02]),
+            vec![Ok(Bytes::new())]
+        );
     }
 
     #[test]
     fn length_below_header_is_an_error() {
-        let mut codec = LengthPrefixedCodec::new(LengthPrefix::U32Be).with_length_includes_header(true);
-        let err = decode_all(&mut codec, &[0, 0, 0, 4, 0, 0, 0, 3]).pop().unwrap().unwrap_err();
+        let mut codec =
+            LengthPrefixedCodec::new(LengthPrefix::U32Be).with_length_includes_header(true);
+        let err = decode_all(&mut codec, &[0, 0, 0, 4, 0, 0, 0, 3])
+            .pop()
+            .unwrap()
+            .unwrap_err();
         assert_eq!(
             err,
             FrameError::LengthBelowHeader {
@@ -532,11 +573,21 @@ mod tests {
             assert!(buf.capacity() < 64, "grew to {}", buf.capacity());
         }
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::I32Le);
-        let err = codec.decode(&mut BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..])).unwrap_err();
-        assert_eq!(err.to_string(), "frame at offset 0: i32le length -1 is negative");
+        let err = codec
+            .decode(&mut BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "frame at offset 0: i32le length -1 is negative"
+        );
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::I32Be);
-        let err = codec.decode(&mut BytesMut::from(&[0x80, 0, 0, 0][..])).unwrap_err();
-        assert_eq!(err.to_string(), "frame at offset 0: i32be length -2147483648 is negative");
+        let err = codec
+            .decode(&mut BytesMut::from(&[0x80, 0, 0, 0][..]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "frame at offset 0: i32be length -2147483648 is negative"
+        );
     }
 
     #[test]
@@ -561,15 +612,24 @@ mod tests {
     #[test]
     fn max_frame_boundary() {
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::U8).with_max_frame(3);
-        assert_eq!(decode_all(&mut codec, &[3, 1, 2, 3]), vec![Ok(Bytes::from_static(&[1, 2, 3]))]);
+        assert_eq!(
+            decode_all(&mut codec, &[3, 1, 2, 3]),
+            vec![Ok(Bytes::from_static(&[1, 2, 3]))]
+        );
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::U8).with_max_frame(3);
         let err = decode_all(&mut codec, &[4]).pop().unwrap().unwrap_err();
-        assert_eq!(err.to_string(), "frame at offset 0: u8 length 4 exceeds max_frame 3");
+        assert_eq!(
+            err.to_string(),
+            "frame at offset 0: u8 length 4 exceeds max_frame 3"
+        );
         // With the header counted, the limit still applies to the payload.
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::U8)
             .with_max_frame(3)
             .with_length_includes_header(true);
-        assert_eq!(decode_all(&mut codec, &[4, 1, 2, 3]), vec![Ok(Bytes::from_static(&[1, 2, 3]))]);
+        assert_eq!(
+            decode_all(&mut codec, &[4, 1, 2, 3]),
+            vec![Ok(Bytes::from_static(&[1, 2, 3]))]
+        );
     }
 
     #[test]
@@ -600,7 +660,10 @@ mod tests {
                 expected: Some(14)
             }
         );
-        assert_eq!(err.to_string(), "stream ended inside a frame at offset 5: 6 of 14 bytes");
+        assert_eq!(
+            err.to_string(),
+            "stream ended inside a frame at offset 5: 6 of 14 bytes"
+        );
         // Inside the prefix itself the total is not known yet.
         let mut codec = LengthPrefixedCodec::new(LengthPrefix::U32Be);
         let err = decode_all(&mut codec, &[0, 0]).pop().unwrap().unwrap_err();
@@ -621,7 +684,8 @@ mod tests {
             "cannot encode frame at offset 0: payload of 256 bytes exceeds what a u8 length \
              prefix can express (255 bytes)"
         );
-        let mut codec = LengthPrefixedCodec::new(LengthPrefix::U8).with_length_includes_header(true);
+        let mut codec =
+            LengthPrefixedCodec::new(LengthPrefix::U8).with_length_includes_header(true);
         assert!(encode(&mut codec, &[0; 254]).is_ok());
         let err = encode(&mut codec, &[0; 255]).unwrap_err();
         // The failed frame would have started after the 255 bytes already encoded.

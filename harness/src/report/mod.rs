@@ -65,6 +65,9 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
     for note in &failure.notes {
         let _ = writeln!(out, "  note: {note}");
     }
+    if let Some(trace) = &outcome.trace {
+        let _ = writeln!(out, "  trace: {}", trace.display());
+    }
     out
 }
 

@@ -4,6 +4,11 @@
 //! The runner reports only through the [`EventLog`] and the returned
 //! [`ScenarioOutcome`]; it never prints or writes files.
 
+// A failure carries everything a report needs (bytes, notes), so it is large; it is
+// produced once per failed run and moved, never copied in a loop, so boxing it
+// would buy nothing.
+#![allow(clippy::result_large_err)]
+
 mod actor;
 pub mod outcome;
 mod process;
@@ -81,6 +86,7 @@ pub async fn run_scenario(
     cancel: CancellationToken,
 ) -> ScenarioOutcome {
     let started = std::time::Instant::now();
+    let started_at = std::time::SystemTime::now();
     let context = Arc::new(RunContext {
         log: EventLog::new(),
         signals: Signals::default(),
@@ -126,6 +132,8 @@ pub async fn run_scenario(
         duration: started.elapsed(),
         failure,
         events,
+        started_at,
+        trace: None,
     }
 }
 
@@ -287,12 +295,12 @@ impl RunState {
                         failure
                     })?,
             };
-            let actor = Actor {
+            let actor = Actor::new(
                 name,
                 conn,
-                options: client.options.clone(),
-                context: Arc::clone(&self.context),
-            };
+                client.options.clone(),
+                Arc::clone(&self.context),
+            );
             let script = Arc::clone(&script);
             self.actors.spawn(async move { actor.run(&script).await });
         }
@@ -382,9 +390,9 @@ async fn script_server(
                 conn: recorder.conn,
                 local,
             });
-            let actor = Actor {
+            let actor = Actor::new(
                 name,
-                conn: Conn::Udp {
+                Conn::Udp {
                     socket,
                     recorder,
                     local,
@@ -393,7 +401,7 @@ async fn script_server(
                 },
                 options,
                 context,
-            };
+            );
             return actor.run(&script).await;
         }
         Bound::Tcp(listener) => listener,
@@ -434,12 +442,12 @@ async fn script_server(
             local,
             peer,
         });
-        let actor = Actor {
-            name: actor_name,
-            conn: Conn::Tcp { stream, recorder },
-            options: options.clone(),
-            context: Arc::clone(&context),
-        };
+        let actor = Actor::new(
+            actor_name,
+            Conn::Tcp { stream, recorder },
+            options.clone(),
+            Arc::clone(&context),
+        );
         let script = Arc::clone(&script);
         sessions.spawn(async move { actor.run(&script).await });
     }

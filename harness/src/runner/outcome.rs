@@ -2,7 +2,7 @@
 //! the event log. Reporters render these; the runner never formats output itself.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -23,6 +23,14 @@ pub struct ScenarioOutcome {
     /// Every event of the run, in order.
     #[serde(skip)]
     pub events: Vec<Event>,
+    /// Wall-clock time at which the events' clock read zero, so a trace can give
+    /// packets their real times (`started_at + event.at`).
+    #[serde(skip)]
+    pub started_at: SystemTime,
+    /// The packet trace written for this run (`run --pcap DIR`), if any. Set by the
+    /// CLI after the run; the runner itself never writes files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<PathBuf>,
 }
 
 impl ScenarioOutcome {

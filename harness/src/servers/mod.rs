@@ -6,13 +6,20 @@
 //! per connection. Taking the socket (rather than an address) lets tests and the
 //! runner bind port 0 and know the port before the server starts.
 
+mod chat;
+mod command;
+mod conn;
 mod discard;
 mod echo;
+mod file;
+mod framed_echo;
 mod readsplit;
+mod time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use chrono::{DateTime, FixedOffset};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
@@ -21,9 +28,37 @@ use crate::framing::{FramingConfig, FramingKind};
 use crate::net::{apply_socket_options, Recorder};
 use crate::scenario::{Proto, SocketOptions};
 
+pub use chat::{DEFAULT_CHAT_MAX_LINE, DEFAULT_QUEUE, MAX_NAME};
+pub use command::{DEFAULT_MAX_REPLY, HELP};
+pub use file::{validate_file_name, DEFAULT_MAX_FILES, DEFAULT_MAX_STORE, MAX_FILE_NAME};
+pub use time::{format_time, DEFAULT_TIME_MAX_LINE, MAX_FORMAT};
+
 /// Read buffer of servers that stream bytes through: large enough for bulk
 /// transfers, small enough that thousands of connections stay cheap.
 pub const IO_BUFFER: usize = 64 * 1024;
+
+/// Framing names a length-prefixed report can use (readsplit).
+const PREFIX_FRAMINGS: &[&str] = &[
+    "u8", "u16be", "u16le", "u32be", "u32le", "i32le", "i32be", "u64be", "u64le", "varint",
+];
+/// The command server's reply framings: every framing, or `none`.
+const COMMAND_FRAMINGS: &[&str] = &[
+    "u8",
+    "u16be",
+    "u16le",
+    "u32be",
+    "u32le",
+    "i32le",
+    "i32be",
+    "u64be",
+    "u64le",
+    "varint",
+    "line",
+    "crlf",
+    "json-header",
+    "none",
+];
+const LINE_FRAMINGS: &[&str] = &["line", "crlf"];
 
 /// Which reference server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,16 +70,40 @@ pub enum BuiltinKind {
     /// Answers each read call with that call's bytes behind a length prefix, so a
     /// client can watch how the stream was split or coalesced.
     ReadSplit,
+    /// Decodes frames in a framing and echoes each one back as a frame.
+    FramedEcho,
+    /// The tutorials' "remote command" server, with a fixed allow-list of commands.
+    Command,
+    /// JSON-header file upload and download, stored in memory.
+    File,
+    /// A line-based chat room: `iam:NAME`, `msg:TEXT`.
+    Chat,
+    /// Formats the current (or a fixed) time with a strftime format, TCP and UDP.
+    Time,
 }
 
 impl BuiltinKind {
-    pub const NAMES: &'static [&'static str] = &["echo", "discard", "readsplit"];
+    pub const NAMES: &'static [&'static str] = &[
+        "echo",
+        "discard",
+        "readsplit",
+        "framed-echo",
+        "command",
+        "file",
+        "chat",
+        "time",
+    ];
 
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "echo" => Self::Echo,
             "discard" => Self::Discard,
             "readsplit" => Self::ReadSplit,
+            "framed-echo" => Self::FramedEcho,
+            "command" => Self::Command,
+            "file" => Self::File,
+            "chat" => Self::Chat,
+            "time" => Self::Time,
             _ => return None,
         })
     }
@@ -54,6 +113,11 @@ impl BuiltinKind {
             Self::Echo => "echo",
             Self::Discard => "discard",
             Self::ReadSplit => "readsplit",
+            Self::FramedEcho => "framed-echo",
+            Self::Command => "command",
+            Self::File => "file",
+            Self::Chat => "chat",
+            Self::Time => "time",
         }
     }
 
@@ -65,13 +129,28 @@ impl BuiltinKind {
             Self::ReadSplit => {
                 "answers each read call with its bytes behind a length prefix (`framing`, default u32be; `read_size`, default 65536)"
             }
+            Self::FramedEcho => {
+                "decodes frames (`framing`, default u32be) and echoes each one back as a frame"
+            }
+            Self::Command => {
+                "line requests `echo TEXT`, `repeat N TEXT`, `bytes N`, `help`; replies framed i32le (`framing`; \"none\" reproduces the sticky-packet bug)"
+            }
+            Self::File => {
+                "json-header file upload and download (md5-checked), stored in memory"
+            }
+            Self::Chat => "line chat room: `iam:NAME` logs in, `msg:TEXT` goes to everyone else",
+            Self::Time => {
+                "a strftime format in, the formatted time out (TCP lines, UDP datagrams; `clock` fixes the time)"
+            }
         }
     }
 
     pub fn supports(self, proto: Proto) -> bool {
         match self {
-            Self::Echo | Self::Discard => true,
-            Self::ReadSplit => proto == Proto::Tcp,
+            Self::Echo | Self::Discard | Self::Time => true,
+            Self::ReadSplit | Self::FramedEcho | Self::Command | Self::File | Self::Chat => {
+                proto == Proto::Tcp
+            }
         }
     }
 
@@ -85,27 +164,123 @@ impl BuiltinKind {
                 "max_frame",
                 "length_includes_header",
             ],
+            Self::FramedEcho => &[
+                "framing",
+                "max_frame",
+                "max_line",
+                "max_header",
+                "length_includes_header",
+            ],
+            Self::Command => &["framing", "max_line", "max_reply", "length_includes_header"],
+            Self::File => &[
+                "framing",
+                "max_header",
+                "max_body",
+                "max_store",
+                "max_files",
+            ],
+            Self::Chat => &["framing", "max_line", "queue"],
+            Self::Time => &["framing", "max_line", "clock"],
+        }
+    }
+
+    /// The `framing` values this server accepts (empty: it has no `framing` option).
+    pub fn framing_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Echo | Self::Discard => &[],
+            Self::File => &["json-header"],
+            Self::ReadSplit => PREFIX_FRAMINGS,
+            Self::FramedEcho => FramingKind::NAMES,
+            Self::Command => COMMAND_FRAMINGS,
+            Self::Chat | Self::Time => LINE_FRAMINGS,
+        }
+    }
+
+    /// Why `framing` cannot be `name` for this server, for diagnostics.
+    pub fn framing_requirement(self) -> &'static str {
+        match self {
+            Self::ReadSplit => "readsplit reports each read behind a length prefix",
+            Self::Chat => "chat requests and replies are lines",
+            Self::Time => "time requests and replies are lines (over TCP)",
+            Self::File => "the file server speaks json-header framing",
+            Self::Echo | Self::Discard => "this server has no framing",
+            Self::FramedEcho | Self::Command => "not a framing this server knows",
         }
     }
 }
 
-/// A reference server and its options.
+/// A reference server and its options. [`BuiltinConfig::new`] fills in each
+/// kind's defaults; the loader and the CLI then adjust the public fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltinConfig {
     pub kind: BuiltinKind,
     /// Size of each read call (readsplit).
     pub read_size: usize,
-    /// How frames are encoded (readsplit: the prefix of each report).
+    /// How frames are encoded and decoded: readsplit's report prefix, framed-echo's
+    /// framing, the command server's reply framing (its requests are always lines
+    /// limited by `max_line`), the file server's json-header limits (`max_frame` is
+    /// its `max_body`), and chat's and time's line framing.
     pub framing: FramingConfig,
+    /// command: `framing = "none"`, replies written raw with no framing at all, the
+    /// tutorial's sticky-packet bug.
+    pub raw_replies: bool,
+    /// command: the largest reply `bytes N` or `repeat N TEXT` may ask for.
+    pub max_reply: usize,
+    /// file: the most bytes stored at once, over all files.
+    pub max_store: usize,
+    /// file: the most files stored at once.
+    pub max_files: usize,
+    /// chat: each client's outgoing queue, in lines; a client that lets it fill
+    /// up is disconnected.
+    pub queue: usize,
+    /// time: a fixed instant to report instead of the real clock.
+    pub clock: Option<DateTime<FixedOffset>>,
 }
 
 impl BuiltinConfig {
     pub fn new(kind: BuiltinKind) -> Self {
+        let framing = match kind {
+            BuiltinKind::Command => FramingConfig::new(FramingKind::I32Le),
+            BuiltinKind::File => FramingConfig::new(FramingKind::JsonHeader),
+            BuiltinKind::Chat => FramingConfig {
+                max_line: DEFAULT_CHAT_MAX_LINE,
+                ..FramingConfig::new(FramingKind::Line)
+            },
+            BuiltinKind::Time => FramingConfig {
+                max_line: DEFAULT_TIME_MAX_LINE,
+                ..FramingConfig::new(FramingKind::Line)
+            },
+            BuiltinKind::Echo
+            | BuiltinKind::Discard
+            | BuiltinKind::ReadSplit
+            | BuiltinKind::FramedEcho => FramingConfig::new(FramingKind::U32Be),
+        };
         Self {
             kind,
             read_size: IO_BUFFER,
-            framing: FramingConfig::new(FramingKind::U32Be),
+            framing,
+            raw_replies: false,
+            max_reply: DEFAULT_MAX_REPLY,
+            max_store: DEFAULT_MAX_STORE,
+            max_files: DEFAULT_MAX_FILES,
+            queue: DEFAULT_QUEUE,
+            clock: None,
         }
+    }
+
+    /// Checks what the loader checks, for configurations built elsewhere (the
+    /// CLI's `--framing`).
+    pub fn validate(&self) -> Result<(), String> {
+        let names = self.kind.framing_names();
+        if !names.is_empty() && !names.contains(&self.framing.kind.name()) {
+            return Err(format!(
+                "{}; `{}` takes framing {}",
+                self.kind.framing_requirement(),
+                self.kind.name(),
+                names.join(", ")
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -171,23 +346,32 @@ pub async fn serve(
     context: ServerContext,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     match bound {
         Bound::Udp(socket) => match config.kind {
             BuiltinKind::Echo => echo::serve_udp(socket, context, shutdown, true).await,
             BuiltinKind::Discard => echo::serve_udp(socket, context, shutdown, false).await,
-            BuiltinKind::ReadSplit => Err(std::io::Error::new(
+            BuiltinKind::Time => time::serve_udp(socket, context, shutdown, &config).await,
+            kind => Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
-                "readsplit is TCP only",
+                format!("{} is TCP only", kind.name()),
             )),
         },
         Bound::Tcp(listener) => {
             let config = Arc::new(config);
+            // State shared by the connections of this one server instance.
+            let store = file::Store::shared(&config);
+            let room = chat::Room::shared();
             accept_loop(
                 listener,
                 context,
                 shutdown,
                 move |stream, recorder, stop| {
                     let config = Arc::clone(&config);
+                    let store = Arc::clone(&store);
+                    let room = Arc::clone(&room);
                     async move {
                         match config.kind {
                             BuiltinKind::Echo => echo::serve_tcp(stream, recorder, stop).await,
@@ -196,6 +380,21 @@ pub async fn serve(
                             }
                             BuiltinKind::ReadSplit => {
                                 readsplit::serve_tcp(stream, recorder, stop, &config).await
+                            }
+                            BuiltinKind::FramedEcho => {
+                                framed_echo::serve_tcp(stream, recorder, stop, &config).await
+                            }
+                            BuiltinKind::Command => {
+                                command::serve_tcp(stream, recorder, stop, &config).await
+                            }
+                            BuiltinKind::File => {
+                                file::serve_tcp(stream, recorder, stop, &config, &store).await
+                            }
+                            BuiltinKind::Chat => {
+                                chat::serve_tcp(stream, recorder, stop, &config, &room).await
+                            }
+                            BuiltinKind::Time => {
+                                time::serve_tcp(stream, recorder, stop, &config).await
                             }
                         }
                     }
