@@ -521,6 +521,8 @@ async fn run_one(
     let written = tokio::task::spawn_blocking({
         let path = path.clone();
         move || {
+            let t0 = std::time::Instant::now();
+            let _guard = scopeguard_timer(t0);
             let result = match capture {
                 Some(capture) => capture
                     .finish()
@@ -760,3 +762,7 @@ async fn serve(args: ServeArgs) -> i32 {
         }
     }
 }
+
+struct TimerGuard(std::time::Instant);
+impl Drop for TimerGuard { fn drop(&mut self) { if std::env::var_os("WC_TIME").is_some() { eprintln!("trace took {:?}", self.0.elapsed()); } } }
+fn scopeguard_timer(t: std::time::Instant) -> TimerGuard { TimerGuard(t) }
