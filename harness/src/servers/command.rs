@@ -19,8 +19,8 @@
 //! `recv(1024)` leaves the rest in the stream, and it comes out as the "reply"
 //! to its next command.
 //!
-//! Replies are bounded by `max_reply` (default 16 MiB); memory per connection
-//! is at most about twice that while a reply is encoded.
+//! Replies are bounded by `max_reply` (default 16 MiB): a connection holds at
+//! most one reply (twice that for the moment it is being framed).
 
 use std::io;
 
@@ -167,8 +167,10 @@ pub async fn serve_tcp(
             continue;
         };
         let mut out = BytesMut::new();
-        if let Err(e) = framing.encode(&payload, &mut out) {
-            drop(payload);
+        let encoded = framing.encode(&payload, &mut out);
+        // Only the frame is held while it is sent.
+        drop(payload);
+        if let Err(e) = encoded {
             // e.g. a `bytes 300` reply in u8 framing: say so, in a frame that fits.
             let message = format!("error: the reply cannot be framed: {e}");
             if framing.encode(message.as_bytes(), &mut out).is_err()

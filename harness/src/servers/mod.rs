@@ -461,3 +461,59 @@ where
     connections.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for name in BuiltinKind::NAMES {
+            let kind = BuiltinKind::from_name(name).expect("listed names parse");
+            assert_eq!(kind.name(), *name);
+            assert!(!kind.summary().is_empty());
+        }
+        assert_eq!(BuiltinKind::from_name("framed_echo"), None);
+    }
+
+    #[test]
+    fn a_framing_option_goes_with_framing_names() {
+        for name in BuiltinKind::NAMES {
+            let kind = BuiltinKind::from_name(name).unwrap();
+            assert_eq!(
+                kind.option_keys().contains(&"framing"),
+                !kind.framing_names().is_empty(),
+                "{name}"
+            );
+            for framing in kind.framing_names() {
+                assert!(
+                    *framing == "none" || FramingKind::from_name(framing).is_some(),
+                    "{framing}"
+                );
+            }
+            let config = BuiltinConfig::new(kind);
+            assert_eq!(config.validate(), Ok(()), "{name}: defaults are valid");
+        }
+    }
+
+    #[test]
+    fn validate_refuses_a_framing_the_server_does_not_speak() {
+        let mut file = BuiltinConfig::new(BuiltinKind::File);
+        file.framing = FramingConfig::new(FramingKind::U32Be);
+        assert_eq!(
+            file.validate(),
+            Err(
+                "the file server speaks json-header framing; `file` takes framing json-header"
+                    .into()
+            )
+        );
+        let mut chat = BuiltinConfig::new(BuiltinKind::Chat);
+        chat.framing.kind = FramingKind::Crlf;
+        assert_eq!(chat.validate(), Ok(()));
+        chat.framing.kind = FramingKind::Varint;
+        assert!(chat.validate().is_err());
+        let mut echo = BuiltinConfig::new(BuiltinKind::FramedEcho);
+        echo.framing.kind = FramingKind::JsonHeader;
+        assert_eq!(echo.validate(), Ok(()));
+    }
+}

@@ -8,6 +8,7 @@
 //!  errors: error: the format is not valid UTF-8
 //!          error: the format is longer than 256 bytes
 //!          error: invalid strftime format
+//!          error: cannot format the time with this format   (e.g. %#z, parse-only)
 //!          error: the formatted time contains a line break   (TCP, e.g. %n)
 //!          error: line longer than max_line (1024 bytes), skipped   (TCP)
 //! ```
