@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 echo "== toolchain"
 cargo --version
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+# tshark (with capinfos) is the independent judge of wirecheck's pcap traces, both in
+# the step below and in the test suite (tests/integration/traces.rs).
+if ! command -v tshark >/dev/null || ! command -v capinfos >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+fi
+tshark --version | head -n 1
 
 echo "== fmt"
 cargo fmt --all -- --check
@@ -18,7 +25,27 @@ echo "== build"
 cargo build --release --workspace
 
 echo "== shipped scenarios"
-./target/release/wirecheck run scenarios/ --junit target/wirecheck-junit.xml
+rm -rf target/traces
+./target/release/wirecheck run scenarios/ --junit target/wirecheck-junit.xml --pcap target/traces
+
+echo "== pcap traces (tshark judges the trace of every shipped scenario)"
+bad_checksum='tcp.checksum.status == "Bad" || ip.checksum.status == "Bad" || udp.checksum.status == "Bad"'
+judged=0
+for trace in target/traces/*.pcapng; do
+  capinfos "$trace" >/dev/null
+  flags=$(tshark -r "$trace" -Y tcp.analysis.flags 2>/dev/null)
+  if [ -n "$flags" ]; then
+    echo "tshark reports TCP problems in $trace:"; echo "$flags"; exit 1
+  fi
+  bad=$(tshark -r "$trace" -o tcp.check_checksum:TRUE -o ip.check_checksum:TRUE \
+    -o udp.check_checksum:TRUE -Y "$bad_checksum" 2>/dev/null)
+  if [ -n "$bad" ]; then
+    echo "bad checksums in $trace:"; echo "$bad"; exit 1
+  fi
+  judged=$((judged + 1))
+done
+[ "$judged" -gt 0 ] || { echo "no trace was written to target/traces"; exit 1; }
+echo "$judged traces: no TCP analysis warnings, every checksum good, capinfos reads them"
 
 echo "== sticky determinism (--repeat 200)"
 ./target/release/wirecheck run scenarios/sticky --repeat 200

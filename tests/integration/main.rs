@@ -8,6 +8,7 @@
 mod cli;
 mod external;
 mod file_errors;
+mod fuzz_corpora;
 mod shipped;
 mod steps;
 mod timeouts;

@@ -74,7 +74,11 @@ fn recorded_streams(events: &[Event]) -> Streams {
                 };
                 let is_write = matches!(event.kind, EventKind::Write { .. });
                 // The direction: a client's write and a server's read go c -> s.
-                let direction = if is_write == is_client { (c, s) } else { (s, c) };
+                let direction = if is_write == is_client {
+                    (c, s)
+                } else {
+                    (s, c)
+                };
                 let map = if is_write { &mut written } else { &mut read };
                 map.entry(direction).or_default().extend_from_slice(data);
             }
@@ -99,7 +103,8 @@ fn recorded_streams(events: &[Event]) -> Streams {
         written.keys().chain(read.keys()).copied().collect();
     for (from, to) in keys {
         // Is the sender of this direction a recorded end?
-        let sender_recorded = recorded.contains(&(from, to, true)) || recorded.contains(&(to, from, false));
+        let sender_recorded =
+            recorded.contains(&(from, to, true)) || recorded.contains(&(to, from, false));
         let bytes = if sender_recorded {
             written.get(&(from, to))
         } else {
@@ -116,7 +121,9 @@ fn recorded_streams(events: &[Event]) -> Streams {
 fn trace_streams(path: &Path) -> Streams {
     let mut reassembler = Reassembler::new();
     read_frames(path, |frame| {
-        if let Some(packet) = decode(&frame).unwrap_or_else(|e| panic!("packet {}: {e}", frame.number)) {
+        if let Some(packet) =
+            decode(&frame).unwrap_or_else(|e| panic!("packet {}: {e}", frame.number))
+        {
             reassembler.push(frame.timestamp, &packet);
         }
         Ok(())
@@ -182,7 +189,11 @@ async fn every_shipped_trace_holds_exactly_the_recorded_bytes() {
             outcome.name
         );
         assert_eq!(actual.tcp, expected.tcp, "TCP streams of {}", outcome.name);
-        assert_eq!(actual.udp, expected.udp, "UDP datagrams of {}", outcome.name);
+        assert_eq!(
+            actual.udp, expected.udp,
+            "UDP datagrams of {}",
+            outcome.name
+        );
     }
 }
 
@@ -193,13 +204,21 @@ async fn sequence_numbers_wrapping_past_2_32_keep_every_byte() {
         fixed_isn: Some(u32::MAX - 4_000),
         ..Default::default()
     };
-    for name in ["basics/tcp-echo.toml", "sticky/large-send-many-reads.toml", "basics/many-clients.toml"] {
+    for name in [
+        "basics/tcp-echo.toml",
+        "sticky/large-send-many-reads.toml",
+        "basics/many-clients.toml",
+    ] {
         let file = scenarios_dir().join(name);
         let outcome = run_file(&file).await;
         assert_passed(&outcome);
         let path = dir.path().join(format!("{}.pcapng", stem(&file)));
         trace::write_synthesized(&outcome, &path, &settings).unwrap();
-        assert_eq!(trace_streams(&path), recorded_streams(&outcome.events), "{name}");
+        assert_eq!(
+            trace_streams(&path),
+            recorded_streams(&outcome.events),
+            "{name}"
+        );
         if let Some(tshark) = Tshark::find() {
             tshark.judge(&path, &recorded_streams(&outcome.events));
         }
@@ -249,9 +268,12 @@ impl Tshark {
         );
         // Checksums: none bad, and some actually verified good.
         let checks = [
-            "-o", "tcp.check_checksum:TRUE",
-            "-o", "ip.check_checksum:TRUE",
-            "-o", "udp.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
         ];
         let mut args = vec!["-r", file];
         args.extend(checks);
@@ -267,13 +289,30 @@ impl Tshark {
         );
         let mut args = vec!["-r", file];
         args.extend(checks);
-        args.extend(["-T", "fields", "-e", "ip.checksum.status", "-e", "tcp.checksum.status", "-e", "udp.checksum.status", "-e", "tcp.stream", "-e", "udp.stream"]);
+        args.extend([
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "tcp.checksum.status",
+            "-e",
+            "udp.checksum.status",
+            "-e",
+            "tcp.stream",
+            "-e",
+            "udp.stream",
+        ]);
         let fields = String::from_utf8(self.run(&args).stdout).unwrap();
         let mut tcp_streams = HashSet::new();
         let mut udp_streams = HashSet::new();
         for line in fields.lines() {
             let columns: Vec<&str> = line.split('\t').collect();
-            assert_eq!(columns.first(), Some(&"1"), "{file}: IP checksum not verified good: {line}");
+            assert_eq!(
+                columns.first(),
+                Some(&"1"),
+                "{file}: IP checksum not verified good: {line}"
+            );
             assert!(
                 columns[1] == "1" || columns[2] == "1",
                 "{file}: transport checksum not verified good: {line}"
@@ -304,7 +343,10 @@ impl Tshark {
         assert_eq!(tcp, expected.tcp, "{file}: tshark's TCP streams");
         assert_eq!(udp, expected_udp, "{file}: tshark's UDP flows");
         // capinfos reads the file.
-        let capinfos = Command::new("capinfos").arg(file).output().expect("capinfos runs");
+        let capinfos = Command::new("capinfos")
+            .arg(file)
+            .output()
+            .expect("capinfos runs");
         assert!(
             capinfos.status.success(),
             "capinfos {file}: {}",
@@ -331,7 +373,11 @@ fn parse_follow(text: &str) -> (Followed, Followed) {
         } else if let Some(address) = line.strip_prefix("Node 0: ") {
             node0 = Some(parse_node(address));
         } else if let Some(address) = line.strip_prefix("Node 1: ") {
-            current = Some((is_tcp, node0.expect("Node 0 comes first"), parse_node(address)));
+            current = Some((
+                is_tcp,
+                node0.expect("Node 0 comes first"),
+                parse_node(address),
+            ));
         } else if line.starts_with("====") || line.starts_with("Filter: ") || line.is_empty() {
             continue;
         } else if let Some((tcp_block, a, b)) = current {
@@ -352,7 +398,10 @@ fn parse_follow(text: &str) -> (Followed, Followed) {
 fn parse_node(text: &str) -> SocketAddr {
     let (host, port) = text.trim().rsplit_once(':').expect("ADDR:PORT");
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    SocketAddr::new(host.parse().expect("an IP address"), port.parse().expect("a port"))
+    SocketAddr::new(
+        host.parse().expect("an IP address"),
+        port.parse().expect("a port"),
+    )
 }
 
 #[tokio::test]
@@ -411,14 +460,19 @@ async fn classic_pcap_and_snap_length_traces_open_in_tshark() {
     assert_eq!(largest, 128);
     assert!(longest_original > 20_000, "original lengths are kept");
     // A cut trace cannot be replayed, and import says why.
-    let error = import_trace(&cut, &ImportOptions::default()).unwrap_err().to_string();
+    let error = import_trace(&cut, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("snap length"), "{error}");
     if Tshark::find().is_some() {
         Tshark.judge(&pcap, &recorded_streams(&outcome.events));
         let info = Command::new("capinfos").arg(&cut).output().unwrap();
         assert!(info.status.success());
         let text = String::from_utf8_lossy(&info.stdout);
-        assert!(text.contains("128"), "capinfos shows the snap length:\n{text}");
+        assert!(
+            text.contains("128"),
+            "capinfos shows the snap length:\n{text}"
+        );
     }
 }
 
@@ -473,7 +527,11 @@ script = [ { send = "ping" }, { expect = "pong" } ]
         "wrong-answer-run1.pcapng",
         "wrong-answer-run2.pcapng",
     ] {
-        assert!(traces.join(name).is_file(), "{name} missing:\n{}", text(&output));
+        assert!(
+            traces.join(name).is_file(),
+            "{name} missing:\n{}",
+            text(&output)
+        );
     }
     let failed_trace = traces.join("wrong-answer-run1.pcapng");
     assert!(
@@ -504,16 +562,32 @@ script = [ { send = "almost" }, { expect = "a reply" } ]
     )
     .unwrap();
     let traces = dir.path().join("t");
-    let output = wirecheck(&["run", stuck.to_str().unwrap(), "--pcap", traces.to_str().unwrap()]);
+    let output = wirecheck(&[
+        "run",
+        stuck.to_str().unwrap(),
+        "--pcap",
+        traces.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(text(&output).contains("scenario timeout"), "{}", text(&output));
+    assert!(
+        text(&output).contains("scenario timeout"),
+        "{}",
+        text(&output)
+    );
     let path = traces.join("stuck-run1.pcapng");
     assert!(text(&output).contains(&format!("trace: {}", path.display())));
     let streams = trace_streams(&path);
-    assert_eq!(streams.tcp.values().collect::<Vec<_>>(), vec![&b"almost".to_vec()]);
+    assert_eq!(
+        streams.tcp.values().collect::<Vec<_>>(),
+        vec![&b"almost".to_vec()]
+    );
     if Tshark::find().is_some() {
         let info = Command::new("capinfos").arg(&path).output().unwrap();
-        assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+        assert!(
+            info.status.success(),
+            "{}",
+            String::from_utf8_lossy(&info.stderr)
+        );
     }
 }
 
@@ -522,7 +596,11 @@ fn flags_are_checked() {
     let output = wirecheck(&["run", "scenarios", "--snaplen", "100"]);
     assert_eq!(output.status.code(), Some(2), "--snaplen needs --pcap");
     let output = wirecheck(&["run", "scenarios", "--pcap", "x", "--snaplen", "0"]);
-    assert_eq!(output.status.code(), Some(2), "a zero snap length is refused");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a zero snap length is refused"
+    );
     let output = wirecheck(&["run", "scenarios", "--pcap", "x", "--pcap-format", "erf"]);
     assert_eq!(output.status.code(), Some(2));
 }
@@ -549,7 +627,8 @@ async fn round_trip(file: &Path, dir: &Path) -> Result<(), String> {
     let trace_path = dir.join(format!("{}.pcapng", stem(file)));
     trace::write_synthesized(&outcome, &trace_path, &TraceSettings::default())
         .map_err(|e| e.to_string())?;
-    let imported = import_trace(&trace_path, &ImportOptions::default()).map_err(|e| e.to_string())?;
+    let imported =
+        import_trace(&trace_path, &ImportOptions::default()).map_err(|e| e.to_string())?;
     let scenario_path = dir.join(format!("{}-imported.toml", stem(file)));
     let scenario = load_str(&scenario_path, &imported.toml).map_err(|e| e.render())?;
     let replay = run_loaded(&scenario).await;
@@ -591,7 +670,12 @@ fn the_command_line_round_trip_passes_and_address_mode_targets_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let traces = dir.path().join("t");
     let echo = scenarios_dir().join("basics/tcp-echo.toml");
-    let output = wirecheck(&["run", echo.to_str().unwrap(), "--pcap", traces.to_str().unwrap()]);
+    let output = wirecheck(&[
+        "run",
+        echo.to_str().unwrap(),
+        "--pcap",
+        traces.to_str().unwrap(),
+    ]);
     assert!(output.status.success(), "{}", text(&output));
     let trace_file = traces.join("tcp-echo-run1.pcapng");
     let imported = dir.path().join("replay.toml");
@@ -602,7 +686,11 @@ fn the_command_line_round_trip_passes_and_address_mode_targets_a_server() {
         imported.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("1 TCP connection"), "{}", text(&output));
+    assert!(
+        text(&output).contains("1 TCP connection"),
+        "{}",
+        text(&output)
+    );
     let output = wirecheck(&["run", imported.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
 
@@ -618,7 +706,10 @@ fn the_command_line_round_trip_passes_and_address_mode_targets_a_server() {
     ]);
     assert!(output.status.success(), "{}", text(&output));
     let toml = String::from_utf8(output.stdout).unwrap();
-    assert!(toml.contains(&format!("address = \"127.0.0.1:{port}\"")), "{toml}");
+    assert!(
+        toml.contains(&format!("address = \"127.0.0.1:{port}\"")),
+        "{toml}"
+    );
     assert!(!toml.contains("[servers.server1]"), "{toml}");
     load_str(&dir.path().join("address.toml"), &toml).unwrap_or_else(|e| panic!("{}", e.render()));
 }
@@ -679,8 +770,14 @@ async fn truncated_damaged_and_random_traces_are_clear_errors_never_panics() {
                 }
             }
         }
-        assert!(truncated_errors > good.len() / 2, "{format:?}: {truncated_errors} of {}", good.len());
-        assert!(import_bytes(&good[..good.len() - 3]).unwrap_err().contains("truncated"));
+        assert!(
+            truncated_errors > good.len() / 2,
+            "{format:?}: {truncated_errors} of {}",
+            good.len()
+        );
+        assert!(import_bytes(&good[..good.len() - 3])
+            .unwrap_err()
+            .contains("truncated"));
         // Damage: flip bytes all over the file.
         let mut random = Random(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3_000 {
@@ -703,7 +800,9 @@ async fn truncated_damaged_and_random_traces_are_clear_errors_never_panics() {
         let noise = random.bytes(len);
         let error = import_bytes(&noise).unwrap_err();
         assert!(
-            error.contains("not a pcap or pcapng file") || error.contains("truncated") || error.contains("damaged"),
+            error.contains("not a pcap or pcapng file")
+                || error.contains("truncated")
+                || error.contains("damaged"),
             "{error}"
         );
     }
@@ -745,7 +844,12 @@ fn a_real_capture_on_lo_records_the_runs_packets_or_falls_back() {
     let streams = trace_streams(&path);
     let mut values: Vec<&Vec<u8>> = streams.tcp.values().collect();
     values.sort();
-    assert_eq!(values, vec![&b"hello\n".to_vec(), &b"hello\n".to_vec()], "{}", text(&output));
+    assert_eq!(
+        values,
+        vec![&b"hello\n".to_vec(), &b"hello\n".to_vec()],
+        "{}",
+        text(&output)
+    );
     if wirecheck::trace::capture::check_permission().is_err() {
         assert!(text(&output).contains("CAP_NET_RAW"), "{}", text(&output));
         eprintln!("note: no CAP_NET_RAW here; checked the fallback to synthesis only");
@@ -773,8 +877,11 @@ fn a_real_capture_on_lo_records_the_runs_packets_or_falls_back() {
     std::fs::write(&replay, &imported.toml).unwrap();
     let output = wirecheck(&["run", replay.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
-    let spool_left = std::fs::read_dir(&traces)
-        .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".capture"));
+    let spool_left = std::fs::read_dir(&traces).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".capture")
+    });
     assert!(!spool_left, "the capture spool is removed");
 }

@@ -503,13 +503,20 @@ async fn run_one(
     let capture = if config.capture {
         let spool = config.dir.join(format!(
             ".{}.capture",
-            path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            path.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ));
-        let snaplen = config.settings.snaplen.unwrap_or(trace::sink::DEFAULT_SNAPLEN);
+        let snaplen = config
+            .settings
+            .snaplen
+            .unwrap_or(trace::sink::DEFAULT_SNAPLEN);
         match trace::capture::Capture::start(spool, snaplen) {
             Ok(capture) => Some(capture),
             Err(e) => {
-                eprintln!("warning: cannot capture on lo ({e}); synthesizing the trace of {}", path.display());
+                eprintln!(
+                    "warning: cannot capture on lo ({e}); synthesizing the trace of {}",
+                    path.display()
+                );
                 None
             }
         }
@@ -521,13 +528,20 @@ async fn run_one(
     let written = tokio::task::spawn_blocking({
         let path = path.clone();
         move || {
-            let t0 = std::time::Instant::now();
-            let _guard = scopeguard_timer(t0);
-            let result = match capture {
-                Some(capture) => capture
-                    .finish()
-                    .and_then(|captured| trace::write_captured(&outcome, &captured, &path, &settings))
-                    .map(drop),
+            let captured = capture.map(|capture| {
+                capture.finish().and_then(|captured| {
+                    trace::write_captured(&outcome, &captured, &path, &settings)
+                })
+            });
+            let result = match captured {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => {
+                    eprintln!(
+                        "warning: the capture for {} failed ({e}); synthesizing it instead",
+                        path.display()
+                    );
+                    trace::write_synthesized(&outcome, &path, &settings).map(drop)
+                }
                 None => trace::write_synthesized(&outcome, &path, &settings).map(drop),
             };
             (outcome, result)
@@ -762,7 +776,3 @@ async fn serve(args: ServeArgs) -> i32 {
         }
     }
 }
-
-struct TimerGuard(std::time::Instant);
-impl Drop for TimerGuard { fn drop(&mut self) { if std::env::var_os("WC_TIME").is_some() { eprintln!("trace took {:?}", self.0.elapsed()); } } }
-fn scopeguard_timer(t: std::time::Instant) -> TimerGuard { TimerGuard(t) }

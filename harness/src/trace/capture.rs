@@ -51,9 +51,10 @@ const RECV_BUFFER: usize = 256 * 1024;
 pub struct Capture {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<io::Result<Captured>>,
+    spool: PathBuf,
 }
 
-/// What a finished capture left behind.
+/// What a finished capture left behind. The spool file goes when this is dropped.
 #[derive(Debug)]
 pub struct Captured {
     /// The spool file: every IP frame seen on `lo`, as pcapng.
@@ -78,27 +79,49 @@ impl Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
+            let spool = spool.clone();
             std::thread::Builder::new()
                 .name("wirecheck-capture".into())
                 .spawn(move || capture_loop(socket, file, spool, snaplen, &stop))?
         };
-        Ok(Capture { stop, thread })
+        Ok(Capture {
+            stop,
+            thread,
+            spool,
+        })
     }
 
     /// Stops capturing (after the interface has been quiet briefly) and returns
     /// the spool.
     pub fn finish(self) -> io::Result<Captured> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
+        let result = self
+            .thread
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the capture thread panicked")))
+            .unwrap_or_else(|_| Err(io::Error::other("the capture thread panicked")));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.spool);
+        }
+        result
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.spool);
     }
 }
 
 fn open_socket() -> io::Result<OwnedFd> {
     let protocol = libc::c_int::from(ETH_P_ALL.to_be());
     // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -150,7 +173,12 @@ fn open_socket() -> io::Result<OwnedFd> {
     Ok(socket)
 }
 
-fn set_int(socket: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int(
+    socket: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the pointer and length describe `value`.
     let rc = unsafe {
         libc::setsockopt(
@@ -393,7 +421,7 @@ fn frame_endpoints(frame: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
 }
 
 /// Writes the frames of `captured` that belong to the run (by `endpoints`) to
-/// `path`, then removes the spool. Returns the number of frames written.
+/// `path`. Returns the number of frames written.
 pub fn write_filtered(
     captured: &Captured,
     endpoints: &Endpoints,
@@ -413,7 +441,12 @@ pub fn write_filtered(
     let mut failure: Option<io::Error> = None;
     let result = read_frames(&captured.spool, |frame| {
         if endpoints.keeps(frame.data) {
-            if let Err(e) = sink.write(frame.timestamp, frame.data, frame.original_len as usize, None) {
+            if let Err(e) = sink.write(
+                frame.timestamp,
+                frame.data,
+                frame.original_len as usize,
+                None,
+            ) {
                 failure = Some(e);
                 return Err(ReadError::Packet {
                     path: path.to_owned(),
@@ -431,7 +464,6 @@ pub fn write_filtered(
     result.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     use std::io::Write as _;
     sink.into_inner().flush()?;
-    let _ = std::fs::remove_file(&captured.spool);
     Ok(written)
 }
 

@@ -147,19 +147,15 @@ pub fn build_tcp(
     }
     let transport_len = tcp.header_len() + segment.payload.len();
     out.clear();
-    match ip_pair(segment.src, segment.dst)? {
+    let pair = ip_pair(segment.src, segment.dst)?;
+    tcp.checksum = transport_checksum(&pair, IpNumber::TCP, &tcp.to_bytes(), segment.payload)?;
+    match pair {
         IpPair::V4(src, dst) => {
-            tcp.checksum = tcp
-                .calc_checksum_ipv4_raw(src, dst, segment.payload)
-                .map_err(invalid)?;
             let ip = ipv4_header(transport_len, IpNumber::TCP, src, dst, ip_id)?;
             out.extend_from_slice(&ethernet(EtherType::IPV4));
             out.extend_from_slice(&ip.to_bytes());
         }
         IpPair::V6(src, dst) => {
-            tcp.checksum = tcp
-                .calc_checksum_ipv6_raw(src, dst, segment.payload)
-                .map_err(invalid)?;
             let ip = ipv6_header(transport_len, IpNumber::TCP, src, dst)?;
             out.extend_from_slice(&ethernet(EtherType::IPV6));
             out.extend_from_slice(&ip.to_bytes());
@@ -181,25 +177,103 @@ pub fn build_udp(
 ) -> io::Result<usize> {
     out.clear();
     let transport_len = UdpHeader::LEN + payload.len();
-    match ip_pair(src, dst)? {
+    let length = u16::try_from(transport_len).map_err(invalid)?;
+    let mut udp = UdpHeader {
+        source_port: src.port(),
+        destination_port: dst.port(),
+        length,
+        checksum: 0,
+    };
+    let pair = ip_pair(src, dst)?;
+    udp.checksum = match transport_checksum(&pair, IpNumber::UDP, &udp.to_bytes(), payload)? {
+        // For UDP, zero means "no checksum"; a computed zero is sent as all ones.
+        0 => 0xffff,
+        sum => sum,
+    };
+    match pair {
         IpPair::V4(s, d) => {
             let ip = ipv4_header(transport_len, IpNumber::UDP, s, d, ip_id)?;
-            let udp =
-                UdpHeader::with_ipv4_checksum(src.port(), dst.port(), &ip, payload).map_err(invalid)?;
             out.extend_from_slice(&ethernet(EtherType::IPV4));
             out.extend_from_slice(&ip.to_bytes());
-            out.extend_from_slice(&udp.to_bytes());
         }
         IpPair::V6(s, d) => {
             let ip = ipv6_header(transport_len, IpNumber::UDP, s, d)?;
-            let udp =
-                UdpHeader::with_ipv6_checksum(src.port(), dst.port(), &ip, payload).map_err(invalid)?;
             out.extend_from_slice(&ethernet(EtherType::IPV6));
             out.extend_from_slice(&ip.to_bytes());
-            out.extend_from_slice(&udp.to_bytes());
         }
     }
+    out.extend_from_slice(&udp.to_bytes());
     Ok(append_payload(out, payload, limit))
+}
+
+/// The TCP or UDP checksum (RFC 1071): the ones'-complement sum of the pseudo
+/// header, the transport header (checksum field zero) and the payload.
+///
+/// This runs over every payload byte of a trace, so it sums 64-bit native words
+/// (which the compiler vectorizes) and swaps the folded result into network order
+/// once, instead of adding 16-bit words one by one: several times faster than a
+/// word-by-word sum on bulk transfers. Tests check it against etherparse's.
+fn transport_checksum(
+    pair: &IpPair,
+    protocol: IpNumber,
+    header: &[u8],
+    payload: &[u8],
+) -> io::Result<u16> {
+    let length = header.len() + payload.len();
+    let mut sum = match pair {
+        IpPair::V4(src, dst) => {
+            let length = u16::try_from(length).map_err(invalid)?;
+            let mut pseudo = [0u8; 12];
+            pseudo[..4].copy_from_slice(src);
+            pseudo[4..8].copy_from_slice(dst);
+            pseudo[9] = protocol.0;
+            pseudo[10..].copy_from_slice(&length.to_be_bytes());
+            native_sum(&pseudo)
+        }
+        IpPair::V6(src, dst) => {
+            let length = u32::try_from(length).map_err(invalid)?;
+            let mut pseudo = [0u8; 40];
+            pseudo[..16].copy_from_slice(src);
+            pseudo[16..32].copy_from_slice(dst);
+            pseudo[32..36].copy_from_slice(&length.to_be_bytes());
+            pseudo[39] = protocol.0;
+            native_sum(&pseudo)
+        }
+    };
+    // Every piece but the last has an even length, so the 16-bit words line up.
+    sum += native_sum(header);
+    sum += native_sum(payload);
+    Ok(!u16::from_be(fold(sum)))
+}
+
+/// Sum of `data` read as native-endian 32-bit words (a short tail padded with zeros
+/// at the end), not yet folded. Ones'-complement addition is the same in either byte
+/// order up to a final swap (RFC 1071, section 2), which [`transport_checksum`] does.
+fn native_sum(data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    let mut sum = 0u64;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        sum += (word & 0xffff_ffff) + (word >> 32);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut word = [0u8; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        let word = u64::from_ne_bytes(word);
+        sum += (word & 0xffff_ffff) + (word >> 32);
+    }
+    sum
+}
+
+/// Folds a sum of native 16-bit words (in any wider integer) to 16 bits.
+fn fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
 }
 
 /// Appends as much of `payload` as fits under `limit` and cuts the headers too if
@@ -308,7 +382,10 @@ mod tests {
         let Some(NetSlice::Ipv4(ip)) = &parsed.net else {
             panic!("not IPv4")
         };
-        assert_eq!(ip.header().to_header().calc_header_checksum(), ip.header().header_checksum());
+        assert_eq!(
+            ip.header().to_header().calc_header_checksum(),
+            ip.header().header_checksum()
+        );
         let Some(TransportSlice::Tcp(tcp)) = &parsed.transport else {
             panic!("not TCP")
         };
@@ -319,6 +396,63 @@ mod tests {
             .calc_checksum_ipv4(&ip.header().to_header(), payload)
             .unwrap();
         assert_eq!(tcp.checksum(), expected);
+    }
+
+    #[test]
+    fn checksums_match_etherparse_for_every_payload_length() {
+        let mut out = Vec::new();
+        let payload: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        for len in 0..payload.len() {
+            let data = &payload[..len];
+            for (src, dst) in [(v4(1234), v4(80)), (v6, v6)] {
+                let segment = TcpSegment {
+                    src,
+                    dst,
+                    seq: len as u32,
+                    ack: 5,
+                    flags: TcpFlags::PSH_ACK,
+                    window: WINDOW,
+                    mss: None,
+                    payload: data,
+                };
+                build_tcp(&mut out, &segment, 1, usize::MAX).unwrap();
+                let parsed = SlicedPacket::from_ethernet(&out).unwrap();
+                let Some(TransportSlice::Tcp(tcp)) = &parsed.transport else {
+                    panic!("not TCP")
+                };
+                let expected = match &parsed.net {
+                    Some(NetSlice::Ipv4(ip)) => tcp
+                        .to_header()
+                        .calc_checksum_ipv4(&ip.header().to_header(), data)
+                        .unwrap(),
+                    Some(NetSlice::Ipv6(ip)) => tcp
+                        .to_header()
+                        .calc_checksum_ipv6(&ip.header().to_header(), data)
+                        .unwrap(),
+                    _ => unreachable!(),
+                };
+                assert_eq!(tcp.checksum(), expected, "TCP, {len} bytes");
+                drop(parsed);
+                build_udp(&mut out, src, dst, data, 1, usize::MAX).unwrap();
+                let parsed = SlicedPacket::from_ethernet(&out).unwrap();
+                let Some(TransportSlice::Udp(udp)) = &parsed.transport else {
+                    panic!("not UDP")
+                };
+                let expected = match &parsed.net {
+                    Some(NetSlice::Ipv4(ip)) => udp
+                        .to_header()
+                        .calc_checksum_ipv4(&ip.header().to_header(), data)
+                        .unwrap(),
+                    Some(NetSlice::Ipv6(ip)) => udp
+                        .to_header()
+                        .calc_checksum_ipv6(&ip.header().to_header(), data)
+                        .unwrap(),
+                    _ => unreachable!(),
+                };
+                assert_eq!(udp.checksum(), expected, "UDP, {len} bytes");
+            }
+        }
     }
 
     #[test]

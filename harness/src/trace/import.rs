@@ -407,16 +407,6 @@ pub fn basic_string(text: &str) -> String {
     out
 }
 
-/// The address a replay's client side used, for messages.
-pub fn describe_flow(flow: &Flow) -> String {
-    format!(
-        "{} {} -> {}",
-        proto_name(flow.proto),
-        flow.client,
-        flow.server
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,13 +414,19 @@ mod tests {
     #[test]
     fn data_literals() {
         assert_eq!(data_literal(b"hello\n"), "\"hello\\n\"");
-        assert_eq!(data_literal(b"say \"hi\" \\o/"), "\"say \\\"hi\\\" \\\\o/\"");
+        assert_eq!(
+            data_literal(b"say \"hi\" \\o/"),
+            "\"say \\\"hi\\\" \\\\o/\""
+        );
         assert_eq!(data_literal(&[0, 1, 0xff]), "{ hex = \"00 01 ff\" }");
         assert_eq!(
             data_literal("abc".repeat(100).as_bytes()),
             "{ repeat = \"abc\", times = 100 }"
         );
-        assert_eq!(data_literal(&[0u8; 100]), format!("{{ hex = \"{}\" }}", vec!["00"; 100].join(" ")));
+        assert_eq!(
+            data_literal(&[0u8; 100]),
+            format!("{{ hex = \"{}\" }}", vec!["00"; 100].join(" "))
+        );
         assert_eq!(data_literal("é".as_bytes()), "\"é\"");
     }
 

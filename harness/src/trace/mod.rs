@@ -83,7 +83,9 @@ pub fn synthesize_into<W: Write>(
         interface: "lo, synthesized by wirecheck from the run's events".into(),
     };
     let mut sink = Sink::new(writer, settings.format, snaplen, &info)?;
-    let epoch = started_at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let epoch = started_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     let options = SynthOptions {
         snaplen: snaplen as usize,
         fixed_isn: settings.fixed_isn,

@@ -230,7 +230,9 @@ fn read_pcapng<R: Read>(
                             ReadError::Malformed {
                                 path: path.to_owned(),
                                 packet: number,
-                                reason: format!("unsupported timestamp resolution {resolution:#04x}"),
+                                reason: format!(
+                                    "unsupported timestamp resolution {resolution:#04x}"
+                                ),
                             }
                         })?;
                     }
@@ -371,7 +373,15 @@ pub fn decode<'a>(frame: &FrameRef<'a>) -> Result<Option<Decoded<'a>>, String> {
     let sliced = match frame.link {
         LinkType::Ethernet => SlicedPacket::from_ethernet(data),
         LinkType::RawIp => SlicedPacket::from_ip(data),
-        LinkType::LinuxSll => SlicedPacket::from_linux_sll(data),
+        LinkType::LinuxSll => {
+            // 16-byte header ending in the protocol (an EtherType). Read by hand:
+            // etherparse refuses the ARPHRD_LOOPBACK type `tcpdump -i any` gives `lo`.
+            if data.len() < 16 {
+                return Err("shorter than a Linux cooked (SLL) header".into());
+            }
+            let ether_type = EtherType(u16::from_be_bytes([data[14], data[15]]));
+            SlicedPacket::from_ether_type(ether_type, &data[16..])
+        }
         LinkType::LinuxSll2 => {
             // 20-byte header; the protocol type (an EtherType) comes first.
             if data.len() < 20 {

@@ -221,7 +221,9 @@ impl Reassembler {
         let mut payload = payload;
         if start < 0 {
             // Bytes from before the stream began (a keep-alive probe, say).
-            let skip = usize::try_from(-start).unwrap_or(usize::MAX).min(payload.len());
+            let skip = usize::try_from(-start)
+                .unwrap_or(usize::MAX)
+                .min(payload.len());
             payload = &payload[skip..];
             start = 0;
         }

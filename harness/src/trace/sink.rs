@@ -66,26 +66,36 @@ impl<W: Write> Sink<W> {
                     endianness: Endianness::native(),
                     ..Default::default()
                 };
-                section.options.push(SectionHeaderOption::UserApplication(
-                    Cow::Owned(format!("wirecheck {}", env!("CARGO_PKG_VERSION"))),
-                ));
+                section
+                    .options
+                    .push(SectionHeaderOption::UserApplication(Cow::Owned(format!(
+                        "wirecheck {}",
+                        env!("CARGO_PKG_VERSION")
+                    ))));
                 if !info.comment.is_empty() {
                     section
                         .options
-                        .push(SectionHeaderOption::Comment(Cow::Owned(clip(&info.comment).to_owned())));
+                        .push(SectionHeaderOption::Comment(Cow::Owned(
+                            clip(&info.comment).to_owned(),
+                        )));
                 }
-                let mut writer = PcapNgWriter::with_section_header(writer, section).map_err(io_error)?;
+                let mut writer =
+                    PcapNgWriter::with_section_header(writer, section).map_err(io_error)?;
                 let mut interface = InterfaceDescriptionBlock::new(DataLink::ETHERNET, snaplen);
                 interface
                     .options
                     .push(InterfaceDescriptionOption::IfName(Cow::Borrowed("lo")));
                 if !info.interface.is_empty() {
-                    interface.options.push(InterfaceDescriptionOption::IfDescription(
-                        Cow::Owned(clip(&info.interface).to_owned()),
-                    ));
+                    interface
+                        .options
+                        .push(InterfaceDescriptionOption::IfDescription(Cow::Owned(
+                            clip(&info.interface).to_owned(),
+                        )));
                 }
                 // Timestamps are in nanoseconds: pcap-file writes the raw count.
-                interface.options.push(InterfaceDescriptionOption::IfTsResol(9));
+                interface
+                    .options
+                    .push(InterfaceDescriptionOption::IfTsResol(9));
                 writer.write_pcapng_block(interface).map_err(io_error)?;
                 Ok(Sink::Pcapng(writer))
             }
@@ -97,7 +107,9 @@ impl<W: Write> Sink<W> {
                     endianness: Endianness::native(),
                     ..Default::default()
                 };
-                Ok(Sink::Pcap(PcapWriter::with_header(writer, header).map_err(io_error)?))
+                Ok(Sink::Pcap(
+                    PcapWriter::with_header(writer, header).map_err(io_error)?,
+                ))
             }
         }
     }

@@ -195,14 +195,14 @@ impl<'e> Synth<'e> {
         let mut conns: Vec<TcpConn> = Vec::new();
         let mut by_conn = HashMap::new();
         // Connections still missing their client (0) or server (1) end, by 4-tuple.
-        let mut waiting: HashMap<(SocketAddr, SocketAddr, usize), VecDeque<usize>> =
-            HashMap::new();
+        let mut waiting: HashMap<(SocketAddr, SocketAddr, usize), VecDeque<usize>> = HashMap::new();
         let mut udp_recorded = HashSet::new();
         let mut udp_pending: HashMap<(SocketAddr, SocketAddr), VecDeque<usize>> = HashMap::new();
         let mut used_ports = HashSet::new();
         for (index, event) in events.iter().enumerate() {
             match &event.kind {
-                EventKind::Connect { conn, local, peer } | EventKind::Accept { conn, local, peer } => {
+                EventKind::Connect { conn, local, peer }
+                | EventKind::Accept { conn, local, peer } => {
                     let side = if matches!(event.kind, EventKind::Connect { .. }) {
                         Side::Client
                     } else {
@@ -239,12 +239,16 @@ impl<'e> Synth<'e> {
                 }
                 EventKind::Write { conn, data } => {
                     if let Some(&(number, side)) = by_conn.get(conn) {
-                        conns[number].ends[side as usize].writes.push_back(data.clone());
+                        conns[number].ends[side as usize]
+                            .writes
+                            .push_back(data.clone());
                     }
                 }
                 EventKind::Read { conn, data } => {
                     if let Some(&(number, side)) = by_conn.get(conn) {
-                        conns[number].ends[side as usize].reads.push_back(data.clone());
+                        conns[number].ends[side as usize]
+                            .reads
+                            .push_back(data.clone());
                     }
                 }
                 EventKind::UdpBound { local, .. } => {
@@ -402,7 +406,14 @@ impl<'e> Synth<'e> {
         let mss = frame::mss_for(&self.conns[number].ends[0].addr);
         self.tcp(number, Side::Client, TcpFlags::SYN, &[], Some(mss), emit)?;
         self.conns[number].ends[0].snd_nxt = self.conns[number].ends[0].isn.wrapping_add(1);
-        self.tcp(number, Side::Server, TcpFlags::SYN_ACK, &[], Some(mss), emit)?;
+        self.tcp(
+            number,
+            Side::Server,
+            TcpFlags::SYN_ACK,
+            &[],
+            Some(mss),
+            emit,
+        )?;
         self.conns[number].ends[1].snd_nxt = self.conns[number].ends[1].isn.wrapping_add(1);
         self.tcp(number, Side::Client, TcpFlags::ACK, &[], None, emit)
     }
@@ -552,7 +563,7 @@ impl<'e> Synth<'e> {
             };
             self.comment = self.label(None, &format!("{peer} refused {actor}'s connection"));
             let id = self.next_ip_id();
-        let len = frame::build_tcp(&mut self.frame, &rst, id, self.snaplen)?;
+            let len = frame::build_tcp(&mut self.frame, &rst, id, self.snaplen)?;
             self.send(len, emit)?;
         }
         Ok(())
@@ -594,10 +605,13 @@ impl<'e> Synth<'e> {
             return Ok(());
         };
         // A datagram read into a short buffer arrives truncated: match by prefix.
-        let position = queue.iter().take(64).position(|&i| match &self.events[i].kind {
-            EventKind::DatagramSent { data: sent, .. } => sent.starts_with(data),
-            _ => false,
-        });
+        let position = queue
+            .iter()
+            .take(64)
+            .position(|&i| match &self.events[i].kind {
+                EventKind::DatagramSent { data: sent, .. } => sent.starts_with(data),
+                _ => false,
+            });
         let Some(position) = position else {
             return Ok(());
         };

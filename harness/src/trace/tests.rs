@@ -130,9 +130,21 @@ fn both_ends_recorded_out_of_order_still_shows_the_question_first() {
         .push("client1", write(1, b"ping"))
         .push("client1", read(1, b"pong"))
         .push("client1", EventKind::PeerEof { conn: 1 })
-        .push("client1", EventKind::Close { conn: 1, reset: false })
+        .push(
+            "client1",
+            EventKind::Close {
+                conn: 1,
+                reset: false,
+            },
+        )
         // The server closed first, but its Close was recorded after the client's EOF.
-        .push("srv", EventKind::Close { conn: 2, reset: false })
+        .push(
+            "srv",
+            EventKind::Close {
+                conn: 2,
+                reset: false,
+            },
+        )
         .push("srv", EventKind::PeerEof { conn: 2 });
     let out = synthesize(&log.events, &TraceSettings::default());
     let flows = flows(&out.bytes);
@@ -159,8 +171,20 @@ fn one_recorded_end_gives_both_directions() {
         .push("client1", read(1, b"20"))
         .push("client1", read(1, b"0 OK"))
         .push("client1", EventKind::PeerEof { conn: 1 })
-        .push("client1", EventKind::Shutdown { conn: 1, how: ShutdownHow::Both })
-        .push("client1", EventKind::Close { conn: 1, reset: false });
+        .push(
+            "client1",
+            EventKind::Shutdown {
+                conn: 1,
+                how: ShutdownHow::Both,
+            },
+        )
+        .push(
+            "client1",
+            EventKind::Close {
+                conn: 1,
+                reset: false,
+            },
+        );
     let out = synthesize(&log.events, &TraceSettings::default());
     let flows = flows(&out.bytes);
     assert_eq!(
@@ -180,13 +204,26 @@ fn sequence_numbers_wrap() {
     log.push("client1", connect(1)).push("srv", accept(2));
     let chunk: &'static [u8] = &[0xab; 100];
     for _ in 0..5 {
-        log.push("client1", write(1, chunk)).push("srv", read(2, chunk));
+        log.push("client1", write(1, chunk))
+            .push("srv", read(2, chunk));
     }
     log.push("srv", write(2, b"done"))
         .push("client1", read(1, b"done"))
-        .push("client1", EventKind::Close { conn: 1, reset: false })
+        .push(
+            "client1",
+            EventKind::Close {
+                conn: 1,
+                reset: false,
+            },
+        )
         .push("srv", EventKind::PeerEof { conn: 2 })
-        .push("srv", EventKind::Close { conn: 2, reset: false });
+        .push(
+            "srv",
+            EventKind::Close {
+                conn: 2,
+                reset: false,
+            },
+        );
     let settings = TraceSettings {
         fixed_isn: Some(u32::MAX - 150),
         ..Default::default()
@@ -219,7 +256,13 @@ fn linger_zero_and_unread_data_reset() {
         .push("srv", accept(2))
         .push("client1", write(1, b"hi"))
         .push("srv", read(2, b"hi"))
-        .push("srv", EventKind::Close { conn: 2, reset: true })
+        .push(
+            "srv",
+            EventKind::Close {
+                conn: 2,
+                reset: true,
+            },
+        )
         .push("client1", EventKind::PeerReset { conn: 1 });
     let flows_a = flows(&synthesize(&log.events, &TraceSettings::default()).bytes);
     assert_eq!(
@@ -232,7 +275,13 @@ fn linger_zero_and_unread_data_reset() {
     log.push("client1", connect(1))
         .push("srv", accept(2))
         .push("client1", write(1, b"unread"))
-        .push("srv", EventKind::Close { conn: 2, reset: false });
+        .push(
+            "srv",
+            EventKind::Close {
+                conn: 2,
+                reset: false,
+            },
+        );
     let flows_b = flows(&synthesize(&log.events, &TraceSettings::default()).bytes);
     assert_eq!(
         flows_b[0].items,
@@ -316,7 +365,10 @@ fn udp_datagrams_appear_once_in_causal_order() {
     assert_eq!(flows.len(), 2);
     assert_eq!(flows[0].proto, FlowProto::Udp);
     assert_eq!(flows[0].client, c);
-    assert_eq!(flows[0].items, vec![data(true, b"one"), data(false, b"ONE")]);
+    assert_eq!(
+        flows[0].items,
+        vec![data(true, b"one"), data(false, b"ONE")]
+    );
     assert_eq!(flows[1].items, vec![data(true, b"stranger")]);
 }
 
@@ -380,12 +432,27 @@ fn classic_pcap_reads_back_too() {
 
 #[test]
 fn ipv6_connections() {
-    let (c, s): (SocketAddr, SocketAddr) = ("[::1]:40000".parse().unwrap(), "[::1]:7".parse().unwrap());
+    let (c, s): (SocketAddr, SocketAddr) =
+        ("[::1]:40000".parse().unwrap(), "[::1]:7".parse().unwrap());
     let mut log = Log::new();
-    log.push("client1", EventKind::Connect { conn: 1, local: c, peer: s })
-        .push("srv", EventKind::Accept { conn: 2, local: s, peer: c })
-        .push("client1", write(1, b"six"))
-        .push("srv", read(2, b"six"));
+    log.push(
+        "client1",
+        EventKind::Connect {
+            conn: 1,
+            local: c,
+            peer: s,
+        },
+    )
+    .push(
+        "srv",
+        EventKind::Accept {
+            conn: 2,
+            local: s,
+            peer: c,
+        },
+    )
+    .push("client1", write(1, b"six"))
+    .push("srv", read(2, b"six"));
     let flows = flows(&synthesize(&log.events, &TraceSettings::default()).bytes);
     assert_eq!(flows[0].client, c);
     assert_eq!(flows[0].items, vec![data(true, b"six")]);
@@ -399,4 +466,83 @@ fn a_half_open_connection_still_makes_a_well_formed_file() {
     let out = synthesize(&log.events, &TraceSettings::default());
     let flows = flows(&out.bytes);
     assert_eq!(flows[0].items, vec![data(true, b"no answer")]);
+}
+
+/// Rewrites an Ethernet trace's frames for another link type, as tcpdump on
+/// `any` (Linux cooked capture) or a raw-IP capture would have recorded them.
+fn relink(ethernet_trace: &[u8], link: pcap_file::DataLink) -> Vec<u8> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let header = PcapHeader {
+        datalink: link,
+        snaplen: 262_144,
+        ..Default::default()
+    };
+    let mut writer = PcapWriter::with_header(Vec::new(), header).unwrap();
+    read_frames_from(ethernet_trace, Path::new("memory"), |frame| {
+        let ether_type = [frame.data[12], frame.data[13]];
+        let ip = &frame.data[14..];
+        let mut data = Vec::new();
+        match link {
+            pcap_file::DataLink::LINUX_SLL => {
+                // packet type, ARPHRD_LOOPBACK, address length, address, protocol
+                data.extend_from_slice(&[0, 0, 0x03, 0x04, 0, 6]);
+                data.extend_from_slice(&[0; 8]);
+                data.extend_from_slice(&ether_type);
+            }
+            pcap_file::DataLink::LINUX_SLL2 => {
+                data.extend_from_slice(&ether_type);
+                data.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0x03, 0x04, 0, 6]);
+                data.extend_from_slice(&[0; 8]);
+            }
+            _ => {}
+        }
+        data.extend_from_slice(ip);
+        let packet = PcapPacket::new(frame.timestamp, data.len() as u32, &data);
+        writer.write_packet(&packet).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    writer.into_writer()
+}
+
+#[test]
+fn cooked_and_raw_ip_captures_read_like_ethernet_ones() {
+    let mut log = Log::new();
+    log.push("client1", connect(1))
+        .push("srv", accept(2))
+        .push("client1", write(1, b"over any link"))
+        .push("srv", read(2, b"over any link"))
+        .push("srv", write(2, b"ok"))
+        .push("client1", read(1, b"ok"))
+        .push(
+            "client1",
+            EventKind::Close {
+                conn: 1,
+                reset: false,
+            },
+        );
+    let ethernet = synthesize(
+        &log.events,
+        &TraceSettings {
+            format: TraceFormat::Pcap,
+            ..Default::default()
+        },
+    );
+    let expected = flows(&ethernet.bytes);
+    for link in [
+        pcap_file::DataLink::LINUX_SLL,
+        pcap_file::DataLink::LINUX_SLL2,
+        pcap_file::DataLink::RAW,
+    ] {
+        let relinked = relink(&ethernet.bytes, link);
+        let got = flows(&relinked);
+        assert_eq!(got[0].items, expected[0].items, "{link:?}");
+        let imported = import::import_from(&relinked[..], Path::new("x.pcap"), &Default::default())
+            .unwrap_or_else(|e| panic!("{link:?}: {e}"));
+        assert!(
+            imported.toml.contains("\"over any link\""),
+            "{}",
+            imported.toml
+        );
+    }
 }

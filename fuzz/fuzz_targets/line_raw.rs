@@ -1,0 +1,8 @@
+//! LF/CRLF line decoding of arbitrary bytes: byte 0 picks the terminator, byte 1 max_line, byte 2 the read sizes; the rest is the stream.
+//! The check is `wirecheck::fuzzing::Target::LineRaw`; see FUZZING.md.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wirecheck_fuzz::Target;
+
+fuzz_target!(|data: &[u8]| wirecheck_fuzz::run(Target::LineRaw, data));
