@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::{FramingConfig, FramingKind};
 use crate::report::{self, console::Console};
 use crate::runner::{self, ScenarioOutcome};
 use crate::scenario::{self, LoadError, Proto, Scenario, SocketOptions};
@@ -138,18 +138,40 @@ pub struct ServeArgs {
     /// tcp or udp.
     #[arg(long, default_value = "tcp")]
     pub proto: String,
-    /// Framing for servers that use one (readsplit: the prefix of each report).
+    /// Framing for servers that use one (same as `--set framing=NAME`; the command
+    /// server also takes `none`).
     #[arg(long)]
     pub framing: Option<String>,
-    /// Read size for readsplit.
+    /// Read size for readsplit (same as `--set read_size=N`).
     #[arg(long)]
     pub read_size: Option<usize>,
+    /// Any option a scenario may set beside `builtin = "NAME"`, as KEY=VALUE with a
+    /// TOML value (`--set clock="2024-01-02T03:04:05Z"`, `--set max_reply=1024`);
+    /// a value that is not valid TOML is taken as a string. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Allow listening on an address other than loopback.
     #[arg(long)]
     pub allow_non_loopback: bool,
     /// List the built-in servers and exit.
     #[arg(long)]
     pub list: bool,
+}
+
+/// Writes to stdout, ignoring a closed pipe: `wirecheck check | head` must not
+/// panic the way `print!` does when the reader goes away.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
 }
 
 /// Parses arguments, runs the command, returns the process exit code.
@@ -288,7 +310,7 @@ async fn run(args: RunArgs) -> i32 {
     let outcomes = run_all_traced(&selected, repeat, jobs, cancel.clone(), traces.clone()).await;
     let mut console = Console::new(outcomes.len(), repeat);
     console.total = outcomes.len();
-    print!(
+    out!(
         "{}",
         summary_with_errors(&console, &outcomes, selected.len(), errors.len())
     );
@@ -649,7 +671,7 @@ fn import(args: ImportArgs) -> i32 {
             eprintln!("imported {summary} into {}", path.display());
         }
         None => {
-            print!("{}", imported.toml);
+            out!("{}", imported.toml);
             eprintln!("imported {summary}");
         }
     }
@@ -673,14 +695,14 @@ fn check(args: CheckArgs) -> i32 {
     let mut invalid = 0;
     for file in &files {
         match scenario::load_file(file) {
-            Ok(s) => println!("ok   {} ({})", file.display(), s.name),
+            Ok(s) => outln!("ok   {} ({})", file.display(), s.name),
             Err(e) => {
                 invalid += 1;
                 eprint!("{}", e.render());
             }
         }
     }
-    println!("{} valid, {invalid} invalid", files.len() - invalid);
+    outln!("{} valid, {invalid} invalid", files.len() - invalid);
     if invalid == 0 {
         EXIT_PASSED
     } else {
@@ -688,15 +710,77 @@ fn check(args: CheckArgs) -> i32 {
     }
 }
 
+/// Builds a standalone server's configuration by writing the options as the
+/// server table of a scenario and loading it: `wirecheck serve` and scenario files
+/// then accept exactly the same options, checked by the same code, with the same
+/// error messages.
+fn serve_config(
+    name: &str,
+    proto: Proto,
+    args: &ServeArgs,
+) -> Result<(BuiltinConfig, SocketOptions), String> {
+    let mut table = format!(
+        "[servers.{name}]\nbuiltin = \"{name}\"\nproto = \"{}\"\n",
+        proto.name()
+    );
+    let mut options: Vec<(String, String)> = Vec::new();
+    if let Some(framing) = &args.framing {
+        options.push(("framing".into(), framing.clone()));
+    }
+    if let Some(size) = args.read_size {
+        options.push(("read_size".into(), size.to_string()));
+    }
+    for setting in &args.set {
+        let Some((key, value)) = setting.split_once('=') else {
+            return Err(format!("error: `--set {setting}` is not KEY=VALUE\n"));
+        };
+        let key = key.trim();
+        if matches!(key, "builtin" | "proto" | "bind") {
+            return Err(format!(
+                "error: `{key}` is not set with --set: use the server name, --proto or --listen\n"
+            ));
+        }
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("error: `{key}` is not an option name\n"));
+        }
+        options.push((key.to_owned(), value.trim().to_owned()));
+    }
+    for (key, value) in options {
+        // A TOML value as given (numbers, booleans, quoted strings), else a string.
+        // A date-time stays a string: options like `clock` take RFC 3339 text.
+        let literal = if toml_edit::Value::from_str(&value)
+            .is_ok_and(|v| !matches!(v, toml_edit::Value::Datetime(_)))
+        {
+            value
+        } else {
+            toml_edit::Value::from(value.as_str()).to_string()
+        };
+        table.push_str(&format!("{key} = {literal}\n"));
+    }
+    let path = Path::new("<wirecheck serve options>");
+    match scenario::load_str(path, &table) {
+        Ok(loaded) => match loaded
+            .servers
+            .into_iter()
+            .next()
+            .map(|s| (s.kind, s.options))
+        {
+            Some((scenario::ServerKind::Builtin(config), options)) => Ok((config, options)),
+            _ => Err("error: internal: the options did not make a built-in server\n".into()),
+        },
+        Err(error) => Err(error.render()),
+    }
+}
+
 async fn serve(args: ServeArgs) -> i32 {
     if args.list {
         for name in BuiltinKind::NAMES {
             let kind = BuiltinKind::from_name(name).expect("listed names parse");
-            println!("{name:<12} {}", kind.summary());
+            outln!("{name:<12} {}", kind.summary());
         }
         return EXIT_PASSED;
     }
-    let name = args.name.unwrap_or_default();
+    let name = args.name.clone().unwrap_or_default();
     let Some(kind) = BuiltinKind::from_name(&name) else {
         eprintln!(
             "error: unknown server `{name}`; built-in servers: {}",
@@ -723,23 +807,13 @@ async fn serve(args: ServeArgs) -> i32 {
         );
         return EXIT_USAGE;
     }
-    let mut config = BuiltinConfig::new(kind);
-    if let Some(framing) = &args.framing {
-        match FramingKind::from_name(framing) {
-            Some(k) => config.framing = FramingConfig::new(k),
-            None => {
-                eprintln!(
-                    "error: unknown framing `{framing}`; framings: {}",
-                    FramingKind::NAMES.join(", ")
-                );
-                return EXIT_USAGE;
-            }
+    let (config, options) = match serve_config(&name, proto, &args) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprint!("{message}");
+            return EXIT_USAGE;
         }
-    }
-    if let Some(size) = args.read_size {
-        config.read_size = size.clamp(1, 64 << 20);
-    }
-    let options = SocketOptions::default();
+    };
     let bound = match servers::bind(proto, args.listen, &options) {
         Ok(bound) => bound,
         Err(e) => {
@@ -751,7 +825,7 @@ async fn serve(args: ServeArgs) -> i32 {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    println!(
+    outln!(
         "{name} listening on {addr} ({}); Ctrl-C stops it",
         proto.name()
     );

@@ -158,12 +158,14 @@ impl<'n> Fields<'n> {
             .map_or_else(|| self.span.clone(), |e| e.key_span.clone())
     }
 
-    /// Diagnostics for every key not read, naming the valid ones.
+    /// Diagnostics for every key that was neither read nor valid here, naming the
+    /// valid ones. A valid key left unread (reading stopped at an earlier error) is
+    /// not reported: that error already explains it.
     fn unknown_keys(&self, context: &str, valid: &[&str]) -> Vec<Diagnostic> {
         self.entries
             .iter()
             .zip(&self.used)
-            .filter(|(_, used)| !**used)
+            .filter(|(entry, used)| !**used && !valid.contains(&entry.key.as_str()))
             .map(|(entry, _)| {
                 let mut d = Diagnostic::new(
                     entry.key_span.clone(),
@@ -542,6 +544,13 @@ impl Loader<'_> {
         let node = fields.get("builtin")?;
         let name = self.ok(string(node, "builtin"))?;
         let Some(kind) = BuiltinKind::from_name(&name) else {
+            // Which server was meant is unknown, so any server's option may be right.
+            for known in BuiltinKind::NAMES
+                .iter()
+                .filter_map(|n| BuiltinKind::from_name(n))
+            {
+                valid.extend(known.option_keys());
+            }
             let mut d = Diagnostic::new(
                 node.span.clone(),
                 format!("unknown builtin server `{name}`"),
