@@ -1290,3 +1290,24 @@ script = [ {{ send = "hello?" }} ]
         .iter()
         .any(|e| matches!(e.kind, EventKind::ConnectFailed { .. })));
 }
+
+/// Regression: with a small `max_line`, the chat server's own error replies were
+/// longer than its outgoing line limit and the client was silently dropped.
+#[tokio::test]
+async fn chat_error_replies_survive_a_small_max_line() {
+    let outcome = run(r#"
+[servers.chat]
+builtin = "chat"
+max_line = 16
+
+[[clients]]
+script = [
+  { send = "iam:a b\n" },
+  { expect = "error:name must be 1 to 32 bytes without spaces, colons or control characters\n" },
+  { send = "iam:ann\n" },
+  { expect = "ok:ann\n" },
+]
+"#)
+    .await;
+    assert_passed(&outcome);
+}

@@ -41,6 +41,10 @@ use super::BuiltinConfig;
 use crate::framing::FramingConfig;
 use crate::net::Recorder;
 
+/// The longest error reply the server sends, with margin; the outgoing line
+/// limit never drops below it.
+const MIN_REPLY_LINE: usize = 256;
+
 /// Default `max_line` for chat: 4 KiB.
 pub const DEFAULT_CHAT_MAX_LINE: usize = 4096;
 /// Default `queue`, in lines.
@@ -245,7 +249,13 @@ async fn read_requests(
 ) -> (io::Result<bool>, FramedConn<OwnedReadHalf>) {
     // Outgoing lines carry a name and ": " that the request did not.
     let outgoing = FramingConfig {
-        max_line: config.framing.max_line.saturating_add(MAX_NAME + 2),
+        // Room for `NAME: ` before a full-length message, and never less than the
+        // server's own error replies, whatever small `max_line` a scenario sets.
+        max_line: config
+            .framing
+            .max_line
+            .saturating_add(MAX_NAME + 2)
+            .max(MIN_REPLY_LINE),
         ..config.framing.clone()
     };
     let result = loop {
