@@ -50,6 +50,9 @@ echo "$judged traces: no TCP analysis warnings, every checksum good, capinfos re
 echo "== sticky determinism (--repeat 200)"
 ./target/release/wirecheck run scenarios/sticky --repeat 200
 
+echo "== fuzz (short budget; FUZZING.md has the long runs)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}" bash ci/fuzz.sh
+
 echo "== tests"
 # README's test command. Its closing line is the one CI reads.
 cargo test --workspace

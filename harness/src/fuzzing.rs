@@ -33,8 +33,7 @@ use tokio_util::codec::{Decoder, LengthDelimitedCodec, LinesCodec, LinesCodecErr
 
 use crate::framing::{
     parse_varint, put_varint, FrameError, FramingConfig, FramingKind, JsonHeaderCodec,
-    LengthPrefix, LengthPrefixedCodec, LineCodec, Terminator, VarintProblem,
-    MAX_VARINT_LEN,
+    LengthPrefix, LengthPrefixedCodec, LineCodec, Terminator, VarintProblem, MAX_VARINT_LEN,
 };
 use crate::scenario::{load_str, LoadError};
 
@@ -228,7 +227,8 @@ fn refuse(size: usize) -> ! {
              (2 x budget + 256 MiB); aborting\n",
             BUDGET_NAME.get(),
             size,
-            LIVE.get().saturating_add(size.min(isize::MAX as usize) as isize),
+            LIVE.get()
+                .saturating_add(size.min(isize::MAX as usize) as isize),
             HARD_LIMIT.get()
         ),
     );
@@ -366,8 +366,10 @@ pub fn decode_bound(input_len: usize, codecs: usize, per_codec: usize) -> usize 
 }
 
 /// Bytes of parsed `serde_json::Value` a json-header codec may hold per byte
-/// of header text (a header of many tiny values costs far more parsed than as
-/// text); measured at under 20, bounded at 64.
+/// of header text: many tiny values cost far more parsed than as text (a
+/// 32-byte `Value` per two-byte `0,` in a vector that may have doubled:
+/// measured at 31 for `[0,0,...]`, 21 for `[[],[],...]`, 12 for objects), so
+/// the bound is twice the worst measured.
 pub const JSON_VALUE_FACTOR: usize = 64;
 
 /// What one codec for `config` may hold beyond the bytes it was given, when
@@ -380,9 +382,7 @@ pub fn codec_allowance(config: &FramingConfig, stream_len: usize) -> usize {
         FramingKind::JsonHeader => 4usize
             .saturating_add(config.max_header)
             .saturating_add(config.max_frame)
-            .saturating_add(
-                JSON_VALUE_FACTOR.saturating_mul(config.max_header.min(stream_len)),
-            ),
+            .saturating_add(JSON_VALUE_FACTOR.saturating_mul(config.max_header.min(stream_len))),
         kind => {
             let width = kind.length_prefix().map_or(8, LengthPrefix::width);
             config.max_frame.saturating_add(width)
@@ -499,6 +499,9 @@ pub enum Phase {
     Done,
 }
 
+/// One outcome of a [`Feed`]: a frame or an error, and the phase it came from.
+pub type Step<D> = (Result<<D as Decoder>::Item, <D as Decoder>::Error>, Phase);
+
 /// Feeds a stream to a decoder in reads of the given sizes (cycled; none means
 /// the whole stream in one read), like a read loop on a socket: after each read
 /// `decode` until it wants more, at the end `decode_eof` until it is done. A
@@ -568,7 +571,7 @@ impl<'a, D: Decoder> Feed<'a, D> {
     }
 
     /// The next frame or error, with the phase it came from; `None` once done.
-    pub fn next_outcome(&mut self) -> Option<(Result<D::Item, D::Error>, Phase)> {
+    pub fn next_outcome(&mut self) -> Option<Step<D>> {
         loop {
             let phase = self.phase;
             let result = match phase {
@@ -936,7 +939,10 @@ impl<'a> PrefixModel<'a> {
                 let what = prefix.name();
                 let big = matches!(
                     prefix,
-                    LengthPrefix::U16Be | LengthPrefix::U32Be | LengthPrefix::I32Be | LengthPrefix::U64Be
+                    LengthPrefix::U16Be
+                        | LengthPrefix::U32Be
+                        | LengthPrefix::I32Be
+                        | LengthPrefix::U64Be
                 );
                 let unsigned = if big || width == 1 {
                     u64::from_be_bytes(be)
@@ -953,14 +959,14 @@ impl<'a> PrefixModel<'a> {
                     });
                 }
                 let payload = if self.config.length_includes_header {
-                    unsigned.checked_sub(width as u64).ok_or(
-                        FrameError::LengthBelowHeader {
+                    unsigned
+                        .checked_sub(width as u64)
+                        .ok_or(FrameError::LengthBelowHeader {
                             offset,
                             what: length_label(what),
                             length: unsigned,
                             header_len: width as u64,
-                        },
-                    )?
+                        })?
                 } else {
                     unsigned
                 };
@@ -1074,10 +1080,17 @@ impl Iterator for LineModel<'_> {
         let label = self.terminator.label();
         let found = match self.terminator {
             Terminator::Lf => rest.iter().position(|&b| b == b'\n').map(|lf| {
-                let end = if lf > 0 && rest[lf - 1] == b'\r' { lf - 1 } else { lf };
+                let end = if lf > 0 && rest[lf - 1] == b'\r' {
+                    lf - 1
+                } else {
+                    lf
+                };
                 (end, lf + 1)
             }),
-            Terminator::CrLf => rest.windows(2).position(|w| w == b"\r\n").map(|cr| (cr, cr + 2)),
+            Terminator::CrLf => rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .map(|cr| (cr, cr + 2)),
         };
         let too_long = FrameError::LineTooLong {
             offset,
@@ -1161,7 +1174,11 @@ fn check_parse_varint(bytes: &[u8]) {
             assert_eq!((value, len), (mvalue, mlen), "parse_varint value");
             let mut again = BytesMut::new();
             put_varint(value, &mut again);
-            assert_eq!(&again[..], &bytes[..len], "put_varint(parse_varint(x)) != x");
+            assert_eq!(
+                &again[..],
+                &bytes[..len],
+                "put_varint(parse_varint(x)) != x"
+            );
             assert_eq!(crate::framing::varint_len(value), len, "varint_len");
         }
         (Ok(None), Ok(None)) => {}
@@ -1177,12 +1194,20 @@ fn check_parse_varint(bytes: &[u8]) {
 pub fn check_line_raw(data: &[u8]) {
     let mut knobs = Knobs::new(data);
     let crlf = knobs.byte() & 1 == 1;
-    let kind = if crlf { FramingKind::Crlf } else { FramingKind::Line };
+    let kind = if crlf {
+        FramingKind::Crlf
+    } else {
+        FramingKind::Line
+    };
     let mut config = FramingConfig::new(kind);
     config.max_line = limit_from_byte(knobs.byte());
     let sizes = chunk_sizes(knobs.byte());
     let stream = knobs.rest();
-    let terminator = if crlf { Terminator::CrLf } else { Terminator::Lf };
+    let terminator = if crlf {
+        Terminator::CrLf
+    } else {
+        Terminator::Lf
+    };
     raw_codec_check("line_raw", &config, stream, &sizes, move |c, s| {
         Box::new(LineModel::new(terminator, c.max_line, s))
     });
@@ -1356,7 +1381,9 @@ pub fn check_refusal(config: &FramingConfig, payload: &[u8], err: &FrameError) {
                 && len > max
                 && *max == config.max_header.min(i32::MAX as usize) as u64
         }
-        FrameError::PayloadTooLarge { len, max, limit, .. } => {
+        FrameError::PayloadTooLarge {
+            len, max, limit, ..
+        } => {
             *len == payload.len() as u64
                 && len > max
                 && match config.kind {
@@ -1378,7 +1405,9 @@ pub fn check_refusal(config: &FramingConfig, payload: &[u8], err: &FrameError) {
                 }
         }
         FrameError::PayloadContainsTerminator { position, .. } => match config.kind {
-            FramingKind::Line => payload.iter().position(|&b| b == b'\n') == Some(*position as usize),
+            FramingKind::Line => {
+                payload.iter().position(|&b| b == b'\n') == Some(*position as usize)
+            }
             FramingKind::Crlf => crlf_at == Some(*position as usize),
             _ => false,
         },
@@ -1414,8 +1443,16 @@ pub fn check_round_trip(input: &RoundTripInput) {
                 ends.push(stream.len());
             }
             Err(err) => {
-                assert_eq!(stream.len(), before, "{config:?}: a refused frame left bytes");
-                assert_eq!(err.offset(), before as u64, "{config:?}: encode error offset");
+                assert_eq!(
+                    stream.len(),
+                    before,
+                    "{config:?}: a refused frame left bytes"
+                );
+                assert_eq!(
+                    err.offset(),
+                    before as u64,
+                    "{config:?}: encode error offset"
+                );
                 check_refusal(&config, message, &err);
             }
         }
@@ -1480,7 +1517,11 @@ fn check_read_hints(config: &FramingConfig, stream: &[u8], ends: &[usize], sizes
     let mut codec = config.codec();
     let mut buf = BytesMut::new();
     let mut pos = 0;
-    let mut caps = sizes.iter().copied().chain(std::iter::once(usize::MAX)).cycle();
+    let mut caps = sizes
+        .iter()
+        .copied()
+        .chain(std::iter::once(usize::MAX))
+        .cycle();
     for &end in ends {
         loop {
             let decoded = codec.decode(&mut buf).unwrap_or_else(|e| {
@@ -1490,8 +1531,15 @@ fn check_read_hints(config: &FramingConfig, stream: &[u8], ends: &[usize], sizes
                 break;
             }
             let hint = codec.exact_read_hint(&buf);
-            assert_eq!(hint, config.exact_read_hint(&buf), "codec and config hints differ");
-            assert!(hint >= 1, "{config:?}: hint 0 while the frame is incomplete");
+            assert_eq!(
+                hint,
+                config.exact_read_hint(&buf),
+                "codec and config hints differ"
+            );
+            assert!(
+                hint >= 1,
+                "{config:?}: hint 0 while the frame is incomplete"
+            );
             let n = hint.min(caps.next().unwrap_or(1)).max(1);
             assert!(
                 pos + n <= end,
@@ -1501,7 +1549,10 @@ fn check_read_hints(config: &FramingConfig, stream: &[u8], ends: &[usize], sizes
             pos += n;
         }
         assert_eq!(pos, end, "{config:?}: a frame decoded before its last byte");
-        assert!(buf.is_empty(), "{config:?}: bytes left after a hinted frame");
+        assert!(
+            buf.is_empty(),
+            "{config:?}: bytes left after a hinted frame"
+        );
     }
 }
 
@@ -1634,9 +1685,9 @@ pub fn check_json_header_round_trip(input: &JsonRoundTripInput) {
                 assert_eq!(stream.len(), before, "a refused frame left bytes");
                 assert_eq!(err.offset(), before as u64, "encode error offset");
                 let justified = match &err {
-                    FrameError::PayloadTooLarge { what: "body", len, .. } => {
-                        *len as usize == frame.body.len() && frame.body.len() > max_body
-                    }
+                    FrameError::PayloadTooLarge {
+                        what: "body", len, ..
+                    } => *len as usize == frame.body.len() && frame.body.len() > max_body,
                     FrameError::PayloadTooLarge {
                         what: "JSON header",
                         len,
@@ -1649,7 +1700,10 @@ pub fn check_json_header_round_trip(input: &JsonRoundTripInput) {
                     }
                     _ => false,
                 };
-                assert!(justified, "the encoder refused a frame without a valid reason: {err}");
+                assert!(
+                    justified,
+                    "the encoder refused a frame without a valid reason: {err}"
+                );
             }
         }
     }
@@ -1661,29 +1715,34 @@ pub fn check_json_header_round_trip(input: &JsonRoundTripInput) {
         c
     };
     let bound = decode_bound(stream.len(), 1, codec_allowance(&config, stream.len()));
-    within_budget("json_header_round_trip", bound, &budget_basis(&config, 1), || {
-        for reads in [&sizes[..], &[]] {
-            let codec = JsonHeaderCodec::new()
-                .with_max_header(max_header)
-                .with_max_body(max_body);
-            let mut feed = Feed::new(codec, &stream, reads, frame_error_recoverable);
-            for (i, (header, body, wire)) in accepted.iter().enumerate() {
-                match feed.next_outcome() {
-                    Some((Ok(frame), _)) => {
-                        assert_eq!(&frame.header, header, "frame #{i} header");
-                        assert_eq!(&frame.body[..], *body, "frame #{i} body");
-                        assert_eq!(&frame.wire_bytes()[..], &stream[wire.clone()], "wire");
+    within_budget(
+        "json_header_round_trip",
+        bound,
+        &budget_basis(&config, 1),
+        || {
+            for reads in [&sizes[..], &[]] {
+                let codec = JsonHeaderCodec::new()
+                    .with_max_header(max_header)
+                    .with_max_body(max_body);
+                let mut feed = Feed::new(codec, &stream, reads, frame_error_recoverable);
+                for (i, (header, body, wire)) in accepted.iter().enumerate() {
+                    match feed.next_outcome() {
+                        Some((Ok(frame), _)) => {
+                            assert_eq!(&frame.header, header, "frame #{i} header");
+                            assert_eq!(&frame.body[..], *body, "frame #{i} body");
+                            assert_eq!(&frame.wire_bytes()[..], &stream[wire.clone()], "wire");
+                        }
+                        other => panic!(
+                            "frame #{i} of {} decoded as {:?} (reads {reads:?})",
+                            accepted.len(),
+                            other.map(|o| o.0)
+                        ),
                     }
-                    other => panic!(
-                        "frame #{i} of {} decoded as {:?} (reads {reads:?})",
-                        accepted.len(),
-                        other.map(|o| o.0)
-                    ),
                 }
+                assert!(feed.next_outcome().is_none(), "more after the last frame");
             }
-            assert!(feed.next_outcome().is_none(), "more after the last frame");
-        }
-    });
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -2076,7 +2135,10 @@ pub fn check_load_error(text: &str, err: &LoadError) {
             ..
         } => {
             assert_eq!(&**source, text, "the error keeps the source");
-            assert!(!diagnostics.is_empty(), "an invalid file without a diagnostic");
+            assert!(
+                !diagnostics.is_empty(),
+                "an invalid file without a diagnostic"
+            );
             for d in diagnostics {
                 assert!(
                     d.span.start <= d.span.end && d.span.end <= text.len(),
@@ -2091,7 +2153,10 @@ pub fn check_load_error(text: &str, err: &LoadError) {
                     d.span,
                     d.message
                 );
-                assert!(!d.message.trim().is_empty(), "a diagnostic without a message");
+                assert!(
+                    !d.message.trim().is_empty(),
+                    "a diagnostic without a message"
+                );
             }
         }
     }

@@ -637,3 +637,19 @@ fn every_rendered_error_names_path_line_and_column() {
         }
     }
 }
+
+/// Regression (found while fuzzing the parser): a device reports length 0, so the
+/// size check passed and `/dev/zero` was read until memory ran out.
+#[test]
+fn file_data_must_be_a_regular_file() {
+    let e = invalid(&with_client_script("{ send = { file = \"/dev/zero\" } }"));
+    e.reports("`/dev/zero` is not a regular file", "\"/dev/zero\"");
+}
+
+/// Regression: each step's data was capped at 1 GiB but a file's total was not.
+#[test]
+fn data_is_capped_for_the_whole_file() {
+    let step = "{ send = { repeat = \"abcd\", times = 200000000 } }";
+    let e = invalid(&with_client_script(&format!("{step}, {step}")));
+    e.says("the scenario's data adds up to more than 1 GiB");
+}

@@ -106,7 +106,10 @@ fn every_target_has_a_binary_seeds_and_a_dictionary() {
             "no seeds for {name}"
         );
         assert!(
-            fuzz_dir().join("dict").join(format!("{name}.dict")).is_file(),
+            fuzz_dir()
+                .join("dict")
+                .join(format!("{name}.dict"))
+                .is_file(),
             "no dictionary for {name}"
         );
         assert!(script.contains(name), "ci/fuzz.sh does not run {name}");
@@ -160,12 +163,37 @@ fn a_greedy_check_blows_its_budget() {
 
 #[test]
 fn a_length_prefix_cannot_buy_memory_past_max_frame() {
-    // u32be claiming 4 GiB - 1, max_frame at the 1 GiB boundary table's top
-    // would be allowed to reserve; 192 bytes of max_frame must keep it tiny.
+    // A u32be prefix claiming 4 GiB - 1 against max_frame 191, read whole: the
+    // claim is refused as soon as the prefix is complete, nothing near it is
+    // reserved.
     let mut input = vec![3, 191, 255];
     input.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
     let ((), peak) = measure_peak(|| Target::LengthRaw.run(&input));
     assert!(peak < 64 << 10, "peak {peak}");
+}
+
+#[test]
+fn json_value_factor_covers_the_costliest_headers() {
+    // Parsed, JSON costs most per byte of text as many tiny values: a 32-byte
+    // Value per two-byte `0,`, in a Vec that may have doubled.
+    let n = 32 << 10;
+    let numbers = format!("[{}0]", "0,".repeat(n));
+    let arrays = format!("[{}[]]", "[],".repeat(n));
+    let strings = format!("[{}\"\"]", "\"\",".repeat(n));
+    let objects = format!(
+        "{{{}\"z\":0}}",
+        (0..n).map(|i| format!("\"{i:x}\":0,")).collect::<String>()
+    );
+    for text in [numbers, arrays, strings, objects] {
+        let (value, peak) = measure_peak(|| serde_json::from_str::<serde_json::Value>(&text));
+        assert!(value.is_ok());
+        let factor = peak / text.len();
+        assert!(
+            factor <= fuzzing::JSON_VALUE_FACTOR,
+            "{factor} bytes per header byte for {}...",
+            &text[..20]
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -234,7 +262,9 @@ fn length_seeds(seeds: &mut Vec<Seed>) {
             let le = n.to_le_bytes();
             match prefix {
                 LengthPrefix::U8 => vec![n as u8],
-                LengthPrefix::U16Be | LengthPrefix::U32Be | LengthPrefix::I32Be
+                LengthPrefix::U16Be
+                | LengthPrefix::U32Be
+                | LengthPrefix::I32Be
                 | LengthPrefix::U64Be => be[8 - w..].to_vec(),
                 _ => le[..w].to_vec(),
             }
@@ -279,7 +309,7 @@ fn length_seeds(seeds: &mut Vec<Seed>) {
             i,
             false,
             256,
-            enc(256.min(prefix.max_value()) as u64),
+            enc(256.min(prefix.max_value())),
         ));
     }
     cases.push(("i32le-negative".into(), 5, false, 1 << 30, vec![0xff; 4]));
@@ -316,7 +346,11 @@ fn length_seeds(seeds: &mut Vec<Seed>) {
             let b0 = prefix as u8 | if hdr { 0x10 } else { 0 };
             let mut input = vec![b0, limit_byte(max), read];
             input.extend(&stream);
-            seeds.push((Target::LengthRaw, format!("{name}-{read_name}"), input.clone()));
+            seeds.push((
+                Target::LengthRaw,
+                format!("{name}-{read_name}"),
+                input.clone(),
+            ));
             if max <= fuzzing::DIFF_MAX_FRAME {
                 seeds.push((Target::LengthVsTokio, format!("{name}-{read_name}"), input));
             }
@@ -351,8 +385,16 @@ fn varint_seeds(seeds: &mut Vec<Seed>) {
             v
         }),
         ("eleven-bytes", 1 << 30, vec![0x80; 11]),
-        ("truncated-varint", 191, vec![0x05, b'a', b'b', b'c', b'd', b'e', 0x80]),
-        ("truncated-body", 191, vec![0x03, b'a', b'b', b'c', 0x09, b'z']),
+        (
+            "truncated-varint",
+            191,
+            vec![0x05, b'a', b'b', b'c', b'd', b'e', 0x80],
+        ),
+        (
+            "truncated-body",
+            191,
+            vec![0x03, b'a', b'b', b'c', 0x09, b'z'],
+        ),
         ("after-frame-error", 1, b"\x01a\x02bc".to_vec()),
     ];
     cases.push(("max-1-boundary", (1 << 20) - 1, vec![0xff, 0xff, 0x3f]));
@@ -372,7 +414,12 @@ fn line_seeds(seeds: &mut Vec<Seed>) {
         ("lf-mixed", false, 191, b"hi\r\nyo\n\nlast\n"),
         ("lf-at-max", false, 3, b"abc\nabc\r\nab\n"),
         ("lf-max-plus-cr", false, 3, b"abc\r\n"),
-        ("lf-over-max-then-recover", false, 3, b"abcd\nok\nabcdefgh\r\nok\n"),
+        (
+            "lf-over-max-then-recover",
+            false,
+            3,
+            b"abcd\nok\nabcdefgh\r\nok\n",
+        ),
         ("lf-cr-inside", false, 191, b"a\rb\n\r\r\n"),
         ("lf-unterminated", false, 191, b"one\ntwo"),
         ("lf-unterminated-cr", false, 191, b"one\r"),
@@ -423,26 +470,106 @@ fn json_header_seeds(seeds: &mut Vec<Seed>) {
     // (name, max_header, max_body, stream)
     let cases: Vec<(&str, usize, usize, Vec<u8>)> = vec![
         ("two-frames", 191, 191, two),
-        ("empty-body", 191, 191, json_frame(br#"{"file_size":0}"#, b"")),
-        ("header-at-max", 15, 5, json_frame(br#"{"file_size":5}"#, b"hello")),
-        ("header-over-max", 14, 5, json_frame(br#"{"file_size":5}"#, b"hello")),
-        ("body-over-max", 191, 4, json_frame(br#"{"file_size":5}"#, b"hello")),
-        ("size-too-small", 191, 191, json_frame(br#"{"file_size":2}"#, b"hello")),
-        ("size-too-big", 191, 191, json_frame(br#"{"file_size":9}"#, b"hello")),
-        ("size-negative", 191, 191, json_frame(br#"{"file_size":-1}"#, b"")),
-        ("size-float", 191, 191, json_frame(br#"{"file_size":1.5}"#, b"x")),
-        ("size-string", 191, 191, json_frame(br#"{"file_size":"5"}"#, b"hello")),
-        ("size-huge", 191, 1 << 30, json_frame(br#"{"file_size":18446744073709551615}"#, b"")),
-        ("size-missing", 191, 191, json_frame(br#"{"name":"x"}"#, b"")),
+        (
+            "empty-body",
+            191,
+            191,
+            json_frame(br#"{"file_size":0}"#, b""),
+        ),
+        (
+            "header-at-max",
+            15,
+            5,
+            json_frame(br#"{"file_size":5}"#, b"hello"),
+        ),
+        (
+            "header-over-max",
+            14,
+            5,
+            json_frame(br#"{"file_size":5}"#, b"hello"),
+        ),
+        (
+            "body-over-max",
+            191,
+            4,
+            json_frame(br#"{"file_size":5}"#, b"hello"),
+        ),
+        (
+            "size-too-small",
+            191,
+            191,
+            json_frame(br#"{"file_size":2}"#, b"hello"),
+        ),
+        (
+            "size-too-big",
+            191,
+            191,
+            json_frame(br#"{"file_size":9}"#, b"hello"),
+        ),
+        (
+            "size-negative",
+            191,
+            191,
+            json_frame(br#"{"file_size":-1}"#, b""),
+        ),
+        (
+            "size-float",
+            191,
+            191,
+            json_frame(br#"{"file_size":1.5}"#, b"x"),
+        ),
+        (
+            "size-string",
+            191,
+            191,
+            json_frame(br#"{"file_size":"5"}"#, b"hello"),
+        ),
+        (
+            "size-huge",
+            191,
+            1 << 30,
+            json_frame(br#"{"file_size":18446744073709551615}"#, b""),
+        ),
+        (
+            "size-missing",
+            191,
+            191,
+            json_frame(br#"{"name":"x"}"#, b""),
+        ),
         ("not-object", 191, 191, json_frame(br#"[1,2]"#, b"")),
         ("not-json", 191, 191, json_frame(br#"{"file_size":"#, b"")),
         ("not-utf8", 191, 191, json_frame(b"{\"\xff\":1}", b"")),
-        ("nested", 191, 191, json_frame(br#"{"a":{"b":[{"c":null}]},"file_size":1}"#, b"!")),
-        ("duplicate-size", 191, 191, json_frame(br#"{"file_size":9,"file_size":1}"#, b"x")),
+        (
+            "nested",
+            191,
+            191,
+            json_frame(br#"{"a":{"b":[{"c":null}]},"file_size":1}"#, b"!"),
+        ),
+        (
+            "duplicate-size",
+            191,
+            191,
+            json_frame(br#"{"file_size":9,"file_size":1}"#, b"x"),
+        ),
         ("negative-header-length", 191, 191, negative),
-        ("header-length-huge", 1 << 30, 191, vec![0xff, 0xff, 0xff, 0x7f]),
-        ("truncated-header", 191, 191, json_frame(br#"{"file_size":5}"#, b"")[..10].to_vec()),
-        ("truncated-body", 191, 191, json_frame(br#"{"file_size":5}"#, b"he")),
+        (
+            "header-length-huge",
+            1 << 30,
+            191,
+            vec![0xff, 0xff, 0xff, 0x7f],
+        ),
+        (
+            "truncated-header",
+            191,
+            191,
+            json_frame(br#"{"file_size":5}"#, b"")[..10].to_vec(),
+        ),
+        (
+            "truncated-body",
+            191,
+            191,
+            json_frame(br#"{"file_size":5}"#, b"he"),
+        ),
     ];
     for (name, max_header, max_body, stream) in cases {
         for (read, read_name) in READS {
@@ -478,6 +605,9 @@ impl Rng {
     }
 }
 
+/// Does a structured json-header input have the shape a seed should show?
+type JsonShape = fn(&JsonRoundTripInput) -> bool;
+
 /// Structured seeds: random inputs kept when `arbitrary` reads them as the shape
 /// wanted (one per framing kind, with and without damage; JSON headers with and
 /// without a right `file_size`).
@@ -509,7 +639,7 @@ fn structured_seeds(seeds: &mut Vec<Seed>) {
             seeds.push((Target::RoundTrip, name, data));
         }
     }
-    let shapes: [(&str, fn(&JsonRoundTripInput) -> bool); 4] = [
+    let shapes: [(&str, JsonShape); 4] = [
         ("plain", |i| {
             i.frames.len() >= 2 && i.frames.iter().all(|f| !f.fields.is_empty())
         }),
@@ -559,26 +689,53 @@ fn scenario_seeds(seeds: &mut Vec<Seed>) {
         let name = file.replace('/', "-");
         // A truncated copy too: errors in the middle of a real file.
         let half = text.len() / 2;
-        seeds.push((Target::ScenarioParse, format!("{name}.half"), text[..half].to_vec()));
+        seeds.push((
+            Target::ScenarioParse,
+            format!("{name}.half"),
+            text[..half].to_vec(),
+        ));
         seeds.push((Target::ScenarioParse, name, text));
     }
     let broken: [(&str, &str); 6] = [
         ("not-toml", "name = \"x\"\n[[clients]\nscript = [\n"),
-        ("unknown-key", "name = \"x\"\n[[clients]]\nconnect = \"a\"\nscript = [{ sned = \"hi\" }]\n"),
-        ("bad-hex", "name = \"x\"\n[[clients]]\nscript = [{ send = { hex = \"0g\" } }]\n"),
-        ("repeat", "name = \"r\"\n[[clients]]\nscript = [{ send = { repeat = \"ab\", times = 3 } }]\n"),
-        ("unicode", "name = \"é\u{1F600}\"\n[[clients]]\nscript = [{ send = \"\u{00e9}\" , x = 1 }]\n"),
-        ("relative-file", "name = \"f\"\n[[clients]]\nscript = [{ send = { file = \"data.bin\" } }]\n"),
+        (
+            "unknown-key",
+            "name = \"x\"\n[[clients]]\nconnect = \"a\"\nscript = [{ sned = \"hi\" }]\n",
+        ),
+        (
+            "bad-hex",
+            "name = \"x\"\n[[clients]]\nscript = [{ send = { hex = \"0g\" } }]\n",
+        ),
+        (
+            "repeat",
+            "name = \"r\"\n[[clients]]\nscript = [{ send = { repeat = \"ab\", times = 3 } }]\n",
+        ),
+        (
+            "unicode",
+            "name = \"é\u{1F600}\"\n[[clients]]\nscript = [{ send = \"\u{00e9}\" , x = 1 }]\n",
+        ),
+        (
+            "relative-file",
+            "name = \"f\"\n[[clients]]\nscript = [{ send = { file = \"data.bin\" } }]\n",
+        ),
     ];
     for (name, text) in broken {
-        seeds.push((Target::ScenarioParse, format!("{name}.toml"), text.as_bytes().to_vec()));
+        seeds.push((
+            Target::ScenarioParse,
+            format!("{name}.toml"),
+            text.as_bytes().to_vec(),
+        ));
     }
 }
 
 /// Ethernet (zero MACs) + IPv4 loopback + TCP segment or UDP datagram.
 fn packet(tcp: Option<(u32, u32, &str)>, from_client: bool, payload: &[u8]) -> Vec<u8> {
     use etherparse::PacketBuilder;
-    let (sp, dp) = if from_client { (40000, 7000) } else { (7000, 40000) };
+    let (sp, dp) = if from_client {
+        (40000, 7000)
+    } else {
+        (7000, 40000)
+    };
     let ip = PacketBuilder::ethernet2([0; 6], [0; 6]).ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64);
     let mut out = Vec::new();
     match tcp {
@@ -674,10 +831,7 @@ fn pcapng(packets: &[Vec<u8>]) -> Vec<u8> {
 
 fn trace_seeds(seeds: &mut Vec<Seed>) {
     let tcp = conversation();
-    let udp = vec![
-        packet(None, true, b"hello"),
-        packet(None, false, b"hello"),
-    ];
+    let udp = vec![packet(None, true, b"hello"), packet(None, false, b"hello")];
     let file = pcap(&tcp);
     seeds.push((Target::TraceImport, "tcp.pcap".into(), file.clone()));
     seeds.push((Target::TraceImport, "udp.pcap".into(), pcap(&udp)));
@@ -689,4 +843,61 @@ fn trace_seeds(seeds: &mut Vec<Seed>) {
         file[..file.len() - 7].to_vec(),
     ));
     seeds.push((Target::TraceImport, "header-only.pcap".into(), pcap(&[])));
+}
+
+/// Prints, per target, the largest heap peak any input in `fuzz/corpus/TARGET`
+/// (the scratch corpus a fuzzing run grew, or the committed inputs) reached, per
+/// byte of input: the figures the budget factors in `wirecheck::fuzzing` rest on.
+#[test]
+#[ignore = "reads the local scratch corpus; run by hand to recalibrate the budgets"]
+fn report_allocation_peaks() {
+    for target in Target::ALL {
+        let mut files = inputs(&fuzz_dir().join("corpus").join(target.name()));
+        if files.is_empty() {
+            files = inputs(&fuzz_dir().join("seeds").join(target.name()));
+        }
+        let mut worst = (0usize, 0usize, String::new());
+        let mut top = 0usize;
+        for file in &files {
+            let data = fs::read(file).unwrap();
+            let ((), peak) = measure_peak(|| target.run(&data));
+            top = top.max(peak);
+            // Small inputs live within the fixed 1 MiB slack; the factors
+            // matter for the large ones.
+            if data.len() >= 512 && peak * worst.1.max(1) > worst.0 * data.len() {
+                worst = (peak, data.len(), file.display().to_string());
+            }
+        }
+        eprintln!(
+            "{target:24} {:5} inputs, highest peak {top} bytes; highest per input byte \
+             (inputs of 512 bytes or more): {} ({} bytes for {} bytes, {})",
+            files.len(),
+            worst.0 / worst.1.max(1),
+            worst.0,
+            worst.1,
+            worst.2
+        );
+    }
+}
+
+/// Inputs in fuzz/known-bugs/TARGET fail because their bug is not fixed yet; once
+/// one passes, it belongs in fuzz/regressions/TARGET. Run by hand:
+/// `cargo test --test integration fuzz_corpora::known_bugs_still_fail -- --ignored`.
+#[test]
+#[ignore = "these inputs fail until their bugs are fixed"]
+fn known_bugs_still_fail() {
+    let mut fixed = Vec::new();
+    for target in Target::ALL {
+        for file in inputs(&fuzz_dir().join("known-bugs").join(target.name())) {
+            let data = fs::read(&file).unwrap();
+            if panic::catch_unwind(AssertUnwindSafe(|| target.run(&data))).is_ok() {
+                fixed.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(
+        fixed.is_empty(),
+        "fixed: move these to fuzz/regressions/TARGET/:\n{}",
+        fixed.join("\n")
+    );
 }

@@ -92,6 +92,7 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         source: &source,
         diagnostics: Vec::new(),
         declared_servers: Vec::new(),
+        data_total: std::cell::Cell::new(0),
     };
     let scenario = loader.scenario(&root);
     match scenario {
@@ -115,6 +116,9 @@ struct Loader<'a> {
     /// Every `[servers.NAME]`, valid or not: a client naming a server that has
     /// its own errors gets no second, misleading "no such server" error.
     declared_servers: Vec<String>,
+    /// Bytes of `file` and `repeat` data loaded so far: each step is capped, and so
+    /// is the file, so many large steps cannot add up to exhaust memory.
+    data_total: std::cell::Cell<usize>,
 }
 
 /// A table being read: remembers which keys were used so leftovers can be reported
@@ -298,6 +302,21 @@ impl Loader<'_> {
     /// the user sees every problem at once.
     fn ok<T>(&mut self, check: Check<T>) -> Option<T> {
         check.map_err(|d| self.push(d)).ok()
+    }
+
+    /// Counts `len` bytes of data against the whole file's limit.
+    fn reserve_data(&self, len: usize, span: &Range<usize>) -> Check<()> {
+        let total = self.data_total.get().saturating_add(len);
+        if total > MAX_DATA_BYTES {
+            return Err(Diagnostic::new(
+                span.clone(),
+                "the scenario's data adds up to more than 1 GiB",
+            )
+            .label("this step goes over the limit")
+            .hint("a scenario holds at most 1 GiB of `file` and `repeat` data in all"));
+        }
+        self.data_total.set(total);
+        Ok(())
     }
 
     fn location(&self, span: &Range<usize>) -> Location {
@@ -1267,6 +1286,14 @@ impl Loader<'_> {
                         .label(format!("{}: {e}", path.display()))
                         .hint("`file` is relative to the scenario file's folder")
                 })?;
+                // A device or FIFO reports length 0 and could be read forever.
+                if !metadata.is_file() {
+                    return Err(Diagnostic::new(
+                        node.span.clone(),
+                        format!("`{name}` is not a regular file"),
+                    )
+                    .label("devices, pipes and folders cannot be scenario data"));
+                }
                 if metadata.len() > MAX_DATA_BYTES as u64 {
                     return Err(Diagnostic::new(
                         node.span.clone(),
@@ -1274,10 +1301,26 @@ impl Loader<'_> {
                     )
                     .label("too large for a scenario"));
                 }
-                std::fs::read(&path).map_err(|e| {
-                    Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
-                        .label(format!("{}: {e}", path.display()))
-                })?
+                self.reserve_data(metadata.len() as usize, &node.span)?;
+                // The file may grow after the check; never read past the limit.
+                let mut bytes = Vec::with_capacity(metadata.len() as usize);
+                std::fs::File::open(&path)
+                    .and_then(|file| {
+                        use std::io::Read as _;
+                        file.take(MAX_DATA_BYTES as u64 + 1).read_to_end(&mut bytes)
+                    })
+                    .map_err(|e| {
+                        Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
+                            .label(format!("{}: {e}", path.display()))
+                    })?;
+                if bytes.len() > MAX_DATA_BYTES {
+                    return Err(Diagnostic::new(
+                        node.span.clone(),
+                        format!("`{name}` is larger than 1 GiB"),
+                    )
+                    .label("too large for a scenario"));
+                }
+                bytes
             }
             _ => {
                 let unit = string(node, "repeat")?;
@@ -1299,6 +1342,7 @@ impl Loader<'_> {
                     )
                     .label("too large for a scenario"));
                 }
+                self.reserve_data(unit.len() * times, &fields.key_span("times"))?;
                 unit.repeat(times).into_bytes()
             }
         };

@@ -86,7 +86,9 @@ pub fn import_from(
         path: path.to_owned(),
         reason,
     })?;
-    if flows.is_empty() {
+    // Refused connection attempts are only listed as comments, so a trace that holds
+    // nothing else has no conversation to replay.
+    if flows.iter().all(|flow| flow.refused) {
         return Err(ImportError::Empty {
             path: path.to_owned(),
             frames: summary.frames,
