@@ -22,7 +22,6 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use chrono::format::StrftimeItems;
@@ -32,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{FramedConn, Next};
 use super::{BuiltinConfig, ServerContext};
-use crate::event::EventKind;
 use crate::net::Recorder;
 
 /// The longest format accepted, in bytes.
@@ -109,53 +107,18 @@ pub async fn serve_udp(
     shutdown: CancellationToken,
     config: &BuiltinConfig,
 ) -> io::Result<()> {
-    let conn = context.log.next_conn_id();
-    let local = socket.local_addr()?;
-    let actor: Arc<str> = Arc::clone(&context.actor);
-    context
-        .log
-        .record(&actor, EventKind::UdpBound { conn, local });
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let (n, from) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(pair) => pair,
-                // An ICMP error about an earlier reply concerns that peer only.
-                Err(_) => continue,
-            },
-        };
-        let data = Bytes::copy_from_slice(&buf[..n]);
-        context.log.record(
-            &actor,
-            EventKind::DatagramReceived {
-                conn,
-                from,
-                to: local,
-                data: data.clone(),
-            },
-        );
+    super::serve_datagrams(socket, context, shutdown, |data| {
         let format = data
             .strip_suffix(b"\r\n")
             .or_else(|| data.strip_suffix(b"\n"))
-            .unwrap_or(&data);
-        let reply = Bytes::from(
+            .unwrap_or(data);
+        Some(Bytes::from(
             format_time(format, &now(config))
                 .unwrap_or_else(|error| error)
                 .into_bytes(),
-        );
-        if socket.send_to(&reply, from).await.is_ok() {
-            context.log.record(
-                &actor,
-                EventKind::DatagramSent {
-                    conn,
-                    from: local,
-                    to: from,
-                    data: reply,
-                },
-            );
-        }
-    }
+        ))
+    })
+    .await
 }
 
 #[cfg(test)]
