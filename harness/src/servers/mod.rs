@@ -465,6 +465,60 @@ where
     Ok(())
 }
 
+/// Serves datagrams until cancelled: each one received is recorded and handed to
+/// `answer`, whose reply (if any) goes back to its sender. Every UDP reference
+/// server is this loop with a different `answer`.
+pub(crate) async fn serve_datagrams(
+    socket: UdpSocket,
+    context: ServerContext,
+    shutdown: CancellationToken,
+    mut answer: impl FnMut(&Bytes) -> Option<Bytes>,
+) -> std::io::Result<()> {
+    let conn = context.log.next_conn_id();
+    let local = socket.local_addr()?;
+    let actor: Arc<str> = Arc::clone(&context.actor);
+    context
+        .log
+        .record(&actor, EventKind::UdpBound { conn, local });
+    // 64 KiB holds the largest possible UDP payload, so nothing is truncated.
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(pair) => pair,
+                // An ICMP error from an earlier reply surfaces here on Linux; it
+                // concerns that one peer, not the server.
+                Err(_) => continue,
+            },
+        };
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        context.log.record(
+            &actor,
+            EventKind::DatagramReceived {
+                conn,
+                from,
+                to: local,
+                data: data.clone(),
+            },
+        );
+        let Some(reply) = answer(&data) else {
+            continue;
+        };
+        if socket.send_to(&reply, from).await.is_ok() {
+            context.log.record(
+                &actor,
+                EventKind::DatagramSent {
+                    conn,
+                    from: local,
+                    to: from,
+                    data: reply,
+                },
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,59 +572,5 @@ mod tests {
         let mut echo = BuiltinConfig::new(BuiltinKind::FramedEcho);
         echo.framing.kind = FramingKind::JsonHeader;
         assert_eq!(echo.validate(), Ok(()));
-    }
-}
-
-/// Serves datagrams until cancelled: each one received is recorded and handed to
-/// `answer`, whose reply (if any) goes back to its sender. Every UDP reference
-/// server is this loop with a different `answer`.
-pub(crate) async fn serve_datagrams(
-    socket: UdpSocket,
-    context: ServerContext,
-    shutdown: CancellationToken,
-    mut answer: impl FnMut(&Bytes) -> Option<Bytes>,
-) -> std::io::Result<()> {
-    let conn = context.log.next_conn_id();
-    let local = socket.local_addr()?;
-    let actor: Arc<str> = Arc::clone(&context.actor);
-    context
-        .log
-        .record(&actor, EventKind::UdpBound { conn, local });
-    // 64 KiB holds the largest possible UDP payload, so nothing is truncated.
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let (n, from) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(pair) => pair,
-                // An ICMP error from an earlier reply surfaces here on Linux; it
-                // concerns that one peer, not the server.
-                Err(_) => continue,
-            },
-        };
-        let data = Bytes::copy_from_slice(&buf[..n]);
-        context.log.record(
-            &actor,
-            EventKind::DatagramReceived {
-                conn,
-                from,
-                to: local,
-                data: data.clone(),
-            },
-        );
-        let Some(reply) = answer(&data) else {
-            continue;
-        };
-        if socket.send_to(&reply, from).await.is_ok() {
-            context.log.record(
-                &actor,
-                EventKind::DatagramSent {
-                    conn,
-                    from: local,
-                    to: from,
-                    data: reply,
-                },
-            );
-        }
     }
 }
