@@ -469,3 +469,17 @@ async fn serve_refuses_unknown_servers_and_protocols() {
     .await;
     assert_exit(&output, 2);
 }
+
+/// Regression: a non-loopback `--address` surfaced as "a bug in wirecheck import".
+#[test]
+fn import_refuses_a_non_loopback_address_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(["import", "no-such-trace.pcapng", "--address", "10.0.0.1:80"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not a loopback address"), "{stderr}");
+}

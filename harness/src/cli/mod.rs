@@ -644,6 +644,23 @@ pub async fn run_all_traced(
 
 /// `wirecheck import`: a trace becomes a replay scenario.
 fn import(args: ImportArgs) -> i32 {
+    // Checked here, so a bad `--address` reads as the user's mistake rather than as
+    // an invalid generated scenario.
+    if let Some(address) = &args.address {
+        use std::net::ToSocketAddrs as _;
+        let resolved: Vec<SocketAddr> = address
+            .to_socket_addrs()
+            .map(|addrs| addrs.collect())
+            .unwrap_or_default();
+        if resolved.is_empty() {
+            eprintln!("error: --address `{address}` is not HOST:PORT (e.g. 127.0.0.1:8080)");
+            return EXIT_USAGE;
+        }
+        if !resolved.iter().all(|a| a.ip().is_loopback()) {
+            eprintln!("error: --address `{address}` is not a loopback address; wirecheck only talks to this machine");
+            return EXIT_USAGE;
+        }
+    }
     let options = trace::import::ImportOptions {
         address: args.address,
         name: args.name,
