@@ -225,14 +225,7 @@ impl RunState {
                 Ok(addr)
             }
             ServerKind::Builtin(config) => {
-                let bound =
-                    servers::bind(server.proto, server.bind, &server.options).map_err(|e| {
-                        setup(format!(
-                            "cannot bind {} for `{}`: {e}",
-                            server.bind, server.name
-                        ))
-                    })?;
-                let addr = bound.local_addr().map_err(|e| setup(e.to_string()))?;
+                let (bound, addr) = bind_server(server).map_err(setup)?;
                 let context = ServerContext {
                     log: self.context.log.clone(),
                     actor,
@@ -248,14 +241,7 @@ impl RunState {
                 connections,
                 script,
             } => {
-                let bound =
-                    servers::bind(server.proto, server.bind, &server.options).map_err(|e| {
-                        setup(format!(
-                            "cannot bind {} for `{}`: {e}",
-                            server.bind, server.name
-                        ))
-                    })?;
-                let addr = bound.local_addr().map_err(|e| setup(e.to_string()))?;
+                let (bound, addr) = bind_server(server).map_err(setup)?;
                 let script = Arc::new(script.clone());
                 let task = script_server(
                     Arc::clone(&self.context),
@@ -329,6 +315,14 @@ impl RunState {
         }
         problems
     }
+}
+
+/// Binds a built-in or scripted server's socket and tells where it listens.
+fn bind_server(server: &ServerSpec) -> Result<(Bound, SocketAddr), String> {
+    let bound = servers::bind(server.proto, server.bind, &server.options)
+        .map_err(|e| format!("cannot bind {} for `{}`: {e}", server.bind, server.name))?;
+    let addr = bound.local_addr().map_err(|e| e.to_string())?;
+    Ok((bound, addr))
 }
 
 fn udp_client(
