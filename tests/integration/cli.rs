@@ -248,7 +248,7 @@ async fn an_invalid_file_exits_2_with_its_error_on_stderr() {
     // The valid scenario still ran; the invalid file counts as failed.
     let out = stdout(&output);
     assert!(out.contains("PASS quick-pass-scenario"), "{out}");
-    assert!(out.contains("1 scenario files are not valid"), "{out}");
+    assert!(out.contains("1 scenario file is not valid"), "{out}");
     assert_eq!(last_line(&output), "1 passed, 1 failed");
 }
 

@@ -308,11 +308,10 @@ async fn run(args: RunArgs) -> i32 {
         None => None,
     };
     let outcomes = run_all_traced(&selected, repeat, jobs, cancel.clone(), traces.clone()).await;
-    let mut console = Console::new(outcomes.len(), repeat);
-    console.total = outcomes.len();
+    let console = Console::new(outcomes.len(), repeat);
     out!(
         "{}",
-        summary_with_errors(&console, &outcomes, selected.len(), errors.len())
+        console.summary(&outcomes, selected.len(), errors.len())
     );
     if let Some(path) = &args.junit {
         if let Err(e) = report::junit::write(path, &outcomes) {
@@ -336,30 +335,6 @@ async fn run(args: RunArgs) -> i32 {
     } else {
         EXIT_FAILED
     }
-}
-
-/// Invalid files count as failed in the closing line, so CI never reads "0 failed"
-/// for a folder with a broken scenario in it.
-fn summary_with_errors(
-    console: &Console,
-    outcomes: &[ScenarioOutcome],
-    scenarios: usize,
-    invalid: usize,
-) -> String {
-    let text = console.summary(outcomes, scenarios);
-    if invalid == 0 {
-        return text;
-    }
-    let passed = outcomes.iter().filter(|o| o.passed()).count();
-    let failed = outcomes.len() - passed + invalid;
-    let mut lines: Vec<&str> = text.lines().collect();
-    lines.pop();
-    let mut out: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    out.push_str(&format!(
-        "{invalid} scenario files are not valid (see the errors above)\n"
-    ));
-    out.push_str(&format!("{passed} passed, {failed} failed\n"));
-    out
 }
 
 /// Runs every scenario `repeat` times with at most `jobs` runs at once, printing

@@ -59,10 +59,17 @@ impl Console {
         let _ = stdout.flush();
     }
 
-    /// The closing summary; its last line is exactly `N passed, N failed`.
-    pub fn summary(&self, outcomes: &[ScenarioOutcome], scenarios: usize) -> String {
+    /// The closing summary; its last line is exactly `N passed, N failed`. Scenario
+    /// files that are not valid count as failed, so CI never reads "0 failed" for a
+    /// folder with a broken scenario in it.
+    pub fn summary(
+        &self,
+        outcomes: &[ScenarioOutcome],
+        scenarios: usize,
+        invalid_files: usize,
+    ) -> String {
         let passed = outcomes.iter().filter(|o| o.passed()).count();
-        let failed = outcomes.len() - passed;
+        let failed = outcomes.len() - passed + invalid_files;
         let mut text = String::new();
         if self.repeat > 1 {
             text.push_str(&format!(
@@ -83,6 +90,13 @@ impl Console {
             if failures.len() > 50 {
                 text.push_str(&format!("  ... and {} more\n", failures.len() - 50));
             }
+        }
+        match invalid_files {
+            0 => {}
+            1 => text.push_str("1 scenario file is not valid (see the errors above)\n"),
+            n => text.push_str(&format!(
+                "{n} scenario files are not valid (see the errors above)\n"
+            )),
         }
         text.push_str(&format!("{passed} passed, {failed} failed\n"));
         text
