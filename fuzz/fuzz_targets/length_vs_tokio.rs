@@ -1,5 +1,5 @@
 //! wirecheck's length-prefixed decoder against tokio-util's LengthDelimitedCodec, configured alike.
-//! The check is `wirecheck::fuzzing::Target::LengthVsTokio`; see FUZZING.md.
+//! The check is `wirecheck_fuzz_checks::Target::LengthVsTokio`; see FUZZING.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

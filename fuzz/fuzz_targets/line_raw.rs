@@ -1,5 +1,5 @@
 //! LF/CRLF line decoding of arbitrary bytes: byte 0 picks the terminator, byte 1 max_line, byte 2 the read sizes; the rest is the stream.
-//! The check is `wirecheck::fuzzing::Target::LineRaw`; see FUZZING.md.
+//! The check is `wirecheck_fuzz_checks::Target::LineRaw`; see FUZZING.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! wirecheck's LF line decoder against tokio-util's LinesCodec with the same max length.
-//! The check is `wirecheck::fuzzing::Target::LinesVsTokio`; see FUZZING.md.
+//! The check is `wirecheck_fuzz_checks::Target::LinesVsTokio`; see FUZZING.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! The scenario loader on arbitrary UTF-8: no panic, every diagnostic located in the file.
-//! The check is `wirecheck::fuzzing::Target::ScenarioParse`; see FUZZING.md.
+//! The check is `wirecheck_fuzz_checks::Target::ScenarioParse`; see FUZZING.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! The pcap/pcapng importer on arbitrary bytes: no panic, and what it writes loads.
-//! The check is `wirecheck::fuzzing::Target::TraceImport`; see FUZZING.md.
+//! The check is `wirecheck_fuzz_checks::Target::TraceImport`; see FUZZING.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

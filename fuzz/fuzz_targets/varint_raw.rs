@@ -1,5 +1,5 @@
 //! Varint-delimited decoding of arbitrary bytes: byte 0 is max_frame, byte 1 the read sizes; the rest is the stream.
-//! The check is `wirecheck::fuzzing::Target::VarintRaw`; see FUZZING.md.
+//! The check is `wirecheck_fuzz_checks::Target::VarintRaw`; see FUZZING.md.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -2,18 +2,18 @@
 //! allocator that enforces the allocation budget (libFuzzer's `-malloc_limit_mb`
 //! does nothing without a sanitizer), and re-exports of the checks.
 //!
-//! A target is one line: it hands its input to [`wirecheck::fuzzing::Target::run`]
-//! or, for the structured targets, to the check for its `arbitrary` input type.
-//! The same checks replay the committed corpora under `cargo test`
+//! A target is one line: it hands its input to [`Target::run`] or, for the
+//! structured targets, to the check for its `arbitrary` input type. The same
+//! checks replay the committed corpora under `cargo test`
 //! (tests/integration/fuzz_corpora.rs), so everything a target asserts lives
-//! in `wirecheck::fuzzing`, not here.
+//! in the `wirecheck-fuzz-checks` crate (../fuzz-checks), not here.
 
-pub use wirecheck::fuzzing::{self, Target};
+pub use wirecheck_fuzz_checks::{self as checks, Target};
 
 /// Counts live heap bytes per thread so each check can fail an input whose
-/// decoding outgrows its budget (see `wirecheck::fuzzing::within_budget`).
+/// decoding outgrows its budget (see `wirecheck_fuzz_checks::within_budget`).
 #[global_allocator]
-static ALLOC: wirecheck::fuzzing::CountingAlloc = wirecheck::fuzzing::CountingAlloc;
+static ALLOC: checks::CountingAlloc = checks::CountingAlloc;
 
 /// Runs `target`'s check on one input under the allocation budget.
 pub fn run(target: Target, data: &[u8]) {
@@ -25,7 +25,7 @@ pub fn run(target: Target, data: &[u8]) {
 /// never silently run without its allocation budget.
 pub fn ensure_counting() {
     assert!(
-        fuzzing::counting_allocator_active(),
+        checks::counting_allocator_active(),
         "the counting global allocator is not installed: allocation budgets would not be enforced"
     );
 }

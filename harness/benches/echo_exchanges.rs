@@ -11,7 +11,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use wirecheck::event::EventLog;
+use wirecheck::event::EventStream;
 use wirecheck::scenario::{Proto, SocketOptions};
 use wirecheck::servers::{self, BuiltinConfig, BuiltinKind, ServerContext};
 
@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
                 &scenario,
                 1,
                 CancellationToken::new(),
+                EventStream::disabled(),
             ));
             assert!(outcome.passed(), "{:?}", outcome.failure);
         })
@@ -75,7 +76,7 @@ fn bench(c: &mut Criterion) {
                 let addr = bound.local_addr().unwrap();
                 let shutdown = CancellationToken::new();
                 let context = ServerContext {
-                    log: EventLog::disabled(),
+                    log: EventStream::disabled(),
                     actor: Arc::from("echo"),
                     options: SocketOptions::default(),
                 };

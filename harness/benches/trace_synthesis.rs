@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use wirecheck::event::{Event, EventKind};
+use wirecheck::event::{Event, EventKind, Payload};
 use wirecheck::trace::{synthesize_into, TraceSettings};
 
 const WRITE: usize = 256 * 1024;
@@ -61,7 +61,7 @@ fn bulk_echo_events() -> Vec<Event> {
             &c,
             EventKind::Write {
                 conn: 1,
-                data: data.clone(),
+                data: Payload::with_bytes(data.clone()),
             },
         );
         for offset in (0..WRITE).step_by(READ) {
@@ -70,21 +70,21 @@ fn bulk_echo_events() -> Vec<Event> {
                 &s,
                 EventKind::Read {
                     conn: 2,
-                    data: piece.clone(),
+                    data: Payload::with_bytes(piece.clone()),
                 },
             );
             push(
                 &s,
                 EventKind::Write {
                     conn: 2,
-                    data: piece.clone(),
+                    data: Payload::with_bytes(piece.clone()),
                 },
             );
             push(
                 &c,
                 EventKind::Read {
                     conn: 1,
-                    data: piece,
+                    data: Payload::with_bytes(piece),
                 },
             );
         }

@@ -10,7 +10,7 @@ use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::event::{ConnId, EventKind, EventLog};
+use crate::event::{ConnId, EventKind, EventStream};
 use crate::scenario::SocketOptions;
 
 /// Applies the options a scenario gave an actor. Buffer sizes must be set before
@@ -62,7 +62,7 @@ pub fn is_reset(error: &io::Error) -> bool {
 /// recorded, so servers and scripted actors describe the wire the same way.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    pub log: EventLog,
+    pub log: EventStream,
     pub actor: Arc<str>,
     pub conn: ConnId,
 }
@@ -82,7 +82,7 @@ impl Recorder {
             Ok(n) => {
                 self.record(EventKind::Read {
                     conn: self.conn,
-                    data: Bytes::copy_from_slice(&buf[..n]),
+                    data: self.log.payload_of(&buf[..n]),
                 });
                 Ok(n)
             }
@@ -104,7 +104,7 @@ impl Recorder {
                 Ok(n) => {
                     self.record(EventKind::Write {
                         conn: self.conn,
-                        data: data.slice(written..written + n),
+                        data: self.log.payload_shared(&data.slice(written..written + n)),
                     });
                     written += n;
                 }

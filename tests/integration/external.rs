@@ -25,7 +25,7 @@ fn toml_str(path: &Path) -> String {
     format!("{:?}", path.to_str().expect("a UTF-8 path"))
 }
 
-fn output_lines(outcome: &wirecheck::runner::ScenarioOutcome, which: OutputStream) -> Vec<String> {
+fn output_lines(outcome: &crate::Ran, which: OutputStream) -> Vec<String> {
     outcome
         .events
         .iter()

@@ -18,10 +18,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use wirecheck::event::{Event, EventKind};
 use wirecheck::report::render_failure;
-use wirecheck::runner::{run_scenario, Failure, ScenarioOutcome};
+use wirecheck::runner::{run_collecting, Failure, ScenarioOutcome};
 use wirecheck::scenario::{load_str, LoadError, Scenario};
 
 /// Beyond a scenario's own `timeout`, how long a run may take to clean up (built-in
@@ -53,11 +52,47 @@ pub fn load(text: &str) -> Result<Scenario, LoadError> {
     load_str(&dir.path().join(SCENARIO_FILE), text)
 }
 
+/// A finished run with every event it recorded (payloads included), so tests can
+/// look at what happened on the wire. Derefs to the outcome.
+pub struct Ran {
+    pub outcome: ScenarioOutcome,
+    pub events: Vec<Event>,
+}
+
+impl std::ops::Deref for Ran {
+    type Target = ScenarioOutcome;
+    fn deref(&self) -> &ScenarioOutcome {
+        &self.outcome
+    }
+}
+
+impl Ran {
+    /// Writes the run's synthesized trace to `path`.
+    pub fn write_trace(
+        &self,
+        path: &Path,
+        settings: &wirecheck::trace::TraceSettings,
+    ) -> std::io::Result<wirecheck::trace::SynthStats> {
+        let label = wirecheck::trace::RunLabel {
+            scenario: self.outcome.name.clone(),
+            path: self.outcome.path.clone(),
+            run: self.outcome.run,
+        };
+        wirecheck::trace::write_synthesized(
+            path,
+            &self.events,
+            &label,
+            self.outcome.started_at,
+            settings,
+        )
+    }
+}
+
 /// Runs an already loaded scenario once, bounded by its own timeout plus cleanup.
-pub async fn run_loaded(scenario: &Scenario) -> ScenarioOutcome {
+pub async fn run_loaded(scenario: &Scenario) -> Ran {
     let bound = scenario.timeout + CLEANUP_ALLOWANCE;
-    match tokio::time::timeout(bound, run_scenario(scenario, 1, CancellationToken::new())).await {
-        Ok(outcome) => outcome,
+    match tokio::time::timeout(bound, run_collecting(scenario, true)).await {
+        Ok((outcome, events)) => Ran { outcome, events },
         Err(_) => panic!(
             "run_scenario did not return within the scenario timeout ({:?}) plus {:?}",
             scenario.timeout, CLEANUP_ALLOWANCE
@@ -66,7 +101,7 @@ pub async fn run_loaded(scenario: &Scenario) -> ScenarioOutcome {
 }
 
 /// Loads and runs an inline scenario once.
-pub async fn run(text: &str) -> ScenarioOutcome {
+pub async fn run(text: &str) -> Ran {
     run_loaded(&scenario(text)).await
 }
 
@@ -119,7 +154,7 @@ pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Events of one actor, in order.
-pub fn events_of<'a>(outcome: &'a ScenarioOutcome, actor: &str) -> Vec<&'a Event> {
+pub fn events_of<'a>(outcome: &'a Ran, actor: &str) -> Vec<&'a Event> {
     outcome
         .events
         .iter()
@@ -128,7 +163,7 @@ pub fn events_of<'a>(outcome: &'a ScenarioOutcome, actor: &str) -> Vec<&'a Event
 }
 
 /// Byte counts of every write call an actor made.
-pub fn write_sizes(outcome: &ScenarioOutcome, actor: &str) -> Vec<usize> {
+pub fn write_sizes(outcome: &Ran, actor: &str) -> Vec<usize> {
     events_of(outcome, actor)
         .into_iter()
         .filter_map(|e| match &e.kind {
@@ -141,7 +176,7 @@ pub fn write_sizes(outcome: &ScenarioOutcome, actor: &str) -> Vec<usize> {
 }
 
 /// The server address a client connected to (TCP) or bound against (first seen).
-pub fn connected_peer(outcome: &ScenarioOutcome, actor: &str) -> SocketAddr {
+pub fn connected_peer(outcome: &Ran, actor: &str) -> SocketAddr {
     events_of(outcome, actor)
         .into_iter()
         .find_map(|e| match &e.kind {
@@ -152,7 +187,7 @@ pub fn connected_peer(outcome: &ScenarioOutcome, actor: &str) -> SocketAddr {
 }
 
 /// The local address a server accepted a connection on or bound (UDP).
-pub fn server_addr(outcome: &ScenarioOutcome, actor: &str) -> SocketAddr {
+pub fn server_addr(outcome: &Ran, actor: &str) -> SocketAddr {
     events_of(outcome, actor)
         .into_iter()
         .find_map(|e| match &e.kind {

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Byte counts of every read call an actor made (TCP reads and UDP datagrams).
-fn read_sizes(outcome: &wirecheck::runner::ScenarioOutcome, actor: &str) -> Vec<usize> {
+fn read_sizes(outcome: &crate::Ran, actor: &str) -> Vec<usize> {
     events_of(outcome, actor)
         .into_iter()
         .filter_map(|e| match &e.kind {
@@ -28,11 +28,7 @@ fn read_sizes(outcome: &wirecheck::runner::ScenarioOutcome, actor: &str) -> Vec<
 }
 
 /// When an actor's step `index` started and passed.
-fn step_span(
-    outcome: &wirecheck::runner::ScenarioOutcome,
-    actor: &str,
-    index: usize,
-) -> (Duration, Duration) {
+fn step_span(outcome: &crate::Ran, actor: &str, index: usize) -> (Duration, Duration) {
     let events = events_of(outcome, actor);
     let started = events
         .iter()

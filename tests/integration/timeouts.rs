@@ -237,6 +237,6 @@ script = [ {{ send = "h" }}, {{ wait = "got-it" }} ]
     // connections of the previous run may linger in TIME_WAIT.
     let passing = scenario(&source.replace(r#"{ send = "h" }"#, r#"{ send = "hi" }"#));
     for _ in 0..3 {
-        assert_passed(&run_loaded(&passing).await);
+        assert_passed(&run_loaded(&passing).await.outcome);
     }
 }

@@ -17,7 +17,6 @@ use std::process::{Command, Output};
 
 use wirecheck::cli::discover;
 use wirecheck::event::{Event, EventKind};
-use wirecheck::runner::ScenarioOutcome;
 use wirecheck::scenario::{load_file, load_str};
 use wirecheck::trace::frame::normalize;
 use wirecheck::trace::import::{import_from, import_trace, ImportOptions};
@@ -25,7 +24,7 @@ use wirecheck::trace::read::{decode, read_frames};
 use wirecheck::trace::reassemble::{FlowProto, Item, Reassembler};
 use wirecheck::trace::{self, TraceFormat, TraceSettings};
 
-use crate::{assert_passed, run_loaded, scenarios_dir};
+use crate::{assert_passed, run_loaded, scenarios_dir, Ran};
 
 /// Bytes per direction: `(from, to)` -> bytes (TCP) or datagrams (UDP), non-empty only.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -80,13 +79,15 @@ fn recorded_streams(events: &[Event]) -> Streams {
                     (s, c)
                 };
                 let map = if is_write { &mut written } else { &mut read };
-                map.entry(direction).or_default().extend_from_slice(data);
+                map.entry(direction)
+                    .or_default()
+                    .extend_from_slice(data.bytes().expect("payloads were collected"));
             }
             EventKind::DatagramSent { from, to, data, .. } => streams
                 .udp
                 .entry((normalize(*from), normalize(*to)))
                 .or_default()
-                .push(data.to_vec()),
+                .push(data.bytes().expect("payloads were collected").to_vec()),
             EventKind::DatagramReceived { from, to, data, .. }
                 if !udp_senders.contains(&normalize(*from)) =>
             {
@@ -94,7 +95,7 @@ fn recorded_streams(events: &[Event]) -> Streams {
                     .udp
                     .entry((normalize(*from), normalize(*to)))
                     .or_default()
-                    .push(data.to_vec())
+                    .push(data.bytes().expect("payloads were collected").to_vec())
             }
             _ => {}
         }
@@ -153,7 +154,7 @@ fn shipped() -> Vec<PathBuf> {
     discover(&[scenarios_dir()]).expect("the scenarios folder is readable")
 }
 
-async fn run_file(path: &Path) -> ScenarioOutcome {
+async fn run_file(path: &Path) -> Ran {
     let scenario = load_file(path).unwrap_or_else(|e| panic!("{}", e.render()));
     run_loaded(&scenario).await
 }
@@ -163,12 +164,13 @@ fn stem(path: &Path) -> String {
 }
 
 /// Runs every shipped scenario and writes its synthesized trace into `dir`.
-async fn shipped_traces(dir: &Path, settings: &TraceSettings) -> Vec<(PathBuf, ScenarioOutcome)> {
+async fn shipped_traces(dir: &Path, settings: &TraceSettings) -> Vec<(PathBuf, Ran)> {
     let mut traces = Vec::new();
     for file in shipped() {
         let outcome = run_file(&file).await;
         let path = dir.join(trace::trace_file_name(&stem(&file), 1, settings.format));
-        trace::write_synthesized(&outcome, &path, settings)
+        outcome
+            .write_trace(&path, settings)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         traces.push((path, outcome));
     }
@@ -213,7 +215,7 @@ async fn sequence_numbers_wrapping_past_2_32_keep_every_byte() {
         let outcome = run_file(&file).await;
         assert_passed(&outcome);
         let path = dir.path().join(format!("{}.pcapng", stem(&file)));
-        trace::write_synthesized(&outcome, &path, &settings).unwrap();
+        outcome.write_trace(&path, &settings).unwrap();
         assert_eq!(
             trace_streams(&path),
             recorded_streams(&outcome.events),
@@ -429,26 +431,26 @@ async fn classic_pcap_and_snap_length_traces_open_in_tshark() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run_file(&scenarios_dir().join("sticky/large-send-many-reads.toml")).await;
     let pcap = dir.path().join("large.pcap");
-    trace::write_synthesized(
-        &outcome,
-        &pcap,
-        &TraceSettings {
-            format: TraceFormat::Pcap,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    outcome
+        .write_trace(
+            &pcap,
+            &TraceSettings {
+                format: TraceFormat::Pcap,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(trace_streams(&pcap), recorded_streams(&outcome.events));
     let cut = dir.path().join("cut.pcapng");
-    trace::write_synthesized(
-        &outcome,
-        &cut,
-        &TraceSettings {
-            snaplen: Some(128),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    outcome
+        .write_trace(
+            &cut,
+            &TraceSettings {
+                snaplen: Some(128),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let mut largest = 0;
     let mut longest_original = 0;
     read_frames(&cut, |frame| {
@@ -625,7 +627,8 @@ fn unique_stems_tell_equal_file_names_apart() {
 async fn round_trip(file: &Path, dir: &Path) -> Result<(), String> {
     let outcome = run_file(file).await;
     let trace_path = dir.join(format!("{}.pcapng", stem(file)));
-    trace::write_synthesized(&outcome, &trace_path, &TraceSettings::default())
+    outcome
+        .write_trace(&trace_path, &TraceSettings::default())
         .map_err(|e| e.to_string())?;
     let imported =
         import_trace(&trace_path, &ImportOptions::default()).map_err(|e| e.to_string())?;
@@ -745,15 +748,15 @@ async fn truncated_damaged_and_random_traces_are_clear_errors_never_panics() {
     let outcome = run_file(&scenarios_dir().join("basics/half-close.toml")).await;
     for format in [TraceFormat::Pcapng, TraceFormat::Pcap] {
         let path = dir.path().join(format!("good.{}", format.extension()));
-        trace::write_synthesized(
-            &outcome,
-            &path,
-            &TraceSettings {
-                format,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        outcome
+            .write_trace(
+                &path,
+                &TraceSettings {
+                    format,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         let good = std::fs::read(&path).unwrap();
         import_bytes(&good).expect("the whole trace imports");
         // Cut at every length: an error that says so, or (cut exactly between two

@@ -5,16 +5,17 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use crate::event::{EventStream, Interest};
+use crate::outcome::ScenarioOutcome;
 use crate::report::{self, console::Console};
-use crate::runner::{self, ScenarioOutcome};
 use crate::scenario::{self, LoadError, Proto, Scenario, SocketOptions};
 use crate::servers::{self, BuiltinConfig, BuiltinKind, ServerContext};
+use crate::suite::{run_suite, NoSubscribers, Reporter, RunSetup, SubscriberFactory, SuiteSummary};
 use crate::trace::{self, TraceFormat, TraceSettings};
 
 /// Exit code: every scenario passed.
@@ -297,40 +298,50 @@ async fn run(args: RunArgs) -> i32 {
             }
         }
     });
-    let traces = match &args.pcap {
+    let factory: Arc<dyn SubscriberFactory> = match &args.pcap {
         Some(dir) => match TraceConfig::new(dir, &args, &selected) {
-            Ok(config) => Some(Arc::new(config)),
+            Ok(config) => Arc::new(config),
             Err(e) => {
                 eprintln!("error: {e}");
                 return EXIT_USAGE;
             }
         },
-        None => None,
+        None => Arc::new(NoSubscribers),
     };
-    let outcomes = run_all_traced(&selected, repeat, jobs, cancel.clone(), traces.clone()).await;
-    let console = Console::new(outcomes.len(), repeat);
-    out!(
-        "{}",
-        console.summary(&outcomes, selected.len(), errors.len())
-    );
+    let mut reporters: Vec<Box<dyn Reporter>> =
+        vec![Box::new(Console::new(selected.len() * repeat, repeat))];
     if let Some(path) = &args.junit {
-        if let Err(e) = report::junit::write(path, &outcomes) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return EXIT_USAGE;
-        }
+        reporters.push(Box::new(report::junit::JunitReporter::new(path)));
     }
     if let Some(path) = &args.json {
-        if let Err(e) = report::json::write(path, &outcomes) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return EXIT_USAGE;
+        reporters.push(Box::new(report::json::JsonReporter::new(path)));
+    }
+    let result = run_suite(
+        &selected,
+        repeat,
+        jobs,
+        cancel.clone(),
+        factory,
+        &mut reporters,
+    )
+    .await;
+    let summary = SuiteSummary {
+        scenarios: selected.len(),
+        repeat,
+        invalid_files: errors.len(),
+    };
+    let mut report_errors = 0;
+    for reporter in &mut reporters {
+        if let Err(e) = reporter.finish(&result.outcomes, &summary) {
+            eprintln!("error: {e}");
+            report_errors += 1;
         }
     }
-    let trace_errors = traces.map_or(0, |t| t.errors.load(Ordering::Relaxed));
     if cancel.is_cancelled() {
         EXIT_INTERRUPTED
-    } else if !errors.is_empty() || trace_errors > 0 {
+    } else if !errors.is_empty() || report_errors > 0 || result.subscriber_errors > 0 {
         EXIT_USAGE
-    } else if outcomes.iter().all(ScenarioOutcome::passed) {
+    } else if result.outcomes.iter().all(ScenarioOutcome::passed) {
         EXIT_PASSED
     } else {
         EXIT_FAILED
@@ -345,21 +356,31 @@ pub async fn run_all(
     jobs: usize,
     cancel: CancellationToken,
 ) -> Vec<ScenarioOutcome> {
-    run_all_traced(scenarios, repeat, jobs, cancel, None).await
+    let mut reporters: Vec<Box<dyn Reporter>> =
+        vec![Box::new(Console::new(scenarios.len() * repeat, repeat))];
+    run_suite(
+        scenarios,
+        repeat,
+        jobs,
+        cancel,
+        Arc::new(NoSubscribers),
+        &mut reporters,
+    )
+    .await
+    .outcomes
 }
 
-/// Where and how `run --pcap` writes traces.
+/// Where and how `run --pcap` writes traces: the subscriber factory that gives
+/// each run its [`trace::TraceWriter`].
 #[derive(Debug)]
 pub struct TraceConfig {
     pub dir: PathBuf,
     pub settings: TraceSettings,
-    /// Capture on `lo` instead of synthesizing (only if the privilege is there).
+    /// Capture on `lo` as well as synthesizing (only if the privilege is there).
     pub capture: bool,
     /// File stem of each scenario, by its index in the selection: the file's stem,
     /// with parent folders prefixed where two selected files share a stem.
     pub stems: Vec<String>,
-    /// Traces that could not be written.
-    pub errors: AtomicUsize,
 }
 
 impl TraceConfig {
@@ -386,7 +407,6 @@ impl TraceConfig {
             },
             capture,
             stems: unique_stems(&paths),
-            errors: AtomicUsize::new(0),
         })
     }
 
@@ -394,6 +414,51 @@ impl TraceConfig {
         let stem = self.stems.get(index).map_or("scenario", String::as_str);
         self.dir
             .join(trace::trace_file_name(stem, run, self.settings.format))
+    }
+}
+
+impl SubscriberFactory for TraceConfig {
+    fn interest(&self) -> Interest {
+        Interest {
+            events: true,
+            payloads: true,
+        }
+    }
+
+    fn make(
+        &self,
+        scenario: &Scenario,
+        index: usize,
+        run: usize,
+        stream: &EventStream,
+    ) -> Result<RunSetup, String> {
+        let path = self.path_for(index, run);
+        let label = trace::RunLabel {
+            scenario: scenario.name.clone(),
+            path: scenario.path.clone(),
+            run,
+        };
+        let mut writer =
+            trace::TraceWriter::create(&path, &label, stream.started_at(), &self.settings)
+                .map_err(|e| format!("cannot write the trace {}: {e}", path.display()))?;
+        if self.capture {
+            // A capture must be listening before the scenario's servers start.
+            writer = match writer.with_capture(&label, &self.settings) {
+                Ok(writer) => writer,
+                Err(e) => {
+                    eprintln!(
+                        "warning: cannot capture on lo ({e}); synthesizing the trace of {}",
+                        path.display()
+                    );
+                    trace::TraceWriter::create(&path, &label, stream.started_at(), &self.settings)
+                        .map_err(|e| format!("cannot write the trace {}: {e}", path.display()))?
+                }
+            };
+        }
+        Ok(RunSetup {
+            subscribers: vec![Box::new(writer)],
+            trace: Some(path),
+        })
     }
 }
 
@@ -481,140 +546,6 @@ fn sanitize(part: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Runs one scenario once, then writes its trace (if asked to) before anything
-/// drops its events.
-async fn run_one(
-    scenario: Arc<Scenario>,
-    index: usize,
-    run: usize,
-    cancel: CancellationToken,
-    traces: Option<Arc<TraceConfig>>,
-) -> ScenarioOutcome {
-    let Some(config) = traces else {
-        return runner::run_scenario(&scenario, run, cancel).await;
-    };
-    let path = config.path_for(index, run);
-    // A capture must be listening before the scenario's servers start.
-    let capture = if config.capture {
-        let spool = config.dir.join(format!(
-            ".{}.capture",
-            path.file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-        ));
-        let snaplen = config
-            .settings
-            .snaplen
-            .unwrap_or(trace::sink::DEFAULT_SNAPLEN);
-        match trace::capture::Capture::start(spool, snaplen) {
-            Ok(capture) => Some(capture),
-            Err(e) => {
-                eprintln!(
-                    "warning: cannot capture on lo ({e}); synthesizing the trace of {}",
-                    path.display()
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let outcome = runner::run_scenario(&scenario, run, cancel).await;
-    let settings = config.settings;
-    let written = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || {
-            let captured = capture.map(|capture| {
-                capture.finish().and_then(|captured| {
-                    trace::write_captured(&outcome, &captured, &path, &settings)
-                })
-            });
-            let result = match captured {
-                Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => {
-                    eprintln!(
-                        "warning: the capture for {} failed ({e}); synthesizing it instead",
-                        path.display()
-                    );
-                    trace::write_synthesized(&outcome, &path, &settings).map(drop)
-                }
-                None => trace::write_synthesized(&outcome, &path, &settings).map(drop),
-            };
-            (outcome, result)
-        }
-    })
-    .await;
-    match written {
-        Ok((mut outcome, Ok(()))) => {
-            outcome.trace = Some(path);
-            outcome
-        }
-        Ok((outcome, Err(e))) => {
-            eprintln!("error: cannot write the trace {}: {e}", path.display());
-            config.errors.fetch_add(1, Ordering::Relaxed);
-            outcome
-        }
-        Err(e) => {
-            config.errors.fetch_add(1, Ordering::Relaxed);
-            eprintln!("error: writing the trace {} crashed: {e}", path.display());
-            runner::ScenarioOutcome {
-                name: scenario.name.clone(),
-                path: scenario.path.clone(),
-                run,
-                duration: std::time::Duration::ZERO,
-                failure: Some(runner::Failure::new(
-                    runner::FailureKind::Cleanup,
-                    format!("writing the trace {} crashed: {e}", path.display()),
-                )),
-                events: Vec::new(),
-                started_at: std::time::SystemTime::now(),
-                trace: None,
-            }
-        }
-    }
-}
-
-/// [`run_all`], writing a trace of every run when `traces` is given.
-pub async fn run_all_traced(
-    scenarios: &[Arc<Scenario>],
-    repeat: usize,
-    jobs: usize,
-    cancel: CancellationToken,
-    traces: Option<Arc<TraceConfig>>,
-) -> Vec<ScenarioOutcome> {
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, scenario) in scenarios.iter().enumerate() {
-        for run in 1..=repeat {
-            let scenario = Arc::clone(scenario);
-            let semaphore = Arc::clone(&semaphore);
-            let cancel = cancel.clone();
-            let traces = traces.clone();
-            tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                let outcome = run_one(scenario, index, run, cancel, traces).await;
-                (index, run, outcome)
-            });
-        }
-    }
-    let mut console = Console::new(scenarios.len() * repeat, repeat);
-    let mut outcomes = Vec::with_capacity(scenarios.len() * repeat);
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, run, mut outcome)) => {
-                // Only failures keep their events in memory across a long repeat run.
-                if outcome.passed() && repeat > 1 {
-                    outcome.events = Vec::new();
-                }
-                console.finished(&outcome);
-                outcomes.push((index, run, outcome));
-            }
-            Err(e) => eprintln!("error: a scenario task crashed: {e}"),
-        }
-    }
-    outcomes.sort_by_key(|(index, run, _)| (*index, *run));
-    outcomes.into_iter().map(|(_, _, o)| o).collect()
 }
 
 /// `wirecheck import`: a trace becomes a replay scenario.
@@ -830,7 +761,7 @@ async fn serve(args: ServeArgs) -> i32 {
         }
     });
     let context = ServerContext {
-        log: crate::event::EventLog::disabled(),
+        log: crate::event::EventStream::disabled(),
         actor: Arc::from(name.as_str()),
         options,
     };

@@ -5,7 +5,8 @@ use std::io::Write;
 
 use super::{display_name, render_failure};
 use crate::duration::format_duration;
-use crate::runner::ScenarioOutcome;
+use crate::outcome::ScenarioOutcome;
+use crate::suite::{Reporter, SuiteEvent, SuiteSummary};
 
 /// Prints to stdout; each call writes whole lines so parallel runs never interleave.
 pub struct Console {
@@ -100,5 +101,25 @@ impl Console {
         }
         text.push_str(&format!("{passed} passed, {failed} failed\n"));
         text
+    }
+}
+
+impl Reporter for Console {
+    fn event(&mut self, event: &SuiteEvent<'_>) {
+        if let SuiteEvent::RunFinished { outcome, .. } = event {
+            self.finished(outcome);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        outcomes: &[ScenarioOutcome],
+        summary: &SuiteSummary,
+    ) -> Result<(), String> {
+        let text = self.summary(outcomes, summary.scenarios, summary.invalid_files);
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+        Ok(())
     }
 }

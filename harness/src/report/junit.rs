@@ -6,7 +6,8 @@ use std::path::Path;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::render_failure;
-use crate::runner::ScenarioOutcome;
+use crate::outcome::ScenarioOutcome;
+use crate::suite::{Reporter, SuiteEvent, SuiteSummary};
 
 pub fn write(path: &Path, outcomes: &[ScenarioOutcome]) -> std::io::Result<()> {
     let xml = render(outcomes).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -54,4 +55,26 @@ pub fn render(outcomes: &[ScenarioOutcome]) -> Result<String, quick_junit::Seria
     }
     report.add_test_suite(suite);
     report.to_string()
+}
+
+/// Writes `--junit FILE` at the end of the suite.
+pub struct JunitReporter {
+    path: std::path::PathBuf,
+}
+
+impl JunitReporter {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Reporter for JunitReporter {
+    fn event(&mut self, _: &SuiteEvent<'_>) {}
+
+    fn finish(&mut self, outcomes: &[ScenarioOutcome], _: &SuiteSummary) -> Result<(), String> {
+        write(&self.path, outcomes)
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
 }

@@ -1,5 +1,6 @@
 //! Everything that turns outcomes into words: the console, JUnit and JSON files.
-//! Reporters read [`ScenarioOutcome`]s and their events; they never touch sockets.
+//! Reporters consume the suite's events ([`crate::suite::Reporter`]); they never touch
+//! sockets.
 
 pub mod console;
 pub mod dump;
@@ -9,7 +10,7 @@ pub mod junit;
 use std::fmt::Write as _;
 
 use crate::duration::format_duration;
-use crate::runner::{Failure, FailureKind, ScenarioOutcome};
+use crate::outcome::{Failure, FailureKind, ScenarioOutcome};
 
 /// The full explanation of a failed run: where in the file, which actor and step,
 /// what was expected and what arrived, how long it waited.
@@ -46,6 +47,7 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
         FailureKind::Setup => "setup failed: ",
         FailureKind::Cleanup => "cleanup failed: ",
         FailureKind::Interrupted => "",
+        FailureKind::Panic => "internal error: ",
     };
     let _ = writeln!(out, "  {kind}{}", failure.message);
     if let Some(waited) = failure.waited {
@@ -62,7 +64,7 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
     for line in dump.lines() {
         let _ = writeln!(out, "  {line}");
     }
-    for note in &failure.notes {
+    for note in failure.notes.iter().chain(&outcome.notes) {
         let _ = writeln!(out, "  note: {note}");
     }
     if let Some(trace) = &outcome.trace {

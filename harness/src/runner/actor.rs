@@ -12,11 +12,11 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Decoder;
 
-use super::outcome::{Failure, FailureKind, StepRef};
-use super::RunContext;
+use super::{Doing, RunContext};
 use crate::event::{EventKind, ShutdownHow};
 use crate::framing::FramingConfig;
 use crate::net::{apply_socket_options, is_reset, queued_bytes, Recorder};
+use crate::outcome::{Failure, FailureKind, StepRef};
 use crate::scenario::{Action, SocketOptions, Step};
 
 /// How often `await_queued` looks at the receive queue. The kernel offers no
@@ -25,8 +25,12 @@ const QUEUE_POLL: Duration = Duration::from_millis(1);
 
 /// The socket an actor talks through.
 pub enum Conn {
-    /// A TCP client before its `connect` step.
-    NotConnected { target: SocketAddr },
+    /// A TCP client before its `connect` step; `source` is the local address to
+    /// connect from, when it is not the kernel's choice.
+    NotConnected {
+        target: SocketAddr,
+        source: Option<std::net::IpAddr>,
+    },
     Tcp {
         stream: TcpStream,
         recorder: Recorder,
@@ -105,13 +109,13 @@ impl Actor {
     }
 
     /// Runs every step in order; the first failure ends the script.
-    pub async fn run(mut self, script: &[Step]) -> Result<(), Failure> {
+    pub async fn run(mut self, script: &[Arc<Step>]) -> Result<(), Failure> {
         // A TCP client connects before its first step unless it asks to connect later.
         if matches!(self.conn, Conn::NotConnected { .. })
             && !script.iter().any(|s| s.action == Action::Connect)
         {
             let deadline = Instant::now() + self.context.step_timeout;
-            self.context.board.set(&self.name, "connecting".into());
+            self.context.board.set(&self.name, Doing::Connecting);
             if let Err(e) = self.connect(deadline).await {
                 let mut failure = Failure::new(
                     if e.timed_out {
@@ -128,19 +132,21 @@ impl Actor {
         for (index, step) in script.iter().enumerate() {
             let number = index + 1;
             let log = &self.context.log;
-            log.record(
-                &self.name,
-                EventKind::StepStarted {
-                    index: number,
-                    step: step.source_text.clone(),
-                },
-            );
+            if log.enabled() {
+                log.record(
+                    &self.name,
+                    EventKind::StepStarted {
+                        index: number,
+                        step: Arc::from(step.source_text.as_str()),
+                    },
+                );
+            }
             self.context.board.set(
                 &self.name,
-                format!(
-                    "step {number} `{}` (line {}:{})",
-                    step.source_text, step.location.line, step.location.column
-                ),
+                Doing::Step {
+                    index: number,
+                    step: Arc::clone(step),
+                },
             );
             let started = Instant::now();
             let deadline = started + step.timeout.unwrap_or(self.context.step_timeout);
@@ -229,8 +235,8 @@ impl Actor {
     }
 
     async fn connect(&mut self, deadline: Instant) -> StepResult {
-        let target = match self.conn {
-            Conn::NotConnected { target } => target,
+        let (target, source) = match self.conn {
+            Conn::NotConnected { target, source } => (target, source),
             _ => return Err(StepError::new("already connected")),
         };
         let socket = if target.is_ipv4() {
@@ -242,6 +248,18 @@ impl Actor {
         // Buffer sizes must be set before the handshake to shape the window.
         apply_socket_options(socket2::SockRef::from(&socket), &self.buffer_options())
             .map_err(|e| StepError::new(format!("cannot set socket options: {e}")))?;
+        if let Some(source) = source {
+            // Port 0 at bind time would reserve a port for any destination; let
+            // connect pick it for this one (IP_BIND_ADDRESS_NO_PORT).
+            let _ = nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::IpBindAddressNoPort,
+                &true,
+            );
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .map_err(|e| StepError::new(format!("cannot bind the client to {source}: {e}")))?;
+        }
         let stream = match timeout_at(deadline, socket.connect(target)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
@@ -339,7 +357,7 @@ impl Actor {
                             conn: recorder.conn,
                             from: *local,
                             to,
-                            data: piece,
+                            data: recorder.log.payload_shared(&piece),
                         }),
                         Ok(Err(e)) => return Err(StepError::new(format!("send failed: {e}"))),
                         Err(_) => return Err(StepError::timeout("timed out sending a datagram")),
@@ -428,7 +446,7 @@ impl Actor {
                     conn: recorder.conn,
                     from,
                     to: *local,
-                    data: data.clone(),
+                    data: recorder.log.payload_shared(&data),
                 });
                 if !*connected {
                     *peer = Some(from);
@@ -464,44 +482,47 @@ impl Actor {
         let Conn::Tcp { stream, recorder } = &mut self.conn else {
             return Err(not_open(&self.conn));
         };
-        let mut got = BytesMut::with_capacity(expected.len().min(1 << 20));
+        // Every byte that arrived so far equals the expected prefix (we fail at the
+        // first difference), so the bytes themselves need not be kept: a failure
+        // rebuilds them from the expectation.
+        let mut matched = 0;
         let mut buf = vec![0u8; expected.len().clamp(1, 64 * 1024)];
-        while got.len() < expected.len() {
+        while matched < expected.len() {
             // Never ask for more than is still expected: later steps own later bytes.
-            let want = (expected.len() - got.len()).min(buf.len());
+            let want = (expected.len() - matched).min(buf.len());
             let n = match timeout_at(deadline, recorder.read(stream, &mut buf[..want])).await {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
-                        "the peer closed the connection after {} of {} expected bytes",
-                        got.len(),
+                        "the peer closed the connection after {matched} of {} expected bytes",
                         expected.len()
                     ))
-                    .bytes(Some(expected.clone()), Some(got.freeze())))
+                    .bytes(Some(expected.clone()), Some(expected.slice(..matched))))
                 }
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => {
                     let mut error = read_error(e, Some(expected));
-                    error.actual = Some(got.freeze());
+                    error.actual = Some(expected.slice(..matched));
                     return Err(error);
                 }
                 Err(_) => {
                     return Err(StepError::timeout(format!(
-                        "timed out after {} of {} expected bytes arrived",
-                        got.len(),
+                        "timed out after {matched} of {} expected bytes arrived",
                         expected.len()
                     ))
-                    .bytes(Some(expected.clone()), Some(got.freeze())))
+                    .bytes(Some(expected.clone()), Some(expected.slice(..matched))))
                 }
             };
-            let start = got.len();
-            got.extend_from_slice(&buf[..n]);
             // Fail as soon as the bytes diverge instead of waiting for the rest.
-            if got[start..] != expected[start..got.len()] {
+            if buf[..n] != expected[matched..matched + n] {
+                let mut got = BytesMut::with_capacity(matched + n);
+                got.extend_from_slice(&expected[..matched]);
+                got.extend_from_slice(&buf[..n]);
                 return Err(
                     StepError::new("the bytes that arrived differ from the expected ones")
                         .bytes(Some(expected.clone()), Some(got.freeze())),
                 );
             }
+            matched += n;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Runs a scenario: starts its servers, runs every actor concurrently on its own
 //! task, enforces every deadline, and cleans up whatever happens.
 //!
-//! The runner reports only through the [`EventLog`] and the returned
+//! The runner reports only through the run's [`EventStream`] and the returned
 //! [`ScenarioOutcome`]; it never prints or writes files.
 
 // A failure carries everything a report needs (bytes, notes), so it is large; it is
@@ -10,11 +10,11 @@
 #![allow(clippy::result_large_err)]
 
 mod actor;
-pub mod outcome;
+pub mod descriptors;
 mod process;
 mod signals;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,41 +23,101 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::outcome::{Failure, FailureKind, ScenarioOutcome, StepRef};
 pub use actor::split_chunks;
 use actor::{Actor, Conn};
-pub use outcome::{Failure, FailureKind, ScenarioOutcome, StepRef};
+use descriptors::DescriptorUse;
 pub use process::free_port;
 use process::ServerProcess;
 use signals::Signals;
 
 use crate::duration::format_duration;
-use crate::event::{EventKind, EventLog};
+use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
-use crate::scenario::{ClientSpec, Proto, Scenario, ServerKind, ServerSpec, Step, Target};
+use crate::scenario::{
+    ClientSpec, Proto, Scenario, ServerKind, ServerSpec, SocketOptions, Step, Target,
+};
 use crate::servers::{self, Bound, ServerContext};
 
 /// How long built-in servers get to finish their connections after the scripts end.
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(2);
+/// How many lines of program output a failure report quotes.
+const OUTPUT_TAIL_LINES: usize = 20;
 
 /// Shared by every actor of one run.
 pub struct RunContext {
-    pub log: EventLog,
+    /// Where the run's events go; disabled when nobody subscribed.
+    pub log: EventStream,
     pub signals: Signals,
     pub step_timeout: Duration,
     pub board: Board,
+    /// The last lines external programs printed, quoted under a failure.
+    pub output: OutputTail,
+}
+
+/// The last lines every external program of a run printed: a small ring, so a
+/// failure can quote them without the run keeping its whole output.
+#[derive(Debug, Clone, Default)]
+pub struct OutputTail {
+    lines: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl OutputTail {
+    pub fn push(&self, actor: &str, stream: OutputStream, line: &str) {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == OUTPUT_TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(format!("{actor} {}: {line}", stream.name()));
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().cloned().collect()
+    }
+}
+
+/// What an actor is doing right now, kept cheap to update on every step; it is
+/// only put into words when a scenario timeout asks who was stuck where.
+#[derive(Debug, Clone)]
+pub enum Doing {
+    Connecting,
+    Accepting { number: usize, of: usize },
+    WaitingForDescriptor,
+    Step { index: usize, step: Arc<Step> },
+}
+
+impl std::fmt::Display for Doing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Doing::Connecting => write!(f, "connecting"),
+            Doing::Accepting { number, of } => write!(f, "accepting connection {number} of {of}"),
+            Doing::WaitingForDescriptor => write!(f, "waiting for a free file descriptor"),
+            Doing::Step { index, step } => write!(
+                f,
+                "step {index} `{}` (line {}:{})",
+                step.source_text, step.location.line, step.location.column
+            ),
+        }
+    }
 }
 
 /// What each actor is doing right now, so a scenario timeout can say who was stuck
 /// where.
 #[derive(Default)]
 pub struct Board {
-    states: Mutex<BTreeMap<String, (String, Instant)>>,
+    states: Mutex<HashMap<Arc<str>, (Doing, Instant)>>,
 }
 
 impl Board {
-    pub fn set(&self, actor: &str, doing: String) {
+    pub fn set(&self, actor: &Arc<str>, doing: Doing) {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states.insert(actor.to_owned(), (doing, Instant::now()));
+        match states.get_mut(actor) {
+            Some(state) => *state = (doing, Instant::now()),
+            None => {
+                states.insert(Arc::clone(actor), (doing, Instant::now()));
+            }
+        }
     }
 
     pub fn done(&self, actor: &str) {
@@ -67,31 +127,45 @@ impl Board {
 
     fn describe(&self) -> Vec<String> {
         let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states
+        let mut lines: Vec<(&Arc<str>, String)> = states
             .iter()
             .map(|(actor, (doing, since))| {
-                format!(
-                    "{actor} was at {doing}, for {}",
-                    format_duration(since.elapsed())
+                (
+                    actor,
+                    format!(
+                        "{actor} was at {doing}, for {}",
+                        format_duration(since.elapsed())
+                    ),
                 )
             })
-            .collect()
+            .collect();
+        lines.sort_by(|a, b| a.0.cmp(b.0));
+        // A timeout of 50,000 clients must not print 50,000 lines.
+        let total = lines.len();
+        let mut out: Vec<String> = lines.into_iter().take(20).map(|(_, l)| l).collect();
+        if total > 20 {
+            out.push(format!("... and {} more actors", total - 20));
+        }
+        out
     }
 }
 
-/// Runs one scenario once. `cancel` interrupts it (Ctrl-C); cleanup still happens.
+/// Runs one scenario once, recording into `events`. `cancel` interrupts it (Ctrl-C);
+/// cleanup still happens. The caller closes `events` afterwards.
 pub async fn run_scenario(
     scenario: &Scenario,
     run: usize,
     cancel: CancellationToken,
+    events: EventStream,
 ) -> ScenarioOutcome {
     let started = std::time::Instant::now();
-    let started_at = std::time::SystemTime::now();
+    let started_at = events.started_at();
     let context = Arc::new(RunContext {
-        log: EventLog::new(),
+        log: events,
         signals: Signals::default(),
         step_timeout: scenario.step_timeout,
         board: Board::default(),
+        output: OutputTail::default(),
     });
     let mut run_state = RunState {
         context: Arc::clone(&context),
@@ -99,6 +173,7 @@ pub async fn run_scenario(
         builtin_tasks: JoinSet::new(),
         actors: JoinSet::new(),
         processes: Vec::new(),
+        descriptors: DescriptorUse::default(),
     };
     let deadline = Instant::now() + scenario.timeout;
     let mut failure = tokio::select! {
@@ -121,9 +196,12 @@ pub async fn run_scenario(
             failure = Some(Failure::new(FailureKind::Cleanup, problem.clone()));
         }
     }
-    let events = context.log.snapshot();
     if let Some(failure) = failure.as_mut() {
-        failure.notes.extend(process_output_notes(&events));
+        failure.notes.extend(context.output.lines());
+    }
+    let mut notes = Vec::new();
+    if let Some(note) = run_state.descriptors.note() {
+        notes.push(note);
     }
     ScenarioOutcome {
         name: scenario.name.clone(),
@@ -131,31 +209,55 @@ pub async fn run_scenario(
         run,
         duration: started.elapsed(),
         failure,
-        events,
+        notes,
         started_at,
         trace: None,
     }
 }
 
-/// The last lines external servers printed, which often explain a failure.
-fn process_output_notes(events: &[crate::event::Event]) -> Vec<String> {
-    let lines: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::ProcessOutput { stream, line } => Some(format!(
-                "{} {}: {line}",
-                e.actor,
-                if *stream == crate::event::OutputStream::Stdout {
-                    "stdout"
-                } else {
-                    "stderr"
-                }
-            )),
-            _ => None,
-        })
-        .collect();
-    let skip = lines.len().saturating_sub(20);
-    lines.into_iter().skip(skip).collect()
+/// Runs one scenario once and keeps every event in memory: for tests and tools that
+/// inspect a whole run afterwards. `payloads` keeps the bytes of socket events too.
+pub async fn run_collecting(
+    scenario: &Scenario,
+    payloads: bool,
+) -> (ScenarioOutcome, Vec<crate::event::Event>) {
+    let collected = crate::event::Collected::new(payloads);
+    let (events, receiver) = EventStream::new(collected.interest());
+    let subscriber = collected.clone();
+    let feeder = std::thread::spawn(move || {
+        let mut subscribers: [Box<dyn RunSubscriber>; 1] = [Box::new(subscriber)];
+        crate::event::feed(receiver, &mut subscribers);
+    });
+    let outcome = run_scenario(scenario, 1, CancellationToken::new(), events.clone()).await;
+    events.close();
+    let _ = tokio::task::spawn_blocking(move || feeder.join()).await;
+    (outcome, collected.take())
+}
+
+/// The message a panicked task left, for the failure report.
+pub fn panic_message(error: tokio::task::JoinError) -> String {
+    if error.is_cancelled() {
+        return "the task was cancelled".into();
+    }
+    let payload = error.into_panic();
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+/// A panicked actor task is a failed run that carries the panic message.
+fn crashed(error: tokio::task::JoinError) -> Failure {
+    Failure::new(
+        FailureKind::Panic,
+        format!(
+            "an actor crashed (a bug in wirecheck): {}",
+            panic_message(error)
+        ),
+    )
 }
 
 struct RunState {
@@ -166,32 +268,35 @@ struct RunState {
     /// Clients and scripted servers: the scenario is over when all of them are.
     actors: JoinSet<Result<(), Failure>>,
     processes: Vec<(Arc<str>, ServerProcess)>,
+    descriptors: DescriptorUse,
 }
 
 impl RunState {
     async fn start_and_wait(&mut self, scenario: &Scenario) -> Result<(), Failure> {
         let mut addresses = BTreeMap::new();
+        let mut in_process = BTreeMap::new();
         for server in &scenario.servers {
             let addr = self.start_server(server).await?;
             addresses.insert(server.name.clone(), addr);
+            in_process.insert(
+                server.name.clone(),
+                matches!(
+                    server.kind,
+                    ServerKind::Builtin(_) | ServerKind::Script { .. }
+                ),
+            );
         }
         for client in &scenario.clients {
-            let target = match &client.connect {
-                Target::Server(name) => addresses[name],
-                Target::Address(addr) => *addr,
+            let (target, local_peer) = match &client.connect {
+                Target::Server(name) => (addresses[name], in_process[name]),
+                Target::Address(addr) => (*addr, false),
             };
-            self.start_clients(client, target).await?;
+            self.start_clients(client, target, local_peer, scenario.step_timeout);
         }
         while let Some(joined) = self.actors.join_next().await {
-            let result = joined.unwrap_or_else(|e| {
-                Err(Failure::new(
-                    FailureKind::Step,
-                    format!("an actor crashed: {e}"),
-                ))
-            });
             // The first failure decides the outcome; the other actors are stopped
             // rather than left to time out waiting for a peer that is gone.
-            result?;
+            joined.unwrap_or_else(|e| Err(crashed(e)))?;
         }
         Ok(())
     }
@@ -211,6 +316,7 @@ impl RunState {
                     server.proto,
                     server.bind,
                     &self.context.log,
+                    &self.context.output,
                     &actor,
                 )
                 .await
@@ -242,7 +348,7 @@ impl RunState {
                 script,
             } => {
                 let (bound, addr) = bind_server(server).map_err(setup)?;
-                let script = Arc::new(script.clone());
+                let script: Arc<[Arc<Step>]> = script.iter().cloned().map(Arc::new).collect();
                 let task = script_server(
                     Arc::clone(&self.context),
                     actor,
@@ -257,48 +363,42 @@ impl RunState {
         }
     }
 
-    async fn start_clients(
+    /// Starts the `count` copies of a client declaration. Copies start in order as
+    /// file descriptors allow (see [`descriptors`]): more clients than the open-file
+    /// limit holds at once wait for earlier ones to finish instead of failing.
+    fn start_clients(
         &mut self,
         client: &ClientSpec,
         target: SocketAddr,
-    ) -> Result<(), Failure> {
-        let script = Arc::new(client.script.clone());
-        for copy in 1..=client.count {
-            let name: Arc<str> = if client.count == 1 {
-                Arc::from(client.name.as_str())
+        local_peer: bool,
+        step_timeout: Duration,
+    ) {
+        let script: Arc<[Arc<Step>]> = client.script.iter().cloned().map(Arc::new).collect();
+        let context = Arc::clone(&self.context);
+        let client = ClientLaunch {
+            name: client.name.clone(),
+            count: client.count,
+            proto: client.proto,
+            options: client.options.clone(),
+            target,
+            // A connection to a server of this process holds two descriptors.
+            descriptors_each: if local_peer && client.proto == Proto::Tcp {
+                2
             } else {
-                Arc::from(format!("{}#{copy}", client.name))
-            };
-            let conn = match client.proto {
-                Proto::Tcp => Conn::NotConnected { target },
-                Proto::Udp => udp_client(&self.context.log, &name, target, &client.options)
-                    .map_err(|e| {
-                        let mut failure = Failure::new(
-                            FailureKind::Setup,
-                            format!("cannot open a UDP socket: {e}"),
-                        );
-                        failure.actor = Some(name.to_string());
-                        failure
-                    })?,
-            };
-            let actor = Actor::new(
-                name,
-                conn,
-                client.options.clone(),
-                Arc::clone(&self.context),
-            );
-            let script = Arc::clone(&script);
-            self.actors.spawn(async move { actor.run(&script).await });
-        }
-        Ok(())
+                1
+            },
+        };
+        let usage = self.descriptors.clone();
+        self.actors.spawn(async move {
+            launch_clients(context, client, script, step_timeout, usage).await
+        });
     }
 
     /// Stops everything that was started; returns what could not be cleaned up.
     async fn cleanup(&mut self) -> Vec<String> {
         self.actors.shutdown().await;
         self.shutdown.cancel();
-        let builtin = std::mem::take(&mut self.builtin_tasks);
-        let mut builtin = builtin;
+        let mut builtin = std::mem::take(&mut self.builtin_tasks);
         if tokio::time::timeout(SERVER_STOP_GRACE, async {
             while builtin.join_next().await.is_some() {}
         })
@@ -317,6 +417,114 @@ impl RunState {
     }
 }
 
+/// One client declaration, resolved, ready to start its copies.
+struct ClientLaunch {
+    name: String,
+    count: usize,
+    proto: Proto,
+    options: SocketOptions,
+    target: SocketAddr,
+    descriptors_each: u32,
+}
+
+/// Starts every copy of a client, each once the descriptors it needs are free, and
+/// waits for all of them; the first failure ends the launch (and the run).
+async fn launch_clients(
+    context: Arc<RunContext>,
+    client: ClientLaunch,
+    script: Arc<[Arc<Step>]>,
+    step_timeout: Duration,
+    usage: DescriptorUse,
+) -> Result<(), Failure> {
+    let mut copies: JoinSet<Result<(), Failure>> = JoinSet::new();
+    for copy in 1..=client.count {
+        let name: Arc<str> = if client.count == 1 {
+            Arc::from(client.name.as_str())
+        } else {
+            Arc::from(format!("{}#{copy}", client.name))
+        };
+        let permit = loop {
+            if let Some(permit) = descriptors::try_acquire(client.descriptors_each) {
+                break permit;
+            }
+            usage.waited();
+            context.board.set(&name, Doing::WaitingForDescriptor);
+            let waited = Instant::now();
+            let acquired = tokio::select! {
+                permit = descriptors::acquire(client.descriptors_each) => Some(permit),
+                Some(joined) = copies.join_next(), if !copies.is_empty() => {
+                    joined.unwrap_or_else(|e| Err(crashed(e)))?;
+                    None
+                }
+                _ = tokio::time::sleep(step_timeout) => {
+                    let mut failure = Failure::new(
+                        FailureKind::Setup,
+                        descriptors::starved_message(client.count, copy, usage.peak(), waited.elapsed()),
+                    );
+                    failure.actor = Some(name.to_string());
+                    return Err(failure);
+                }
+            };
+            if let Some(permit) = acquired {
+                break permit;
+            }
+        };
+        usage.opened(client.descriptors_each);
+        let conn = match client.proto {
+            Proto::Tcp => Conn::NotConnected {
+                target: client.target,
+                source: source_address(client.target, copy),
+            },
+            Proto::Udp => {
+                udp_client(&context.log, &name, client.target, &client.options).map_err(|e| {
+                    let mut failure =
+                        Failure::new(FailureKind::Setup, format!("cannot open a UDP socket: {e}"));
+                    failure.actor = Some(name.to_string());
+                    failure
+                })?
+            }
+        };
+        let actor = Actor::new(name, conn, client.options.clone(), Arc::clone(&context));
+        let script = Arc::clone(&script);
+        let usage = usage.clone();
+        let each = client.descriptors_each;
+        copies.spawn(async move {
+            let result = actor.run(&script).await;
+            usage.closed(each);
+            drop(permit);
+            result
+        });
+        // Reap finished copies as we go so a long launch holds no finished tasks.
+        while let Some(joined) = copies.try_join_next() {
+            joined.unwrap_or_else(|e| Err(crashed(e)))?;
+        }
+    }
+    while let Some(joined) = copies.join_next().await {
+        joined.unwrap_or_else(|e| Err(crashed(e)))?;
+    }
+    Ok(())
+}
+
+/// The source address of a client copy. One loopback address has about 28,000
+/// ephemeral ports (and a closed connection holds its port in TIME_WAIT for a
+/// minute), so copies beyond the first 10,000 of a client spread over other
+/// addresses of 127.0.0.0/8, which all reach the same server.
+fn source_address(target: SocketAddr, copy: usize) -> Option<std::net::IpAddr> {
+    const COPIES_PER_ADDRESS: usize = 10_000;
+    match target.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_loopback() && copy > COPIES_PER_ADDRESS => {
+            let spread = (copy - 1) / COPIES_PER_ADDRESS; // 1, 2, ...
+            Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                127,
+                0,
+                1,
+                (spread % 250) as u8 + 1,
+            )))
+        }
+        _ => None,
+    }
+}
+
 /// Binds a built-in or scripted server's socket and tells where it listens.
 fn bind_server(server: &ServerSpec) -> Result<(Bound, SocketAddr), String> {
     let bound = servers::bind(server.proto, server.bind, &server.options)
@@ -326,10 +534,10 @@ fn bind_server(server: &ServerSpec) -> Result<(Bound, SocketAddr), String> {
 }
 
 fn udp_client(
-    log: &EventLog,
+    log: &EventStream,
     name: &Arc<str>,
     target: SocketAddr,
-    options: &crate::scenario::SocketOptions,
+    options: &SocketOptions,
 ) -> std::io::Result<Conn> {
     let bind: SocketAddr = if target.is_ipv4() {
         ([127, 0, 0, 1], 0).into()
@@ -367,8 +575,8 @@ async fn script_server(
     name: Arc<str>,
     bound: Bound,
     connections: usize,
-    options: crate::scenario::SocketOptions,
-    script: Arc<Vec<Step>>,
+    options: SocketOptions,
+    script: Arc<[Arc<Step>]>,
 ) -> Result<(), Failure> {
     let listener = match bound {
         Bound::Udp(socket) => {
@@ -409,7 +617,10 @@ async fn script_server(
         };
         context.board.set(
             &actor_name,
-            format!("accepting connection {number} of {connections}"),
+            Doing::Accepting {
+                number,
+                of: connections,
+            },
         );
         let (stream, peer) = loop {
             tokio::select! {
@@ -418,11 +629,18 @@ async fn script_server(
                     Err(e) => return Err(Failure::new(FailureKind::Setup, format!("`{name}` cannot accept: {e}"))),
                 },
                 Some(joined) = sessions.join_next(), if !sessions.is_empty() => {
-                    joined.unwrap_or_else(|e| Err(Failure::new(FailureKind::Step, format!("an actor crashed: {e}"))))?;
+                    joined.unwrap_or_else(|e| Err(crashed(e)))?;
                 }
             }
         };
-        let _ = crate::net::apply_socket_options(socket2::SockRef::from(&stream), &options);
+        crate::net::apply_socket_options(socket2::SockRef::from(&stream), &options).map_err(
+            |e| {
+                Failure::new(
+                    FailureKind::Setup,
+                    format!("`{name}` cannot set socket options on an accepted connection: {e}"),
+                )
+            },
+        )?;
         let recorder = Recorder {
             log: context.log.clone(),
             actor: Arc::clone(&actor_name),
@@ -449,12 +667,7 @@ async fn script_server(
     // instead of hanging in the backlog.
     drop(listener);
     while let Some(joined) = sessions.join_next().await {
-        joined.unwrap_or_else(|e| {
-            Err(Failure::new(
-                FailureKind::Step,
-                format!("an actor crashed: {e}"),
-            ))
-        })?;
+        joined.unwrap_or_else(|e| Err(crashed(e)))?;
     }
     Ok(())
 }

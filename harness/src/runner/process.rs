@@ -11,7 +11,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::event::{EventKind, EventLog, OutputStream};
+use super::OutputTail;
+use crate::event::{EventKind, EventStream, OutputStream};
 use crate::scenario::{CommandSpec, Proto};
 
 /// How much of one output line we keep; a server that prints megabytes without a
@@ -47,7 +48,8 @@ impl ServerProcess {
         spec: &CommandSpec,
         proto: Proto,
         bind: SocketAddr,
-        log: &EventLog,
+        log: &EventStream,
+        tail: &OutputTail,
         actor: &Arc<str>,
     ) -> Result<Self, String> {
         let port = if bind.port() == 0 {
@@ -78,6 +80,7 @@ impl ServerProcess {
                 stdout,
                 OutputStream::Stdout,
                 log.clone(),
+                tail.clone(),
                 Arc::clone(actor),
             ));
         }
@@ -86,6 +89,7 @@ impl ServerProcess {
                 stderr,
                 OutputStream::Stderr,
                 log.clone(),
+                tail.clone(),
                 Arc::clone(actor),
             ));
         }
@@ -141,7 +145,7 @@ impl ServerProcess {
 
     /// SIGTERM to the group, SIGKILL after a grace period. Returns an error message if
     /// anything of the group is still alive afterwards.
-    pub async fn stop(&mut self, log: &EventLog, actor: &Arc<str>) -> Option<String> {
+    pub async fn stop(&mut self, log: &EventStream, actor: &Arc<str>) -> Option<String> {
         if self.stopped {
             return None;
         }
@@ -221,7 +225,8 @@ fn group_alive(pgid: i32) -> bool {
 async fn capture(
     stream: impl AsyncRead + Unpin,
     which: OutputStream,
-    log: EventLog,
+    log: EventStream,
+    tail: OutputTail,
     actor: Arc<str>,
 ) {
     let mut reader = BufReader::new(stream);
@@ -236,11 +241,13 @@ async fn capture(
         if kept < MAX_LINES {
             kept += 1;
             let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            tail.push(&actor, which, text);
             log.record(
                 &actor,
                 EventKind::ProcessOutput {
                     stream: which,
-                    line: text.trim_end_matches(['\n', '\r']).to_owned(),
+                    line: text.to_owned(),
                 },
             );
         }

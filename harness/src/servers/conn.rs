@@ -48,7 +48,7 @@ pub async fn read_recorded<R: AsyncRead + Unpin>(
         Ok(n) => {
             recorder.record(EventKind::Read {
                 conn: recorder.conn,
-                data: Bytes::copy_from_slice(&buf[..n]),
+                data: recorder.log.payload_of(&buf[..n]),
             });
             Ok(n)
         }
@@ -76,7 +76,9 @@ pub async fn write_recorded<W: AsyncWrite + Unpin>(
             Ok(n) => {
                 recorder.record(EventKind::Write {
                     conn: recorder.conn,
-                    data: data.slice(written..written + n),
+                    data: recorder
+                        .log
+                        .payload_shared(&data.slice(written..written + n)),
                 });
                 written += n;
             }

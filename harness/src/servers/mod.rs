@@ -24,7 +24,7 @@ use chrono::{DateTime, FixedOffset};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{EventKind, EventLog};
+use crate::event::{EventKind, EventStream};
 use crate::framing::{FramingConfig, FramingKind};
 use crate::net::{apply_socket_options, Recorder};
 use crate::scenario::{Proto, SocketOptions};
@@ -289,7 +289,7 @@ impl BuiltinConfig {
 #[derive(Debug, Clone)]
 pub struct ServerContext {
     /// Where its events go (disabled when run standalone).
-    pub log: EventLog,
+    pub log: EventStream,
     /// Its actor name in events.
     pub actor: Arc<str>,
     /// Options applied to each accepted connection.
@@ -499,7 +499,7 @@ pub(crate) async fn serve_datagrams(
                 conn,
                 from,
                 to: local,
-                data: data.clone(),
+                data: context.log.payload_shared(&data),
             },
         );
         let Some(reply) = answer(&data) else {
@@ -512,7 +512,7 @@ pub(crate) async fn serve_datagrams(
                     conn,
                     from: local,
                     to: from,
-                    data: reply,
+                    data: context.log.payload_shared(&reply),
                 },
             );
         }

@@ -16,29 +16,25 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
+use nix::net::if_::if_nametoindex;
+use nix::sys::socket::{
+    bind, recvmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned, LinkAddr,
+    MsgFlags, SockFlag, SockProtocol, SockType, SockaddrLike,
+};
+use nix::sys::time::TimeVal;
+
 use super::frame::normalize;
 use super::read::{read_frames, ReadError};
 use super::sink::{FileInfo, Sink, TraceFormat, DEFAULT_SNAPLEN};
 use crate::event::{Event, EventKind};
-
-/// `PACKET_OUTGOING` from `<linux/if_packet.h>`: a frame this host sent.
-const PACKET_OUTGOING: u8 = 4;
-/// `SOL_PACKET` and `PACKET_STATISTICS`.
-const SOL_PACKET: libc::c_int = 263;
-const PACKET_STATISTICS: libc::c_int = 6;
-/// `SO_TIMESTAMPNS` (the 64-bit-time_t-safe "old" value on every Linux ABI we run on).
-const SO_TIMESTAMPNS: libc::c_int = 35;
-/// `SO_RCVBUFFORCE`: a receive buffer above `rmem_max` (needs CAP_NET_ADMIN).
-const SO_RCVBUFFORCE: libc::c_int = 33;
-/// `ETH_P_ALL`.
-const ETH_P_ALL: u16 = 0x0003;
 
 /// How often the capture thread looks at its stop flag.
 const POLL: Duration = Duration::from_millis(20);
@@ -46,6 +42,8 @@ const POLL: Duration = Duration::from_millis(20);
 const DRAIN: Duration = Duration::from_millis(250);
 /// The largest frame a recv can return on `lo` (GSO can exceed the MTU).
 const RECV_BUFFER: usize = 256 * 1024;
+/// The socket's receive queue, in bytes.
+const RECEIVE_QUEUE: usize = 32 << 20;
 
 /// A running capture.
 pub struct Capture {
@@ -113,87 +111,42 @@ impl Drop for Captured {
 }
 
 fn open_socket() -> io::Result<OwnedFd> {
-    let protocol = libc::c_int::from(ETH_P_ALL.to_be());
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            protocol,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: the name is a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-    if index == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-    let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    address.sll_family = libc::AF_PACKET as libc::c_ushort;
-    address.sll_protocol = ETH_P_ALL.to_be();
-    address.sll_ifindex = index as libc::c_int;
-    // SAFETY: the pointer and length describe `address`, which lives across the call.
-    let rc = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&address as *const libc::sockaddr_ll).cast(),
-            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    set_int(&socket, libc::SOL_SOCKET, SO_TIMESTAMPNS, 1)?;
+    let socket = socket(
+        AddressFamily::Packet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::EthAll,
+    )?;
+    bind(socket.as_raw_fd(), &loopback_link()?)?;
+    setsockopt(&socket, sockopt::ReceiveTimestampns, &true)?;
     // A bulk transfer on lo produces frames faster than a default-sized buffer holds.
-    if set_int(&socket, libc::SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20).is_err() {
-        let _ = set_int(&socket, libc::SOL_SOCKET, libc::SO_RCVBUF, 32 << 20);
+    // Above `rmem_max` only with CAP_NET_ADMIN; otherwise as much as `rmem_max` allows.
+    if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_QUEUE).is_err() {
+        let _ = setsockopt(&socket, sockopt::RcvBuf, &RECEIVE_QUEUE);
     }
-    let timeout = libc::timeval {
-        tv_sec: 0,
-        tv_usec: POLL.as_micros() as libc::suseconds_t,
-    };
-    // SAFETY: the pointer and length describe `timeout`.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let poll = TimeVal::new(0, POLL.as_micros() as libc::suseconds_t);
+    setsockopt(&socket, sockopt::ReceiveTimeout, &poll)?;
     Ok(socket)
 }
 
-fn set_int(
-    socket: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the pointer and length describe `value`.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
+/// The link-layer address of `lo` for every protocol, to bind the packet socket to.
+fn loopback_link() -> io::Result<LinkAddr> {
+    let index = if_nametoindex("lo")?;
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as libc::c_ushort;
+    address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    address.sll_ifindex = index as libc::c_int;
+    // nix has no constructor for a `LinkAddr`; this one is read from a complete
+    // sockaddr_ll of the stated size.
+    // SAFETY: the pointer and length describe `address`, which lives across the call.
+    unsafe {
+        LinkAddr::from_raw(
+            (&address as *const libc::sockaddr_ll).cast(),
+            Some(mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t),
         )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
+    .ok_or_else(|| io::Error::other("not a packet socket address"))
 }
 
 fn capture_loop(
@@ -214,6 +167,7 @@ fn capture_loop(
         &info,
     )?;
     let mut buffer = vec![0u8; RECV_BUFFER];
+    let mut control = nix::cmsg_space!(libc::timespec);
     let mut frames = 0u64;
     let mut stop_requested: Option<Instant> = None;
     loop {
@@ -223,7 +177,7 @@ fn capture_loop(
         if stop_requested.is_some_and(|at| at.elapsed() >= DRAIN) {
             break;
         }
-        match receive(&socket, &mut buffer) {
+        match receive(&socket, &mut buffer, &mut control) {
             Ok(Some(received)) => {
                 if received.outgoing || !is_ip(&buffer[..received.captured]) {
                     continue;
@@ -256,79 +210,68 @@ struct Received {
 }
 
 /// One frame, or `None` when the receive timeout passed.
-fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> io::Result<Option<Received>> {
-    // SAFETY: all-zero is valid for these C structs.
-    let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
+fn receive(
+    socket: &OwnedFd,
+    buffer: &mut [u8],
+    control: &mut Vec<u8>,
+) -> io::Result<Option<Received>> {
+    let mut iov = [io::IoSliceMut::new(buffer)];
+    // MSG_TRUNC: the result is the frame's real length, even when it was cut.
+    let message = match recvmsg::<LinkAddr>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(control),
+        MsgFlags::MSG_TRUNC,
+    ) {
+        Ok(message) => message,
+        Err(Errno::EAGAIN | Errno::ETIMEDOUT | Errno::EINTR) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
-    // SAFETY: all-zero is valid for msghdr.
-    let mut message: libc::msghdr = unsafe { mem::zeroed() };
-    message.msg_name = (&mut address as *mut libc::sockaddr_ll).cast();
-    message.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `message` refers to a live local buffer of the
-    // stated length.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_TRUNC) };
-    if n < 0 {
-        let error = io::Error::last_os_error();
-        return match error.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-                Ok(None)
-            }
-            _ => Err(error),
-        };
-    }
-    let length = n as usize;
-    let mut timestamp = None;
-    // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled in,
-    // within `msg_controllen`.
-    unsafe {
-        let mut header = libc::CMSG_FIRSTHDR(&message);
-        while !header.is_null() {
-            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == SO_TIMESTAMPNS {
-                let spec: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
-                timestamp = Some(Duration::new(spec.tv_sec as u64, spec.tv_nsec as u32));
-            }
-            header = libc::CMSG_NXTHDR(&message, header);
-        }
-    }
-    let timestamp = timestamp.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-    });
+    let length = message.bytes;
+    let timestamp = message
+        .cmsgs()
+        .ok()
+        .and_then(|mut cmsgs| {
+            cmsgs.find_map(|cmsg| match cmsg {
+                ControlMessageOwned::ScmTimestampns(spec) => Some(Duration::from(spec)),
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+        });
+    let outgoing = message
+        .address
+        .is_some_and(|address| address.pkttype() == libc::PACKET_OUTGOING);
     Ok(Some(Received {
         captured: length.min(buffer.len()),
         length,
-        outgoing: address.sll_pkttype == PACKET_OUTGOING,
+        outgoing,
         timestamp,
     }))
 }
 
 fn kernel_drops(socket: &OwnedFd) -> u32 {
-    // tpacket_stats { tp_packets, tp_drops }
-    let mut stats = [0u32; 2];
+    // nix has no socket option for PACKET_STATISTICS.
+    // SAFETY: all-zero is valid for tpacket_stats, plain old data.
+    let mut stats: libc::tpacket_stats = unsafe { mem::zeroed() };
     let mut len = mem::size_of_val(&stats) as libc::socklen_t;
-    // SAFETY: the pointer and length describe `stats`.
+    // SAFETY: the pointer and length describe `stats`, which lives across the call.
     let rc = unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
-            SOL_PACKET,
-            PACKET_STATISTICS,
-            stats.as_mut_ptr().cast(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
             &mut len,
         )
     };
     if rc < 0 {
         0
     } else {
-        stats[1]
+        stats.tp_drops
     }
 }
 
@@ -348,26 +291,31 @@ impl Endpoints {
     pub fn from_events(events: &[Event]) -> Self {
         let mut endpoints = Endpoints::default();
         for event in events {
-            match &event.kind {
-                EventKind::Connect { local, peer, .. } | EventKind::Accept { local, peer, .. } => {
-                    endpoints.tcp.insert(normalize(*local));
-                    endpoints.tcp.insert(normalize(*peer));
-                }
-                EventKind::ConnectFailed { peer, .. } => {
-                    endpoints.tcp.insert(normalize(*peer));
-                }
-                EventKind::UdpBound { local, .. } => {
-                    endpoints.udp.insert(normalize(*local));
-                }
-                EventKind::DatagramSent { from, to, .. }
-                | EventKind::DatagramReceived { from, to, .. } => {
-                    endpoints.udp.insert(normalize(*from));
-                    endpoints.udp.insert(normalize(*to));
-                }
-                _ => {}
-            }
+            endpoints.add(event);
         }
         endpoints
+    }
+
+    /// Takes note of the addresses one event names.
+    pub fn add(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::Connect { local, peer, .. } | EventKind::Accept { local, peer, .. } => {
+                self.tcp.insert(normalize(*local));
+                self.tcp.insert(normalize(*peer));
+            }
+            EventKind::ConnectFailed { peer, .. } => {
+                self.tcp.insert(normalize(*peer));
+            }
+            EventKind::UdpBound { local, .. } => {
+                self.udp.insert(normalize(*local));
+            }
+            EventKind::DatagramSent { from, to, .. }
+            | EventKind::DatagramReceived { from, to, .. } => {
+                self.udp.insert(normalize(*from));
+                self.udp.insert(normalize(*to));
+            }
+            _ => {}
+        }
     }
 
     fn keeps(&self, frame: &[u8]) -> bool {

@@ -40,10 +40,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::frame::{self, normalize, TcpFlags, TcpSegment, WINDOW};
-use crate::event::{ConnId, Event, EventKind, ShutdownHow};
+use crate::event::{ConnId, Event, EventKind, Payload, ShutdownHow};
 
 /// How to synthesize.
 #[derive(Debug, Clone)]
@@ -112,8 +110,6 @@ struct End {
     isn: u32,
     /// Sequence number of the next byte (or FIN) this end sends.
     snd_nxt: u32,
-    /// The bytes this end sends, in the pieces the trace cuts them into.
-    chunks: VecDeque<Bytes>,
     /// Bytes of this end's stream already in the trace.
     sent: u64,
     /// Bytes this end's own `Write` events reported.
@@ -121,25 +117,19 @@ struct End {
     /// Bytes this end's own `Read` events returned.
     read: u64,
     fin: bool,
-    /// Pre-pass scratch: this end's writes and reads.
-    writes: VecDeque<Bytes>,
-    reads: VecDeque<Bytes>,
 }
 
 impl End {
-    fn new(addr: SocketAddr) -> Self {
+    fn new(addr: SocketAddr, isn: u32) -> Self {
         Self {
             addr,
             actor: None,
-            isn: 0,
-            snd_nxt: 0,
-            chunks: VecDeque::new(),
+            isn,
+            snd_nxt: isn,
             sent: 0,
             written: 0,
             read: 0,
             fin: false,
-            writes: VecDeque::new(),
-            reads: VecDeque::new(),
         }
     }
 }
@@ -152,33 +142,43 @@ struct TcpConn {
     reset: bool,
 }
 
-/// Builds the packets of `events` and hands them to `emit` in time order.
+/// Builds the packets of `events` and hands them to `emit` in time order: the
+/// whole-log form of [`Synthesizer`], for tests and tools that hold a log.
 pub fn synthesize(
     events: &[Event],
     scenario: &str,
     options: &SynthOptions,
     emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
 ) -> io::Result<SynthStats> {
-    let mut synth = Synth::prepare(events, scenario, options);
-    for (index, event) in events.iter().enumerate() {
-        synth.event(index, event, emit)?;
+    let mut synth = Synthesizer::new(scenario, options);
+    for event in events {
+        synth.event(event, emit)?;
     }
-    synth.stats.tcp_connections = synth.conns.len();
-    Ok(synth.stats)
+    Ok(synth.stats())
 }
 
-struct Synth<'e> {
-    events: &'e [Event],
-    scenario: &'e str,
+/// Turns a run's events into packets as they arrive, holding no payload: every byte
+/// goes on the wire at the first event that proves it was sent (the sender's write,
+/// or the receiver's read when that was recorded first), and later events about the
+/// same bytes only move counters. State is a few counters per connection.
+pub struct Synthesizer {
+    scenario: Arc<str>,
     snaplen: usize,
+    fixed_isn: Option<u32>,
     conns: Vec<TcpConn>,
     by_conn: HashMap<ConnId, (usize, Side)>,
+    /// Connections still missing their client (0) or server (1) end, by 4-tuple.
+    waiting: HashMap<(SocketAddr, SocketAddr, usize), VecDeque<usize>>,
     /// UDP endpoints some actor owns: their datagrams are taken as sent.
     udp_recorded: HashSet<SocketAddr>,
-    /// Per (from, to): indexes of `DatagramSent` events not yet in the trace.
-    udp_pending: HashMap<(SocketAddr, SocketAddr), VecDeque<usize>>,
+    /// Per (from, to): datagrams put on the wire from the sender's record that no
+    /// receive has matched yet.
+    udp_unseen: HashMap<(SocketAddr, SocketAddr), u64>,
+    /// Per (from, to): datagrams put on the wire from the receiver's record before
+    /// the sender's record came; those sender records are skipped.
+    udp_skip: HashMap<(SocketAddr, SocketAddr), u64>,
     /// Each actor's current step: number and text.
-    steps: HashMap<Arc<str>, (usize, String)>,
+    steps: HashMap<Arc<str>, (usize, Arc<str>)>,
     used_ports: HashSet<u16>,
     next_port: u16,
     ip_id: u16,
@@ -189,120 +189,20 @@ struct Synth<'e> {
     stats: SynthStats,
 }
 
-impl<'e> Synth<'e> {
-    /// The pre-pass: pairs connection ends and collects each direction's bytes.
-    fn prepare(events: &'e [Event], scenario: &'e str, options: &SynthOptions) -> Self {
-        let mut conns: Vec<TcpConn> = Vec::new();
-        let mut by_conn = HashMap::new();
-        // Connections still missing their client (0) or server (1) end, by 4-tuple.
-        let mut waiting: HashMap<(SocketAddr, SocketAddr, usize), VecDeque<usize>> = HashMap::new();
-        let mut udp_recorded = HashSet::new();
-        let mut udp_pending: HashMap<(SocketAddr, SocketAddr), VecDeque<usize>> = HashMap::new();
-        let mut used_ports = HashSet::new();
-        for (index, event) in events.iter().enumerate() {
-            match &event.kind {
-                EventKind::Connect { conn, local, peer }
-                | EventKind::Accept { conn, local, peer } => {
-                    let side = if matches!(event.kind, EventKind::Connect { .. }) {
-                        Side::Client
-                    } else {
-                        Side::Server
-                    };
-                    let (local, peer) = (normalize(*local), normalize(*peer));
-                    used_ports.extend([local.port(), peer.port()]);
-                    let (client, server) = match side {
-                        Side::Client => (local, peer),
-                        Side::Server => (peer, local),
-                    };
-                    let found = waiting
-                        .get_mut(&(client, server, side as usize))
-                        .and_then(VecDeque::pop_front);
-                    let number = match found {
-                        Some(number) => number,
-                        None => {
-                            let number = conns.len();
-                            conns.push(TcpConn {
-                                ends: [End::new(client), End::new(server)],
-                                mss: usize::from(frame::mss_for(&client)),
-                                established: false,
-                                reset: false,
-                            });
-                            waiting
-                                .entry((client, server, side.other() as usize))
-                                .or_default()
-                                .push_back(number);
-                            number
-                        }
-                    };
-                    conns[number].ends[side as usize].actor = Some(Arc::clone(&event.actor));
-                    by_conn.insert(*conn, (number, side));
-                }
-                EventKind::Write { conn, data } => {
-                    if let Some(&(number, side)) = by_conn.get(conn) {
-                        conns[number].ends[side as usize]
-                            .writes
-                            .push_back(data.clone());
-                    }
-                }
-                EventKind::Read { conn, data } => {
-                    if let Some(&(number, side)) = by_conn.get(conn) {
-                        conns[number].ends[side as usize]
-                            .reads
-                            .push_back(data.clone());
-                    }
-                }
-                EventKind::UdpBound { local, .. } => {
-                    let local = normalize(*local);
-                    used_ports.insert(local.port());
-                    udp_recorded.insert(local);
-                }
-                EventKind::DatagramSent { from, to, .. } => {
-                    let (from, to) = (normalize(*from), normalize(*to));
-                    udp_recorded.insert(from);
-                    udp_pending.entry((from, to)).or_default().push_back(index);
-                }
-                EventKind::ConnectFailed { peer, .. } => {
-                    used_ports.insert(peer.port());
-                }
-                _ => {}
-            }
-        }
-        for (number, conn) in conns.iter_mut().enumerate() {
-            let (client_isn, server_isn) = match options.fixed_isn {
-                Some(isn) => (isn, isn.wrapping_sub(1000)),
-                None => {
-                    let seed = isn_seed(conn.ends[0].addr, conn.ends[1].addr, number);
-                    (seed, seed.rotate_left(16) ^ 0x5bd1_e995)
-                }
-            };
-            conn.ends[0].isn = client_isn;
-            conn.ends[1].isn = server_isn;
-            for side in [Side::Client, Side::Server] {
-                let other = side.other() as usize;
-                let recorded = conn.ends[side as usize].actor.is_some();
-                let chunks = if recorded {
-                    std::mem::take(&mut conn.ends[side as usize].writes)
-                } else {
-                    std::mem::take(&mut conn.ends[other].reads)
-                };
-                conn.ends[side as usize].chunks = chunks;
-            }
-            for end in &mut conn.ends {
-                end.writes = VecDeque::new();
-                end.reads = VecDeque::new();
-                end.snd_nxt = end.isn;
-            }
-        }
-        Synth {
-            events,
-            scenario,
+impl Synthesizer {
+    pub fn new(scenario: &str, options: &SynthOptions) -> Self {
+        Self {
+            scenario: Arc::from(scenario),
             snaplen: options.snaplen,
-            conns,
-            by_conn,
-            udp_recorded,
-            udp_pending,
+            fixed_isn: options.fixed_isn,
+            conns: Vec::new(),
+            by_conn: HashMap::new(),
+            waiting: HashMap::new(),
+            udp_recorded: HashSet::new(),
+            udp_unseen: HashMap::new(),
+            udp_skip: HashMap::new(),
             steps: HashMap::new(),
-            used_ports,
+            used_ports: HashSet::new(),
             next_port: 40_000,
             ip_id: 0,
             last_at: Duration::ZERO,
@@ -313,9 +213,17 @@ impl<'e> Synth<'e> {
         }
     }
 
-    fn event(
+    /// What was written so far.
+    pub fn stats(&self) -> SynthStats {
+        SynthStats {
+            tcp_connections: self.conns.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The packets one event proves, handed to `emit`.
+    pub fn event(
         &mut self,
-        index: usize,
         event: &Event,
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
@@ -323,13 +231,19 @@ impl<'e> Synth<'e> {
         match &event.kind {
             EventKind::StepStarted { index, step } => {
                 self.steps
-                    .insert(Arc::clone(&event.actor), (*index, step.clone()));
+                    .insert(Arc::clone(&event.actor), (*index, Arc::clone(step)));
             }
-            EventKind::Connect { conn, .. } | EventKind::Accept { conn, .. } => {
-                if let Some(&(number, _)) = self.by_conn.get(conn) {
-                    if !self.conns[number].established {
-                        self.handshake(number, emit)?;
-                    }
+            EventKind::Connect { conn, local, peer } | EventKind::Accept { conn, local, peer } => {
+                let side = if matches!(event.kind, EventKind::Connect { .. }) {
+                    Side::Client
+                } else {
+                    Side::Server
+                };
+                let number = self.pair(side, normalize(*local), normalize(*peer));
+                self.conns[number].ends[side as usize].actor = Some(Arc::clone(&event.actor));
+                self.by_conn.insert(*conn, (number, side));
+                if !self.conns[number].established {
+                    self.handshake(number, emit)?;
                 }
             }
             EventKind::Write { conn, data } => {
@@ -337,7 +251,7 @@ impl<'e> Synth<'e> {
                     let end = &mut self.conns[number].ends[side as usize];
                     end.written += data.len() as u64;
                     let upto = end.written;
-                    self.flush(number, side, upto, emit)?;
+                    self.put_on_wire(number, side, upto, data, emit)?;
                 }
             }
             EventKind::Read { conn, data } => {
@@ -345,7 +259,7 @@ impl<'e> Synth<'e> {
                     let end = &mut self.conns[number].ends[side as usize];
                     end.read += data.len() as u64;
                     let upto = end.read;
-                    self.flush(number, side.other(), upto, emit)?;
+                    self.put_on_wire(number, side.other(), upto, data, emit)?;
                 }
             }
             EventKind::Shutdown { conn, how } => {
@@ -378,22 +292,86 @@ impl<'e> Synth<'e> {
                 }
             }
             EventKind::ConnectFailed { peer, error } => {
+                self.used_ports.insert(peer.port());
                 self.refused(&event.actor, normalize(*peer), error, emit)?;
             }
-            EventKind::DatagramSent { .. } => self.datagram_sent(index, emit)?,
+            EventKind::UdpBound { local, .. } => {
+                let local = normalize(*local);
+                self.used_ports.insert(local.port());
+                self.udp_recorded.insert(local);
+            }
+            EventKind::DatagramSent { from, to, data, .. } => {
+                let key = (normalize(*from), normalize(*to));
+                self.udp_recorded.insert(key.0);
+                match self.udp_skip.get_mut(&key) {
+                    Some(skip) if *skip > 0 => *skip -= 1,
+                    _ => {
+                        *self.udp_unseen.entry(key).or_default() += 1;
+                        self.comment = self.label(Some(&event.actor), "");
+                        self.udp(key.0, key.1, data, emit)?;
+                    }
+                }
+            }
             EventKind::DatagramReceived { from, to, data, .. } => {
-                let (from, to) = (normalize(*from), normalize(*to));
-                if self.udp_recorded.contains(&from) {
-                    self.datagram_seen(from, to, data, emit)?;
+                let key = (normalize(*from), normalize(*to));
+                if self.udp_recorded.contains(&key.0) {
+                    match self.udp_unseen.get_mut(&key) {
+                        Some(unseen) if *unseen > 0 => *unseen -= 1,
+                        _ => {
+                            // The receiver's record came first: show the datagram
+                            // now, and skip the sender's record of it when it comes.
+                            *self.udp_skip.entry(key).or_default() += 1;
+                            self.comment = self.label(Some(&event.actor), "");
+                            self.udp(key.0, key.1, data, emit)?;
+                        }
+                    }
                 } else {
                     let label = format!("peer of {} (not recorded)", event.actor);
                     self.comment = self.label(None, &label);
-                    self.udp(from, to, data, emit)?;
+                    self.udp(key.0, key.1, data, emit)?;
                 }
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// The connection a `side` end with these addresses belongs to: the one whose
+    /// other end is already known by the same 4-tuple, or a new one.
+    fn pair(&mut self, side: Side, local: SocketAddr, peer: SocketAddr) -> usize {
+        self.used_ports.extend([local.port(), peer.port()]);
+        let (client, server) = match side {
+            Side::Client => (local, peer),
+            Side::Server => (peer, local),
+        };
+        let key = (client, server, side as usize);
+        if let Some(queue) = self.waiting.get_mut(&key) {
+            if let Some(number) = queue.pop_front() {
+                if queue.is_empty() {
+                    self.waiting.remove(&key);
+                }
+                return number;
+            }
+        }
+        let number = self.conns.len();
+        let (client_isn, server_isn) = match self.fixed_isn {
+            Some(isn) => (isn, isn.wrapping_sub(1000)),
+            None => {
+                let seed = isn_seed(client, server, number);
+                (seed, seed.rotate_left(16) ^ 0x5bd1_e995)
+            }
+        };
+        self.conns.push(TcpConn {
+            ends: [End::new(client, client_isn), End::new(server, server_isn)],
+            mss: usize::from(frame::mss_for(&client)),
+            established: false,
+            reset: false,
+        });
+        self.waiting
+            .entry((client, server, side.other() as usize))
+            .or_default()
+            .push_back(number);
+        number
     }
 
     /// SYN, SYN-ACK, ACK.
@@ -418,39 +396,44 @@ impl<'e> Synth<'e> {
         self.tcp(number, Side::Client, TcpFlags::ACK, &[], None, emit)
     }
 
-    /// Puts `side`'s next chunks on the wire until `upto` bytes of its stream are.
-    fn flush(
+    /// Puts the part of `data` beyond what `side` already has on the wire there:
+    /// `data` is the latest piece of `side`'s stream as one end saw it (a write by
+    /// `side`, or a read by its peer), ending at stream offset `upto`.
+    fn put_on_wire(
         &mut self,
         number: usize,
         side: Side,
         upto: u64,
+        data: &Payload,
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
-        loop {
-            let tcp = &mut self.conns[number];
-            if tcp.reset || !tcp.established {
-                return Ok(());
-            }
-            let end = &mut tcp.ends[side as usize];
-            if end.sent >= upto || end.fin {
-                return Ok(());
-            }
-            let Some(chunk) = end.chunks.pop_front() else {
-                return Ok(());
-            };
-            end.sent += chunk.len() as u64;
-            let mss = tcp.mss;
-            for piece in chunk.chunks(mss) {
-                self.tcp(number, side, TcpFlags::PSH_ACK, piece, None, emit)?;
-                let end = &mut self.conns[number].ends[side as usize];
-                end.snd_nxt = end.snd_nxt.wrapping_add(piece.len() as u32);
-                self.stats.payload_bytes += piece.len() as u64;
-                self.tcp(number, side.other(), TcpFlags::ACK, &[], None, emit)?;
-            }
+        let tcp = &mut self.conns[number];
+        if tcp.reset || !tcp.established {
+            return Ok(());
         }
+        let end = &mut tcp.ends[side as usize];
+        if end.sent >= upto || end.fin {
+            return Ok(());
+        }
+        let Some(bytes) = data.bytes() else {
+            // The stream carried lengths only; nothing to show.
+            return Ok(());
+        };
+        let new = (upto - end.sent).min(bytes.len() as u64) as usize;
+        let bytes = bytes.slice(bytes.len() - new..);
+        end.sent = upto;
+        let mss = tcp.mss;
+        for piece in bytes.chunks(mss) {
+            self.tcp(number, side, TcpFlags::PSH_ACK, piece, None, emit)?;
+            let end = &mut self.conns[number].ends[side as usize];
+            end.snd_nxt = end.snd_nxt.wrapping_add(piece.len() as u32);
+            self.stats.payload_bytes += piece.len() as u64;
+            self.tcp(number, side.other(), TcpFlags::ACK, &[], None, emit)?;
+        }
+        Ok(())
     }
 
-    /// All of `side`'s remaining bytes, then its FIN, acknowledged by the peer.
+    /// `side`'s FIN, acknowledged by the peer.
     fn fin(
         &mut self,
         number: usize,
@@ -463,7 +446,6 @@ impl<'e> Synth<'e> {
         if !self.conns[number].established {
             self.handshake(number, emit)?;
         }
-        self.flush(number, side, u64::MAX, emit)?;
         self.tcp(number, side, TcpFlags::FIN_ACK, &[], None, emit)?;
         let end = &mut self.conns[number].ends[side as usize];
         end.snd_nxt = end.snd_nxt.wrapping_add(1);
@@ -569,83 +551,14 @@ impl<'e> Synth<'e> {
         Ok(())
     }
 
-    /// The `DatagramSent` event at `index`, unless a receiver already showed it.
-    fn datagram_sent(
-        &mut self,
-        index: usize,
-        emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let EventKind::DatagramSent { from, to, .. } = &self.events[index].kind else {
-            return Ok(());
-        };
-        let key = (normalize(*from), normalize(*to));
-        let due = self
-            .udp_pending
-            .get_mut(&key)
-            .is_some_and(|queue| queue.front() == Some(&index));
-        if due {
-            if let Some(queue) = self.udp_pending.get_mut(&key) {
-                queue.pop_front();
-            }
-            self.emit_sent(index, emit)?;
-        }
-        Ok(())
-    }
-
-    /// A receiver got a datagram from a recorded sender: if the sender's record of
-    /// it comes later in the log, put it (and any before it) on the wire now.
-    fn datagram_seen(
-        &mut self,
-        from: SocketAddr,
-        to: SocketAddr,
-        data: &Bytes,
-        emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let Some(queue) = self.udp_pending.get(&(from, to)) else {
-            return Ok(());
-        };
-        // A datagram read into a short buffer arrives truncated: match by prefix.
-        let position = queue
-            .iter()
-            .take(64)
-            .position(|&i| match &self.events[i].kind {
-                EventKind::DatagramSent { data: sent, .. } => sent.starts_with(data),
-                _ => false,
-            });
-        let Some(position) = position else {
-            return Ok(());
-        };
-        let due: Vec<usize> = self
-            .udp_pending
-            .get_mut(&(from, to))
-            .map(|queue| queue.drain(..=position).collect())
-            .unwrap_or_default();
-        for index in due {
-            self.emit_sent(index, emit)?;
-        }
-        Ok(())
-    }
-
-    fn emit_sent(
-        &mut self,
-        index: usize,
-        emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let event = &self.events[index];
-        if let EventKind::DatagramSent { from, to, data, .. } = &event.kind {
-            self.comment = self.label(Some(&event.actor), "");
-            self.udp(normalize(*from), normalize(*to), data, emit)?;
-        }
-        Ok(())
-    }
-
     fn udp(
         &mut self,
         from: SocketAddr,
         to: SocketAddr,
-        data: &[u8],
+        data: &Payload,
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
+        let data: &[u8] = data.bytes().map_or(&[], |bytes| &bytes[..]);
         let id = self.next_ip_id();
         let len = frame::build_udp(&mut self.frame, from, to, data, id, self.snaplen)?;
         self.stats.udp_datagrams += 1;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::read::{decode, read_frames_from, Transport};
 use super::reassemble::{Flow, FlowProto, Item, Reassembler};
 use super::*;
-use crate::event::{Event, EventKind, ShutdownHow};
+use crate::event::{Event, EventKind, Payload, ShutdownHow};
 
 fn at(micros: u64) -> Duration {
     Duration::from_micros(micros)
@@ -68,14 +68,14 @@ fn accept(conn: u64) -> EventKind {
 fn write(conn: u64, data: &'static [u8]) -> EventKind {
     EventKind::Write {
         conn,
-        data: Bytes::from_static(data),
+        data: Payload::with_bytes(Bytes::from_static(data)),
     }
 }
 
 fn read(conn: u64, data: &'static [u8]) -> EventKind {
     EventKind::Read {
         conn,
-        data: Bytes::from_static(data),
+        data: Payload::with_bytes(Bytes::from_static(data)),
     }
 }
 
@@ -319,7 +319,7 @@ fn udp_datagrams_appear_once_in_causal_order() {
                 conn: 1,
                 from: c,
                 to: s,
-                data: Bytes::from_static(b"one"),
+                data: Payload::with_bytes(Bytes::from_static(b"one")),
             },
         )
         .push(
@@ -328,7 +328,7 @@ fn udp_datagrams_appear_once_in_causal_order() {
                 conn: 1,
                 from: s,
                 to: c,
-                data: Bytes::from_static(b"ONE"),
+                data: Payload::with_bytes(Bytes::from_static(b"ONE")),
             },
         )
         .push(
@@ -337,7 +337,7 @@ fn udp_datagrams_appear_once_in_causal_order() {
                 conn: 2,
                 from: c,
                 to: s,
-                data: Bytes::from_static(b"one"),
+                data: Payload::with_bytes(Bytes::from_static(b"one")),
             },
         )
         .push(
@@ -346,7 +346,7 @@ fn udp_datagrams_appear_once_in_causal_order() {
                 conn: 2,
                 from: s,
                 to: c,
-                data: Bytes::from_static(b"ONE"),
+                data: Payload::with_bytes(Bytes::from_static(b"ONE")),
             },
         )
         // A datagram from a peer nobody recorded.
@@ -356,7 +356,7 @@ fn udp_datagrams_appear_once_in_causal_order() {
                 conn: 1,
                 from: addr(50_001),
                 to: s,
-                data: Bytes::from_static(b"stranger"),
+                data: Payload::with_bytes(Bytes::from_static(b"stranger")),
             },
         );
     let out = synthesize(&log.events, &TraceSettings::default());

@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::event::Event;
 use crate::scenario::Location;
 
 /// The result of running one scenario once.
@@ -20,9 +19,10 @@ pub struct ScenarioOutcome {
     #[serde(serialize_with = "serialize_secs")]
     pub duration: Duration,
     pub failure: Option<Failure>,
-    /// Every event of the run, in order.
-    #[serde(skip)]
-    pub events: Vec<Event>,
+    /// Things worth knowing about a run whatever its result (clients that waited
+    /// for file descriptors, bytes nobody read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Wall-clock time at which the events' clock read zero, so a trace can give
     /// packets their real times (`started_at + event.at`).
     #[serde(skip)]
@@ -77,6 +77,8 @@ pub enum FailureKind {
     Cleanup,
     /// The user interrupted the run.
     Interrupted,
+    /// A task of wirecheck itself panicked: a bug, reported as a failed run.
+    Panic,
 }
 
 /// A step, identified the way a user finds it in the file.

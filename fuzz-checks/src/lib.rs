@@ -31,11 +31,11 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 use tokio_util::codec::{Decoder, LengthDelimitedCodec, LinesCodec, LinesCodecError};
 
-use crate::framing::{
+use wirecheck::framing::{
     parse_varint, put_varint, FrameError, FramingConfig, FramingKind, JsonHeaderCodec,
     LengthPrefix, LengthPrefixedCodec, LineCodec, Terminator, VarintProblem, MAX_VARINT_LEN,
 };
-use crate::scenario::{load_str, LoadError};
+use wirecheck::scenario::{load_str, LoadError};
 
 pub use arbitrary;
 
@@ -445,9 +445,9 @@ pub const BOUNDARY_LIMITS: [usize; 24] = [
     65_537,
     (1 << 20) - 1,
     1 << 20,
-    crate::framing::DEFAULT_MAX_FRAME - 1,
-    crate::framing::DEFAULT_MAX_FRAME,
-    crate::framing::DEFAULT_MAX_FRAME + 1,
+    wirecheck::framing::DEFAULT_MAX_FRAME - 1,
+    wirecheck::framing::DEFAULT_MAX_FRAME,
+    wirecheck::framing::DEFAULT_MAX_FRAME + 1,
     (1 << 24) + 1,
     (1 << 30) - 1,
     1 << 30,
@@ -619,7 +619,7 @@ impl<'a, D: Decoder> Feed<'a, D> {
 }
 
 /// A wirecheck frame or decoding error.
-pub type Outcome = Result<crate::framing::Frame, FrameError>;
+pub type Outcome = Result<wirecheck::framing::Frame, FrameError>;
 
 fn frame_error_recoverable(err: &FrameError) -> bool {
     err.is_recoverable()
@@ -630,7 +630,7 @@ pub fn frame_feed<'a>(
     config: &FramingConfig,
     stream: &'a [u8],
     sizes: &'a [usize],
-) -> Feed<'a, crate::framing::FrameCodec> {
+) -> Feed<'a, wirecheck::framing::FrameCodec> {
     Feed::new(config.codec(), stream, sizes, frame_error_recoverable)
 }
 
@@ -1040,7 +1040,7 @@ impl Iterator for PrefixModel<'_> {
             return fail(self, err);
         }
         self.pos += total;
-        Some(Ok(crate::framing::Frame::new(Bytes::copy_from_slice(
+        Some(Ok(wirecheck::framing::Frame::new(Bytes::copy_from_slice(
             &rest[head..total],
         ))))
     }
@@ -1103,7 +1103,7 @@ impl Iterator for LineModel<'_> {
                 if payload_end > self.max_line {
                     Some(Err(too_long))
                 } else {
-                    Some(Ok(crate::framing::Frame::new(Bytes::copy_from_slice(
+                    Some(Ok(wirecheck::framing::Frame::new(Bytes::copy_from_slice(
                         &rest[..payload_end],
                     ))))
                 }
@@ -1179,7 +1179,7 @@ fn check_parse_varint(bytes: &[u8]) {
                 &bytes[..len],
                 "put_varint(parse_varint(x)) != x"
             );
-            assert_eq!(crate::framing::varint_len(value), len, "varint_len");
+            assert_eq!(wirecheck::framing::varint_len(value), len, "varint_len");
         }
         (Ok(None), Ok(None)) => {}
         (Err(problem), Err(FrameError::BadVarint { problem: p, .. })) => {
@@ -2185,7 +2185,7 @@ pub const TRACE_FACTOR: usize = 256;
 /// produced a scenario the loader accepts (the importer checks that itself,
 /// and reports a failure as `ImportError::Invalid`, which is a bug here).
 pub fn check_trace_import(data: &[u8]) {
-    use crate::trace::import::{import_from, ImportError, ImportOptions};
+    use wirecheck::trace::import::{import_from, ImportError, ImportOptions};
     let bound = PCAP_READ_BUFFER
         .saturating_add(data.len().saturating_mul(TRACE_FACTOR))
         .saturating_add(BUDGET_SLACK);
