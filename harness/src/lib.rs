@@ -18,6 +18,7 @@ pub mod event;
 pub mod framing;
 pub mod net;
 pub mod outcome;
+pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -14,7 +14,7 @@ pub mod descriptors;
 mod process;
 mod signals;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,19 +24,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::outcome::{Failure, FailureKind, ScenarioOutcome, StepRef};
+pub use crate::plan::free_port;
 pub use actor::split_chunks;
 use actor::{Actor, Conn};
 use descriptors::DescriptorUse;
-pub use process::free_port;
 use process::ServerProcess;
 use signals::Signals;
 
 use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
-use crate::scenario::{
-    ClientSpec, Proto, Scenario, ServerKind, ServerSpec, SocketOptions, Step, Target,
-};
+use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
+use crate::scenario::{Proto, Scenario, SocketOptions, Step};
 use crate::servers::{self, Bound, ServerContext};
 
 /// How long built-in servers get to finish their connections after the scripts end.
@@ -150,10 +149,37 @@ impl Board {
     }
 }
 
-/// Runs one scenario once, recording into `events`. `cancel` interrupts it (Ctrl-C);
-/// cleanup still happens. The caller closes `events` afterwards.
+/// Plans and runs one scenario once, recording into `events`. `cancel` interrupts
+/// it (Ctrl-C); cleanup still happens. The caller closes `events` afterwards.
 pub async fn run_scenario(
     scenario: &Scenario,
+    run: usize,
+    cancel: CancellationToken,
+    events: EventStream,
+) -> ScenarioOutcome {
+    match crate::plan::plan(scenario) {
+        Ok(plan) => run_plan(plan, run, cancel, events).await,
+        Err(error) => {
+            let mut failure = Failure::new(FailureKind::Setup, error.message);
+            failure.actor = Some(error.actor);
+            ScenarioOutcome {
+                name: scenario.name.clone(),
+                path: scenario.path.clone(),
+                run,
+                duration: Duration::ZERO,
+                failure: Some(failure),
+                notes: Vec::new(),
+                started_at: events.started_at(),
+                trace: None,
+            }
+        }
+    }
+}
+
+/// Runs a planned scenario once, recording into `events`. `cancel` interrupts it
+/// (Ctrl-C); cleanup still happens. The caller closes `events` afterwards.
+pub async fn run_plan(
+    plan: Plan,
     run: usize,
     cancel: CancellationToken,
     events: EventStream,
@@ -163,7 +189,7 @@ pub async fn run_scenario(
     let context = Arc::new(RunContext {
         log: events,
         signals: Signals::default(),
-        step_timeout: scenario.step_timeout,
+        step_timeout: plan.step_timeout,
         board: Board::default(),
         output: OutputTail::default(),
     });
@@ -175,14 +201,15 @@ pub async fn run_scenario(
         processes: Vec::new(),
         descriptors: DescriptorUse::default(),
     };
-    let deadline = Instant::now() + scenario.timeout;
+    let (name, path, timeout) = (plan.name.clone(), plan.path.clone(), plan.timeout);
+    let deadline = Instant::now() + timeout;
     let mut failure = tokio::select! {
-        result = tokio::time::timeout_at(deadline, run_state.start_and_wait(scenario)) => match result {
+        result = tokio::time::timeout_at(deadline, run_state.start_and_wait(plan)) => match result {
             Ok(result) => result.err(),
             Err(_) => {
                 let mut failure = Failure::new(
                     FailureKind::ScenarioTimeout,
-                    format!("the scenario did not finish within its timeout of {}", format_duration(scenario.timeout)),
+                    format!("the scenario did not finish within its timeout of {}", format_duration(timeout)),
                 );
                 failure.notes = context.board.describe();
                 Some(failure)
@@ -204,8 +231,8 @@ pub async fn run_scenario(
         notes.push(note);
     }
     ScenarioOutcome {
-        name: scenario.name.clone(),
-        path: scenario.path.clone(),
+        name,
+        path,
         run,
         duration: started.elapsed(),
         failure,
@@ -272,26 +299,16 @@ struct RunState {
 }
 
 impl RunState {
-    async fn start_and_wait(&mut self, scenario: &Scenario) -> Result<(), Failure> {
-        let mut addresses = BTreeMap::new();
-        let mut in_process = BTreeMap::new();
-        for server in &scenario.servers {
-            let addr = self.start_server(server).await?;
-            addresses.insert(server.name.clone(), addr);
-            in_process.insert(
-                server.name.clone(),
-                matches!(
-                    server.kind,
-                    ServerKind::Builtin(_) | ServerKind::Script { .. }
-                ),
-            );
+    async fn start_and_wait(&mut self, plan: Plan) -> Result<(), Failure> {
+        for server in plan.servers {
+            self.start_server(server).await?;
         }
-        for client in &scenario.clients {
-            let (target, local_peer) = match &client.connect {
-                Target::Server(name) => (addresses[name], in_process[name]),
-                Target::Address(addr) => (*addr, false),
-            };
-            self.start_clients(client, target, local_peer, scenario.step_timeout);
+        for client in plan.clients {
+            let context = Arc::clone(&self.context);
+            let usage = self.descriptors.clone();
+            let step_timeout = plan.step_timeout;
+            self.actors
+                .spawn(async move { launch_clients(context, client, step_timeout, usage).await });
         }
         while let Some(joined) = self.actors.join_next().await {
             // The first failure decides the outcome; the other actors are stopped
@@ -301,97 +318,60 @@ impl RunState {
         Ok(())
     }
 
-    async fn start_server(&mut self, server: &ServerSpec) -> Result<SocketAddr, Failure> {
-        let actor: Arc<str> = Arc::from(server.name.as_str());
-        let setup = |message: String| {
-            let mut failure = Failure::new(FailureKind::Setup, message);
-            failure.actor = Some(server.name.clone());
-            failure
-        };
-        match &server.kind {
-            ServerKind::Address(addr) => Ok(*addr),
-            ServerKind::Command(spec) => {
+    async fn start_server(&mut self, server: PlannedServer) -> Result<(), Failure> {
+        let actor = Arc::clone(&server.name);
+        match server.kind {
+            PlannedServerKind::Address => Ok(()),
+            PlannedServerKind::Command(spec) => {
                 let process = ServerProcess::start(
-                    spec,
+                    &spec,
                     server.proto,
-                    server.bind,
+                    server.addr,
                     &self.context.log,
                     &self.context.output,
                     &actor,
                 )
                 .await
                 .map_err(|e| {
-                    setup(format!(
-                        "server `{}` (line {}): {e}",
-                        server.name, server.location.line
-                    ))
+                    let mut failure = Failure::new(
+                        FailureKind::Setup,
+                        format!("server `{actor}` (line {}): {e}", server.location.line),
+                    );
+                    failure.actor = Some(actor.to_string());
+                    failure
                 })?;
-                let addr = process.addr;
                 self.processes.push((actor, process));
-                Ok(addr)
+                Ok(())
             }
-            ServerKind::Builtin(config) => {
-                let (bound, addr) = bind_server(server).map_err(setup)?;
+            PlannedServerKind::Builtin { config, bound } => {
                 let context = ServerContext {
                     log: self.context.log.clone(),
                     actor,
-                    options: server.options.clone(),
+                    options: server.options,
                 };
-                let task = servers::serve(config.clone(), bound, context, self.shutdown.clone());
+                let task = servers::serve(config, bound, context, self.shutdown.clone());
                 self.builtin_tasks.spawn(async move {
                     let _ = task.await;
                 });
-                Ok(addr)
+                Ok(())
             }
-            ServerKind::Script {
+            PlannedServerKind::Script {
                 connections,
                 script,
+                bound,
             } => {
-                let (bound, addr) = bind_server(server).map_err(setup)?;
-                let script: Arc<[Arc<Step>]> = script.iter().cloned().map(Arc::new).collect();
                 let task = script_server(
                     Arc::clone(&self.context),
                     actor,
                     bound,
-                    *connections,
-                    server.options.clone(),
+                    connections,
+                    server.options,
                     script,
                 );
                 self.actors.spawn(task);
-                Ok(addr)
+                Ok(())
             }
         }
-    }
-
-    /// Starts the `count` copies of a client declaration. Copies start in order as
-    /// file descriptors allow (see [`descriptors`]): more clients than the open-file
-    /// limit holds at once wait for earlier ones to finish instead of failing.
-    fn start_clients(
-        &mut self,
-        client: &ClientSpec,
-        target: SocketAddr,
-        local_peer: bool,
-        step_timeout: Duration,
-    ) {
-        let script: Arc<[Arc<Step>]> = client.script.iter().cloned().map(Arc::new).collect();
-        let context = Arc::clone(&self.context);
-        let client = ClientLaunch {
-            name: client.name.clone(),
-            count: client.count,
-            proto: client.proto,
-            options: client.options.clone(),
-            target,
-            // A connection to a server of this process holds two descriptors.
-            descriptors_each: if local_peer && client.proto == Proto::Tcp {
-                2
-            } else {
-                1
-            },
-        };
-        let usage = self.descriptors.clone();
-        self.actors.spawn(async move {
-            launch_clients(context, client, script, step_timeout, usage).await
-        });
     }
 
     /// Stops everything that was started; returns what could not be cleaned up.
@@ -417,22 +397,11 @@ impl RunState {
     }
 }
 
-/// One client declaration, resolved, ready to start its copies.
-struct ClientLaunch {
-    name: String,
-    count: usize,
-    proto: Proto,
-    options: SocketOptions,
-    target: SocketAddr,
-    descriptors_each: u32,
-}
-
 /// Starts every copy of a client, each once the descriptors it needs are free, and
 /// waits for all of them; the first failure ends the launch (and the run).
 async fn launch_clients(
     context: Arc<RunContext>,
-    client: ClientLaunch,
-    script: Arc<[Arc<Step>]>,
+    client: PlannedClient,
     step_timeout: Duration,
     usage: DescriptorUse,
 ) -> Result<(), Failure> {
@@ -485,7 +454,7 @@ async fn launch_clients(
             }
         };
         let actor = Actor::new(name, conn, client.options.clone(), Arc::clone(&context));
-        let script = Arc::clone(&script);
+        let script = Arc::clone(&client.script);
         let usage = usage.clone();
         let each = client.descriptors_each;
         copies.spawn(async move {
@@ -523,14 +492,6 @@ fn source_address(target: SocketAddr, copy: usize) -> Option<std::net::IpAddr> {
         }
         _ => None,
     }
-}
-
-/// Binds a built-in or scripted server's socket and tells where it listens.
-fn bind_server(server: &ServerSpec) -> Result<(Bound, SocketAddr), String> {
-    let bound = servers::bind(server.proto, server.bind, &server.options)
-        .map_err(|e| format!("cannot bind {} for `{}`: {e}", server.bind, server.name))?;
-    let addr = bound.local_addr().map_err(|e| e.to_string())?;
-    Ok((bound, addr))
 }
 
 fn udp_client(
@@ -576,7 +537,7 @@ async fn script_server(
     bound: Bound,
     connections: usize,
     options: SocketOptions,
-    script: Arc<[Arc<Step>]>,
+    script: Script,
 ) -> Result<(), Failure> {
     let listener = match bound {
         Bound::Udp(socket) => {

@@ -32,16 +32,6 @@ pub struct ServerProcess {
     stopped: bool,
 }
 
-/// Picks a free loopback port by binding port 0 and releasing it. Another process
-/// could take it in between; the readiness check then fails with a clear message.
-pub fn free_port(proto: Proto, ip: std::net::IpAddr) -> std::io::Result<u16> {
-    let probe = SocketAddr::new(ip, 0);
-    Ok(match proto {
-        Proto::Tcp => std::net::TcpListener::bind(probe)?.local_addr()?.port(),
-        Proto::Udp => std::net::UdpSocket::bind(probe)?.local_addr()?.port(),
-    })
-}
-
 impl ServerProcess {
     /// Starts the command with `{port}` substituted and waits until it is ready.
     pub async fn start(
@@ -53,7 +43,8 @@ impl ServerProcess {
         actor: &Arc<str>,
     ) -> Result<Self, String> {
         let port = if bind.port() == 0 {
-            free_port(proto, bind.ip()).map_err(|e| format!("cannot find a free port: {e}"))?
+            crate::plan::free_port(proto, bind.ip())
+                .map_err(|e| format!("cannot find a free port: {e}"))?
         } else {
             bind.port()
         };

@@ -1,0 +1,215 @@
+//! The plan stage: a loaded scenario becomes a fully resolved run, so the runner has
+//! nothing left to look up or guess.
+//!
+//! ```text
+//! Scenario (model + spans) --plan::plan--> Plan --runner::run_plan--> outcome + events
+//! ```
+//!
+//! Planning binds every socket wirecheck owns (built-in and scripted servers listen
+//! before any client exists, so a client can never race its server), picks the
+//! port of each `command` server, resolves every client's target to an address,
+//! and counts the descriptors each client copy will hold. It is synchronous and
+//! does no I/O beyond binding, so a plan that fails does so before anything runs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::scenario::{
+    CommandSpec, Location, Proto, Scenario, ServerKind, SocketOptions, Step, Target,
+};
+use crate::servers::{self, Bound, BuiltinConfig};
+
+/// A script, shared by every copy and connection that runs it.
+pub type Script = Arc<[Arc<Step>]>;
+
+/// One run, resolved.
+pub struct Plan {
+    pub name: String,
+    pub path: PathBuf,
+    pub timeout: Duration,
+    pub step_timeout: Duration,
+    pub servers: Vec<PlannedServer>,
+    pub clients: Vec<PlannedClient>,
+}
+
+/// A server of the plan, with its address known.
+pub struct PlannedServer {
+    pub name: Arc<str>,
+    pub location: Location,
+    pub proto: Proto,
+    /// Where clients reach it.
+    pub addr: SocketAddr,
+    pub options: SocketOptions,
+    pub kind: PlannedServerKind,
+}
+
+pub enum PlannedServerKind {
+    /// A reference server on its already-bound socket.
+    Builtin { config: BuiltinConfig, bound: Bound },
+    /// A scripted server on its already-bound socket.
+    Script {
+        connections: usize,
+        script: Script,
+        bound: Bound,
+    },
+    /// A program to start; its port is `addr`'s.
+    Command(CommandSpec),
+    /// Already running at `addr`.
+    Address,
+}
+
+impl PlannedServer {
+    /// Whether the server's sockets live in this process (so each client connection
+    /// to it costs two descriptors here, not one).
+    pub fn in_process(&self) -> bool {
+        matches!(
+            self.kind,
+            PlannedServerKind::Builtin { .. } | PlannedServerKind::Script { .. }
+        )
+    }
+}
+
+/// A client declaration, resolved; it runs `count` copies.
+pub struct PlannedClient {
+    pub name: String,
+    pub count: usize,
+    pub proto: Proto,
+    pub options: SocketOptions,
+    pub target: SocketAddr,
+    /// Descriptors each copy holds while it runs.
+    pub descriptors_each: u32,
+    pub script: Script,
+}
+
+/// Why a scenario could not be planned.
+#[derive(Debug, Clone)]
+pub struct PlanError {
+    /// The server that could not be set up.
+    pub actor: String,
+    pub message: String,
+}
+
+/// Resolves `scenario` into a plan, binding the sockets of the servers wirecheck
+/// runs itself. Must be called inside the tokio runtime (sockets register with it).
+pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
+    let mut servers = Vec::with_capacity(scenario.servers.len());
+    for server in &scenario.servers {
+        let error = |message: String| PlanError {
+            actor: server.name.clone(),
+            message,
+        };
+        let bind = |server: &crate::scenario::ServerSpec| {
+            let bound = servers::bind(server.proto, server.bind, &server.options).map_err(|e| {
+                error(format!(
+                    "cannot bind {} for `{}`: {e}",
+                    server.bind, server.name
+                ))
+            })?;
+            let addr = bound.local_addr().map_err(|e| error(e.to_string()))?;
+            Ok::<_, PlanError>((bound, addr))
+        };
+        let (addr, kind) = match &server.kind {
+            ServerKind::Address(addr) => (*addr, PlannedServerKind::Address),
+            ServerKind::Builtin(config) => {
+                let (bound, addr) = bind(server)?;
+                (
+                    addr,
+                    PlannedServerKind::Builtin {
+                        config: config.clone(),
+                        bound,
+                    },
+                )
+            }
+            ServerKind::Script {
+                connections,
+                script,
+            } => {
+                let (bound, addr) = bind(server)?;
+                (
+                    addr,
+                    PlannedServerKind::Script {
+                        connections: *connections,
+                        script: shared_script(script),
+                        bound,
+                    },
+                )
+            }
+            ServerKind::Command(spec) => {
+                let port = if server.bind.port() == 0 {
+                    free_port(server.proto, server.bind.ip())
+                        .map_err(|e| error(format!("cannot find a free port: {e}")))?
+                } else {
+                    server.bind.port()
+                };
+                (
+                    SocketAddr::new(server.bind.ip(), port),
+                    PlannedServerKind::Command(spec.clone()),
+                )
+            }
+        };
+        servers.push(PlannedServer {
+            name: Arc::from(server.name.as_str()),
+            location: server.location.clone(),
+            proto: server.proto,
+            addr,
+            options: server.options.clone(),
+            kind,
+        });
+    }
+    let clients = scenario
+        .clients
+        .iter()
+        .map(|client| {
+            let (target, in_process) = match &client.connect {
+                Target::Server(name) => {
+                    // The loader guarantees the name exists.
+                    let server = servers
+                        .iter()
+                        .find(|s| &*s.name == name.as_str())
+                        .expect("the loader checked every client's server name");
+                    (server.addr, server.in_process())
+                }
+                Target::Address(addr) => (*addr, false),
+            };
+            PlannedClient {
+                name: client.name.clone(),
+                count: client.count,
+                proto: client.proto,
+                options: client.options.clone(),
+                target,
+                // A TCP connection to a server of this process holds two descriptors.
+                descriptors_each: if in_process && client.proto == Proto::Tcp {
+                    2
+                } else {
+                    1
+                },
+                script: shared_script(&client.script),
+            }
+        })
+        .collect();
+    Ok(Plan {
+        name: scenario.name.clone(),
+        path: scenario.path.clone(),
+        timeout: scenario.timeout,
+        step_timeout: scenario.step_timeout,
+        servers,
+        clients,
+    })
+}
+
+fn shared_script(steps: &[Step]) -> Script {
+    steps.iter().cloned().map(Arc::new).collect()
+}
+
+/// Picks a free loopback port for a program by binding port 0 and releasing it.
+/// Another process could take it in between; the program's readiness check then
+/// fails with a clear message.
+pub fn free_port(proto: Proto, ip: IpAddr) -> std::io::Result<u16> {
+    let probe = SocketAddr::new(ip, 0);
+    Ok(match proto {
+        Proto::Tcp => std::net::TcpListener::bind(probe)?.local_addr()?.port(),
+        Proto::Udp => std::net::UdpSocket::bind(probe)?.local_addr()?.port(),
+    })
+}
