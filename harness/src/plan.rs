@@ -80,6 +80,11 @@ pub struct PlannedClient {
     pub target: SocketAddr,
     /// Descriptors each copy holds while it runs.
     pub descriptors_each: u32,
+    /// At most this many copies run at once. Against a server of this process it
+    /// stays below the listen backlog: copies connect faster than any accept loop,
+    /// and a connection the full backlog drops costs its client a one-second SYN
+    /// retransmission.
+    pub max_in_flight: usize,
     pub script: Script,
 }
 
@@ -184,6 +189,11 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
                     2
                 } else {
                     1
+                },
+                max_in_flight: if in_process {
+                    servers::LISTEN_BACKLOG as usize * 3 / 4
+                } else {
+                    usize::MAX
                 },
                 script: shared_script(&client.script),
             }

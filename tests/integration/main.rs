@@ -6,6 +6,7 @@
 //! temporary folder, so relative paths and the rendered `path:line:col` are real.
 
 mod cli;
+mod core;
 mod external;
 mod file_errors;
 mod fuzz_corpora;

@@ -41,11 +41,16 @@ impl Console {
                     text.push_str(&format!("{progress} running...\n"));
                 }
             }
-            None => text.push_str(&format!(
-                "{progress} PASS {} ({})\n",
-                display_name(outcome, self.repeat),
-                format_duration(outcome.duration)
-            )),
+            None => {
+                text.push_str(&format!(
+                    "{progress} PASS {} ({})\n",
+                    display_name(outcome, self.repeat),
+                    format_duration(outcome.duration)
+                ));
+                for note in &outcome.notes {
+                    text.push_str(&format!("  note: {note}\n"));
+                }
+            }
             Some(failure) => {
                 text.push_str(&format!(
                     "{progress} FAIL {} ({})\n",

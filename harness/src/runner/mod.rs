@@ -413,14 +413,17 @@ async fn launch_clients(
             Arc::from(format!("{}#{copy}", client.name))
         };
         let permit = loop {
-            if let Some(permit) = descriptors::try_acquire(client.descriptors_each) {
-                break permit;
+            let room = copies.len() < client.max_in_flight;
+            if room {
+                if let Some(permit) = descriptors::try_acquire(client.descriptors_each) {
+                    break permit;
+                }
+                usage.waited();
+                context.board.set(&name, Doing::WaitingForDescriptor);
             }
-            usage.waited();
-            context.board.set(&name, Doing::WaitingForDescriptor);
             let waited = Instant::now();
             let acquired = tokio::select! {
-                permit = descriptors::acquire(client.descriptors_each) => Some(permit),
+                permit = descriptors::acquire(client.descriptors_each), if room => Some(permit),
                 Some(joined) = copies.join_next(), if !copies.is_empty() => {
                     joined.unwrap_or_else(|e| Err(crashed(e)))?;
                     None
@@ -631,4 +634,41 @@ async fn script_server(
         joined.unwrap_or_else(|e| Err(crashed(e)))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_actor_task_is_a_failure_that_carries_the_panic_message() {
+        let mut actors: JoinSet<Result<(), Failure>> = JoinSet::new();
+        actors.spawn(async { panic!("index out of bounds in a step handler") });
+        let joined = actors.join_next().await.expect("one task");
+        let failure = joined.unwrap_or_else(|e| Err(crashed(e))).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Panic);
+        assert!(
+            failure
+                .message
+                .contains("index out of bounds in a step handler"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn copies_beyond_ten_thousand_connect_from_other_loopback_addresses() {
+        let target: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        assert_eq!(source_address(target, 1), None);
+        assert_eq!(source_address(target, 10_000), None);
+        assert_eq!(
+            source_address(target, 10_001),
+            Some("127.0.1.2".parse().unwrap())
+        );
+        assert_eq!(
+            source_address(target, 100_000),
+            Some("127.0.1.10".parse().unwrap())
+        );
+        assert_eq!(source_address("[::1]:7".parse().unwrap(), 50_000), None);
+    }
 }

@@ -34,6 +34,11 @@ pub use command::{DEFAULT_MAX_REPLY, HELP};
 pub use file::{validate_file_name, DEFAULT_MAX_FILES, DEFAULT_MAX_STORE, MAX_FILE_NAME};
 pub use time::{format_time, DEFAULT_TIME_MAX_LINE, MAX_FORMAT};
 
+/// Pending connections a listener queues before the kernel drops SYNs (it caps
+/// this at `net.core.somaxconn`). A run of thousands of clients connects faster than
+/// any accept loop; a dropped SYN costs its client a one-second retransmission.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// Read buffer of servers that stream bytes through: large enough for bulk
 /// transfers, small enough that thousands of connections stay cheap.
 pub const IO_BUFFER: usize = 64 * 1024;
@@ -329,7 +334,7 @@ pub fn bind(proto: Proto, addr: SocketAddr, options: &SocketOptions) -> std::io:
                 socket.set_send_buffer_size(size as u32)?;
             }
             socket.bind(addr)?;
-            Ok(Bound::Tcp(socket.listen(1024)?))
+            Ok(Bound::Tcp(socket.listen(LISTEN_BACKLOG)?))
         }
         Proto::Udp => {
             let socket = std::net::UdpSocket::bind(addr)?;
