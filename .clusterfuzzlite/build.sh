@@ -3,7 +3,9 @@
 # The builder supplies a nightly toolchain and the sanitizer flags ($SANITIZER), so
 # cargo fuzz builds with its defaults here (AddressSanitizer), not --sanitizer none.
 # Every target ships with its committed inputs as a seed corpus, its dictionary and
-# libFuzzer options matching ci/fuzz.sh. See FUZZING.md.
+# libFuzzer options matching ci/fuzz.sh. The fuzz crate builds from the whole
+# checkout: its checks are the wirecheck-fuzz-checks crate in fuzz-checks/, which
+# depends on the wirecheck library in harness/. See FUZZING.md.
 cd "$SRC/wirecheck/fuzz"
 cargo fuzz build -O --debug-assertions
 release=target/x86_64-unknown-linux-gnu/release

@@ -2,7 +2,9 @@
 # Fuzzes every target of fuzz/ for FUZZ_SECONDS each and fails on any crash,
 # printing the command that reproduces it. Stable Rust: the targets are built with
 # `cargo fuzz build --sanitizer none` (no nightly flag is needed then); memory is
-# bounded by the counting allocator inside the targets plus -rss_limit_mb.
+# bounded by the counting allocator inside the targets plus -rss_limit_mb. The
+# targets are thin wrappers: what they check lives in fuzz-checks/ (the
+# wirecheck-fuzz-checks crate, also replayed by `cargo test`), not in wirecheck.
 #
 #   FUZZ_SECONDS=60      seconds per target (0: only replay the seeds and regressions)
 #   FUZZ_TARGETS="a b"   a subset of the targets (default: all of them)
