@@ -1137,7 +1137,7 @@ pub fn check_length_raw(data: &[u8]) {
     let mut knobs = Knobs::new(data);
     let b0 = knobs.byte();
     let prefix = LengthPrefix::ALL[usize::from(b0) % LengthPrefix::ALL.len()];
-    let kind = FramingKind::ALL[usize::from(b0) % LengthPrefix::ALL.len()];
+    let kind = framing_kind(usize::from(b0) % LengthPrefix::ALL.len());
     debug_assert_eq!(kind.length_prefix(), Some(prefix));
     let mut config = FramingConfig::new(kind);
     config.length_includes_header = b0 & 0x10 != 0;
@@ -1308,8 +1308,7 @@ pub struct FuzzConfig {
 impl FuzzConfig {
     /// The framing configuration.
     pub fn framing(&self) -> FramingConfig {
-        let mut config =
-            FramingConfig::new(FramingKind::ALL[usize::from(self.kind) % FramingKind::ALL.len()]);
+        let mut config = FramingConfig::new(framing_kind(usize::from(self.kind)));
         config.max_frame = self.max_frame.bytes();
         config.max_line = self.max_line.bytes();
         config.max_header = self.max_header.bytes();
@@ -2204,4 +2203,13 @@ pub fn check_trace_import(data: &[u8]) {
             }
         }
     });
+}
+
+/// The framing kind at `index` (modulo the number of kinds), in declaration order:
+/// the mapping the committed seeds were made with.
+fn framing_kind(index: usize) -> FramingKind {
+    let count = FramingKind::all().count();
+    FramingKind::all()
+        .nth(index % count)
+        .expect("the index is below the count")
 }

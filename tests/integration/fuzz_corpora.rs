@@ -616,7 +616,7 @@ type JsonShape = fn(&JsonRoundTripInput) -> bool;
 fn structured_seeds(seeds: &mut Vec<Seed>) {
     use wirecheck::framing::FramingKind;
     let mut rng = Rng(0x5EED_F0F0_1234_5678);
-    for (k, kind) in FramingKind::ALL.iter().enumerate() {
+    for (k, kind) in FramingKind::all().enumerate() {
         for damaged in [false, true] {
             let found = (0..200_000).find_map(|_| {
                 let len = 24 + (rng.next() % 200) as usize;
@@ -630,7 +630,7 @@ fn structured_seeds(seeds: &mut Vec<Seed>) {
                     .iter()
                     .filter(|m| config.encode(m, &mut stream).is_ok() && !m.is_empty())
                     .count();
-                let ok = config.kind == *kind
+                let ok = config.kind == kind
                     && encoded >= 2
                     && input.damage.is_some() == damaged
                     && !input.reads.is_empty();

@@ -70,92 +70,79 @@ pub(crate) const fn clamp_limit(limit: usize) -> usize {
     }
 }
 
-/// Which framing, by its scenario-file name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which framing, by its scenario-file name. The enum is the one description of the
+/// kinds: names, the list in error hints and the iteration order all derive from it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumIter,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 pub enum FramingKind {
     /// `u8`: 1-byte length prefix.
+    #[strum(serialize = "u8")]
     U8,
     /// `u16be`: 2-byte big-endian length prefix.
+    #[strum(serialize = "u16be")]
     U16Be,
     /// `u16le`: 2-byte little-endian length prefix.
+    #[strum(serialize = "u16le")]
     U16Le,
     /// `u32be`: 4-byte big-endian length prefix.
+    #[strum(serialize = "u32be")]
     U32Be,
     /// `u32le`: 4-byte little-endian length prefix.
+    #[strum(serialize = "u32le")]
     U32Le,
     /// `i32le`: 4-byte little-endian signed length prefix.
+    #[strum(serialize = "i32le")]
     I32Le,
     /// `i32be`: 4-byte big-endian signed length prefix.
+    #[strum(serialize = "i32be")]
     I32Be,
     /// `u64be`: 8-byte big-endian length prefix.
+    #[strum(serialize = "u64be")]
     U64Be,
     /// `u64le`: 8-byte little-endian length prefix.
+    #[strum(serialize = "u64le")]
     U64Le,
     /// `varint`: unsigned LEB128 length prefix (protobuf delimited).
+    #[strum(serialize = "varint")]
     Varint,
     /// `line`: LF-terminated, a CR before the LF stripped.
+    #[strum(serialize = "line")]
     Line,
     /// `crlf`: CRLF-terminated.
+    #[strum(serialize = "crlf")]
     Crlf,
     /// `json-header`: i32le header length, JSON header with `file_size`, body.
+    #[strum(serialize = "json-header")]
     JsonHeader,
 }
 
 impl FramingKind {
     /// Every kind, in the same order as [`FramingKind::NAMES`].
-    pub const ALL: [FramingKind; 13] = [
-        FramingKind::U8,
-        FramingKind::U16Be,
-        FramingKind::U16Le,
-        FramingKind::U32Be,
-        FramingKind::U32Le,
-        FramingKind::I32Le,
-        FramingKind::I32Be,
-        FramingKind::U64Be,
-        FramingKind::U64Le,
-        FramingKind::Varint,
-        FramingKind::Line,
-        FramingKind::Crlf,
-        FramingKind::JsonHeader,
-    ];
+    pub fn all() -> impl Iterator<Item = FramingKind> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 
-    /// Every scenario-file name, in the same order as [`FramingKind::ALL`].
-    pub const NAMES: &'static [&'static str] = &[
-        "u8",
-        "u16be",
-        "u16le",
-        "u32be",
-        "u32le",
-        "i32le",
-        "i32be",
-        "u64be",
-        "u64le",
-        "varint",
-        "line",
-        "crlf",
-        "json-header",
-    ];
+    /// Every scenario-file name, in declaration order.
+    pub const NAMES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 
     /// The kind with this scenario-file name (exact, case-sensitive match).
     pub fn from_name(name: &str) -> Option<FramingKind> {
-        Self::NAMES
-            .iter()
-            .position(|&n| n == name)
-            .map(|i| Self::ALL[i])
+        name.parse().ok()
     }
 
     /// The scenario-file name.
     pub fn name(self) -> &'static str {
-        match self {
-            FramingKind::Varint => "varint",
-            FramingKind::Line => "line",
-            FramingKind::Crlf => "crlf",
-            FramingKind::JsonHeader => "json-header",
-            other => other
-                .length_prefix()
-                .map(LengthPrefix::name)
-                .expect("every other kind is length-prefixed"),
-        }
+        self.into()
     }
 
     /// The prefix format, for the fixed-width length-prefixed kinds.
@@ -493,7 +480,7 @@ mod tests {
     }
 
     fn any_kind() -> impl Strategy<Value = FramingKind> {
-        prop::sample::select(FramingKind::ALL.to_vec())
+        prop::sample::select(FramingKind::all().collect::<Vec<_>>())
     }
 
     /// Bytes rich in the values framings care about.
@@ -521,10 +508,10 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(FramingKind::NAMES.len(), FramingKind::ALL.len());
-        for (kind, name) in FramingKind::ALL.iter().zip(FramingKind::NAMES) {
+        assert_eq!(FramingKind::NAMES.len(), FramingKind::all().count());
+        for (kind, name) in FramingKind::all().zip(FramingKind::NAMES) {
             assert_eq!(kind.name(), *name);
-            assert_eq!(FramingKind::from_name(name), Some(*kind));
+            assert_eq!(FramingKind::from_name(name), Some(kind));
             assert_eq!(kind.to_string(), *name);
         }
         assert_eq!(FramingKind::from_name("U32BE"), None);
@@ -658,7 +645,7 @@ mod tests {
 
     #[test]
     fn truncation_through_frame_codec() {
-        for kind in FramingKind::ALL {
+        for kind in FramingKind::all() {
             let config = FramingConfig::new(kind);
             let mut stream = BytesMut::new();
             config.encode(b"whole", &mut stream).unwrap();
