@@ -7,6 +7,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -141,11 +143,11 @@ impl ServerProcess {
             return None;
         }
         self.stopped = true;
-        signal_group(self.pgid, libc::SIGTERM);
+        signal_group(self.pgid, Signal::SIGTERM);
         let status = match tokio::time::timeout(STOP_GRACE, self.child.wait()).await {
             Ok(Ok(status)) => status.to_string(),
             _ => {
-                signal_group(self.pgid, libc::SIGKILL);
+                signal_group(self.pgid, Signal::SIGKILL);
                 match tokio::time::timeout(STOP_GRACE, self.child.wait()).await {
                     Ok(Ok(status)) => format!("{status} (after SIGKILL)"),
                     _ => "did not exit".into(),
@@ -154,7 +156,7 @@ impl ServerProcess {
         };
         log.record(actor, EventKind::ProcessExited { status });
         // Children that ignored SIGTERM still belong to the group; end them too.
-        signal_group(self.pgid, libc::SIGKILL);
+        signal_group(self.pgid, Signal::SIGKILL);
         let deadline = Instant::now() + STOP_GRACE;
         while group_alive(self.pgid) {
             if Instant::now() >= deadline {
@@ -172,18 +174,16 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if !self.stopped {
-            signal_group(self.pgid, libc::SIGKILL);
+            signal_group(self.pgid, Signal::SIGKILL);
         }
     }
 }
 
-fn signal_group(pgid: i32, signal: libc::c_int) {
+/// Sends `signal` to every process of the group. The group id is the child's pid,
+/// which we started and still own.
+fn signal_group(pgid: i32, signal: Signal) {
     if pgid > 0 {
-        // SAFETY: kill(2) with a negative pid signals a process group; it has no memory
-        // effects. The group id is the child's pid, which we started and still own.
-        unsafe {
-            libc::kill(-pgid, signal);
-        }
+        let _ = killpg(Pid::from_raw(pgid), signal);
     }
 }
 
@@ -193,12 +193,11 @@ fn group_alive(pgid: i32) -> bool {
     if pgid <= 0 {
         return false;
     }
-    // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(-pgid, 0) };
-    if rc != 0 {
+    // No signal: only checks that the group exists and may be signalled.
+    if killpg(Pid::from_raw(pgid), None).is_err() {
         return false;
     }
-    // kill() succeeds for zombies; look for a live member in /proc.
+    // killpg() succeeds for zombies; look for a live member in /proc.
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return true;
     };
