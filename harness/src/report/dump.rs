@@ -25,12 +25,16 @@ fn describe_byte(data: &[u8], offset: usize) -> String {
     }
 }
 
+/// One row's bytes as hex pairs, each followed by a space; missing bytes as blanks.
 fn hex_cell(data: &[u8], row_start: usize) -> String {
-    let mut cell = String::new();
-    for i in row_start..row_start + ROW {
-        match data.get(i) {
-            Some(b) => {
-                let _ = write!(cell, "{b:02x} ");
+    let row = data.get(row_start..).unwrap_or_default();
+    let digits = hex::encode(&row[..row.len().min(ROW)]);
+    let mut cell = String::with_capacity(ROW * 3);
+    for i in 0..ROW {
+        match digits.get(2 * i..2 * i + 2) {
+            Some(pair) => {
+                cell.push_str(pair);
+                cell.push(' ');
             }
             None => cell.push_str("   "),
         }

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use std::io::Read;
 
+use toml_write::ToTomlValue as _;
+
 use super::read::{decode, read_frames_from, ReadError};
 use super::reassemble::{Flow, FlowProto, Item, Reassembler};
 
@@ -242,8 +244,9 @@ pub fn scenario_from_flows(flows: &[Flow], source: &str, options: &ImportOptions
             "Replays the {tcp_connections} TCP connection(s) and {udp_flows} UDP flow(s) of {source}."
         ))
     );
-    let _ = writeln!(out, "timeout = \"{}s\"", timeout.as_secs());
-    let _ = writeln!(out, "step_timeout = \"{}s\"", step_timeout.as_secs());
+    let seconds = |d: Duration| basic_string(&format!("{}s", d.as_secs()));
+    let _ = writeln!(out, "timeout = {}", seconds(timeout));
+    let _ = writeln!(out, "step_timeout = {}", seconds(step_timeout));
     let _ = writeln!(out, "tags = [\"imported\"]");
 
     match &options.address {
@@ -281,12 +284,16 @@ pub fn scenario_from_flows(flows: &[Flow], source: &str, options: &ImportOptions
     }
     for (number, (scripts, members)) in groups.iter().enumerate() {
         let _ = writeln!(out, "\n[[clients]]");
-        let _ = writeln!(out, "name = \"client{}\"", number + 1);
+        let _ = writeln!(
+            out,
+            "name = {}",
+            basic_string(&format!("client{}", number + 1))
+        );
         let server = match &options.address {
             Some(_) => target_name(scripts.proto).to_owned(),
             None => format!("server{}", number + 1),
         };
-        let _ = writeln!(out, "connect = \"{server}\"");
+        let _ = writeln!(out, "connect = {}", basic_string(&server));
         if members.len() > 1 {
             let _ = writeln!(out, "count = {}", members.len());
         }
@@ -349,14 +356,11 @@ pub fn data_literal(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) if printable(text) => basic_string(text),
         _ => {
-            let mut hex = String::with_capacity(bytes.len() * 3);
-            for (i, b) in bytes.iter().enumerate() {
-                if i > 0 {
-                    hex.push(' ');
-                }
-                let _ = write!(hex, "{b:02x}");
-            }
-            format!("{{ hex = \"{hex}\" }}")
+            let digits = hex::encode(bytes);
+            let pairs: Vec<&str> = (0..bytes.len())
+                .map(|i| &digits[2 * i..2 * i + 2])
+                .collect();
+            format!("{{ hex = \"{}\" }}", pairs.join(" "))
         }
     }
 }
@@ -388,25 +392,13 @@ fn printable(text: &str) -> bool {
         .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
 }
 
-/// A TOML basic string.
+/// A TOML basic string: one line in double quotes, escaped by toml_edit's own
+/// encoder (toml_write). toml_edit's `Value` would choose the style itself and
+/// write data with a newline as a multi-line string; scenarios keep `"hello\n"`.
 pub fn basic_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml_write::TomlStringBuilder::new(text)
+        .as_basic()
+        .to_toml_value()
 }
 
 #[cfg(test)]
@@ -430,6 +422,16 @@ mod tests {
             format!("{{ hex = \"{}\" }}", vec!["00"; 100].join(" "))
         );
         assert_eq!(data_literal("é".as_bytes()), "\"é\"");
+    }
+
+    #[test]
+    fn basic_strings_read_back_as_the_same_text() {
+        assert_eq!(basic_string("a\"b\\c\n\r\t"), r#""a\"b\\c\n\r\t""#);
+        assert_eq!(basic_string("\u{1}\u{7f}"), r#""\u0001\u007F""#);
+        let text = "say \"hi\" \\o/ 'quoted'\r\n\t\u{1b}[0m é";
+        let document: toml_edit::DocumentMut =
+            format!("value = {}", basic_string(text)).parse().unwrap();
+        assert_eq!(document["value"].as_str(), Some(text));
     }
 
     #[test]
