@@ -198,12 +198,62 @@ pub fn server_addr(outcome: &Ran, actor: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("`{actor}` never accepted or bound"))
 }
 
-/// A loopback port nothing listens on right now (bound, then released).
-pub fn unused_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
+/// A loopback port held for as long as the value lives, by a socket that is bound
+/// but never listens (nor, for UDP, receives from anyone but itself). A released
+/// port could be taken by any other process meanwhile; a held one cannot.
+pub struct HeldPort {
+    socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl HeldPort {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+fn hold(ty: socket2::Type, protocol: socket2::Protocol, reuse: bool) -> HeldPort {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, ty, Some(protocol)).expect("a loopback socket");
+    socket.set_reuse_address(reuse).expect("SO_REUSEADDR");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("an ephemeral loopback port");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("a bound address")
+        .port();
+    HeldPort { socket, port }
+}
+
+/// A loopback TCP port where every connection is refused, for the life of the value:
+/// the socket holding it is bound without SO_REUSEADDR and never listens, so nothing
+/// else can bind the port and the kernel answers each SYN with a reset.
+pub fn refusing_tcp_port() -> HeldPort {
+    hold(socket2::Type::STREAM, socket2::Protocol::TCP, false)
+}
+
+/// A loopback TCP port reserved for a scenario's fixed `bind`, for the life of the
+/// value: the holder sets SO_REUSEADDR and never listens, so a server that also
+/// sets SO_REUSEADDR (wirecheck's, the Python fixture's) may bind and listen on it,
+/// while the kernel never hands it out as anyone's ephemeral or outgoing port.
+/// Connections to it are refused whenever no such server listens.
+pub fn reserved_tcp_port() -> HeldPort {
+    hold(socket2::Type::STREAM, socket2::Protocol::TCP, true)
+}
+
+/// A loopback UDP port that answers every datagram with "port unreachable", for the
+/// life of the value: the holder is bound without SO_REUSEADDR (nothing else can
+/// bind the port) and connected to itself, so datagrams from any other port match
+/// no socket.
+pub fn unreachable_udp_port() -> HeldPort {
+    let held = hold(socket2::Type::DGRAM, socket2::Protocol::UDP, false);
+    held.socket
+        .connect(&held.addr().into())
+        .expect("a UDP socket connects to itself");
+    held
 }
 
 /// The shipped scenario library.
