@@ -303,12 +303,24 @@ impl RunState {
         for server in plan.servers {
             self.start_server(server).await?;
         }
+        // Client declarations start their copies in file order: a declaration begins
+        // once every copy of the one before it has started, so when descriptors run
+        // short the same copies wait on every run.
+        let mut previous_started: Option<tokio::sync::oneshot::Receiver<()>> = None;
         for client in plan.clients {
             let context = Arc::clone(&self.context);
             let usage = self.descriptors.clone();
             let step_timeout = plan.step_timeout;
-            self.actors
-                .spawn(async move { launch_clients(context, client, step_timeout, usage).await });
+            let (started, next) = tokio::sync::oneshot::channel();
+            let after = previous_started.replace(next);
+            self.actors.spawn(async move {
+                if let Some(after) = after {
+                    // An error means the previous launch ended early: it failed, and
+                    // its failure ends the run.
+                    let _ = after.await;
+                }
+                launch_clients(context, client, step_timeout, usage, started).await
+            });
         }
         while let Some(joined) = self.actors.join_next().await {
             // The first failure decides the outcome; the other actors are stopped
@@ -404,6 +416,7 @@ async fn launch_clients(
     client: PlannedClient,
     step_timeout: Duration,
     usage: DescriptorUse,
+    all_started: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), Failure> {
     let mut copies: JoinSet<Result<(), Failure>> = JoinSet::new();
     for copy in 1..=client.count {
@@ -471,6 +484,7 @@ async fn launch_clients(
             joined.unwrap_or_else(|e| Err(crashed(e)))?;
         }
     }
+    let _ = all_started.send(());
     while let Some(joined) = copies.join_next().await {
         joined.unwrap_or_else(|e| Err(crashed(e)))?;
     }
