@@ -314,7 +314,7 @@ async fn run(args: RunArgs) -> i32 {
         reporters.push(Box::new(report::junit::JunitReporter::new(path)));
     }
     if let Some(path) = &args.json {
-        reporters.push(Box::new(report::json::JsonReporter::new(path)));
+        reporters.push(Box::new(report::json::JsonReporter::new(path, repeat)));
     }
     let result = run_suite(
         &selected,

@@ -24,14 +24,18 @@ struct JsonRun<'a> {
 /// Writes `--json FILE` at the end of the suite.
 pub struct JsonReporter {
     path: PathBuf,
+    /// With `--repeat` > 1 passing runs keep no events: a determinism run of
+    /// thousands of passes must not grow the report with identical logs.
+    keep_passing_events: bool,
     /// Each finished run, serialized, by (file, run).
     runs: HashMap<(PathBuf, usize), String>,
 }
 
 impl JsonReporter {
-    pub fn new(path: &Path) -> Self {
+    pub fn new(path: &Path, repeat: usize) -> Self {
         Self {
             path: path.to_owned(),
+            keep_passing_events: repeat <= 1,
             runs: HashMap::new(),
         }
     }
@@ -66,6 +70,11 @@ impl Reporter for JsonReporter {
 
     fn event(&mut self, event: &SuiteEvent<'_>) {
         if let SuiteEvent::RunFinished { outcome, events } = event {
+            let events = if outcome.passed() && !self.keep_passing_events {
+                &[]
+            } else {
+                *events
+            };
             if let Ok(text) = render_run(outcome, events) {
                 self.runs.insert((outcome.path.clone(), outcome.run), text);
             }
