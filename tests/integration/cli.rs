@@ -470,6 +470,230 @@ async fn serve_refuses_unknown_servers_and_protocols() {
     assert_exit(&output, 2);
 }
 
+#[tokio::test]
+async fn serve_list_lists_every_server() {
+    let output = wirecheck(&["serve", "--list"]).await;
+    assert_exit(&output, 0);
+    let listed: Vec<(String, String)> = stdout(&output)
+        .lines()
+        .map(|line| {
+            let (name, summary) = line.split_once(' ').unwrap_or((line, ""));
+            (name.to_owned(), summary.trim().to_owned())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = wirecheck::servers::BuiltinKind::all()
+        .map(|kind| (kind.name().to_owned(), kind.summary().to_owned()))
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+/// The parts of a rendered report that do not depend on where the text came
+/// from: the headlines, the labels under the carets, and the hints.
+fn gist(rendered: &str) -> Vec<String> {
+    rendered
+        .lines()
+        .filter_map(|line| {
+            let trimmed = line.trim();
+            if trimmed.starts_with("error:") || trimmed.starts_with("= ") {
+                Some(trimmed.to_owned())
+            } else if line.contains('^') {
+                Some(
+                    line.rsplit('^')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                )
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn serve_set_reports_a_bad_value_as_the_loader_does() {
+    // (server, --set argument, the same option in a scenario file)
+    let cases = [
+        ("command", "max_reply=-1", "max_reply = -1"),
+        ("readsplit", "read_size=\"2\"", "read_size = \"2\""),
+        ("chat", "framing=u32be", "framing = \"u32be\""),
+        ("framed-echo", "framing=u32bee", "framing = \"u32bee\""),
+        ("time", "clock=yesterday", "clock = \"yesterday\""),
+        ("echo", "max_connections=0", "max_connections = 0"),
+        ("discard", "linger=5", "linger = 5"),
+        ("file", "nodelay=1", "nodelay = 1"),
+    ];
+    for (server, setting, toml) in cases {
+        let scenario = format!(
+            "[servers.srv]\nbuiltin = \"{server}\"\n{toml}\n\n[[clients]]\nscript = [ {{ send = \"x\" }} ]\n"
+        );
+        let loaded = match super::load(&scenario) {
+            Ok(_) => panic!("`{toml}` was accepted for {server}"),
+            Err(e) => e.render(),
+        };
+        let output =
+            wirecheck(&["serve", server, "--listen", "127.0.0.1:0", "--set", setting]).await;
+        assert_exit(&output, 2);
+        let served = stderr(&output);
+        assert!(served.contains("<wirecheck serve options>:1:"), "{served}");
+        assert!(!gist(&loaded).is_empty(), "{loaded}");
+        assert_eq!(
+            gist(&served),
+            gist(&loaded),
+            "serve:\n{served}\nloader:\n{loaded}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_set_names_unknown_and_refused_keys() {
+    let output = wirecheck(&[
+        "serve",
+        "chat",
+        "--listen",
+        "127.0.0.1:0",
+        "--set",
+        "max_lines=10",
+        "--set",
+        "proto=udp",
+        "--framing",
+        "crlf",
+        "--set",
+        "framing=line",
+    ])
+    .await;
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    for expected in [
+        "error: unknown key `max_lines` in server `chat`",
+        "did you mean `max_line`?",
+        "error: `proto` is not set with --set",
+        "error: `framing` is given twice",
+        "<wirecheck serve options>:4:7",
+    ] {
+        assert!(err.contains(expected), "`{expected}` missing:\n{err}");
+    }
+}
+
+/// Sends `text` and reads it back.
+async fn echo(stream: &mut TcpStream, text: &[u8]) {
+    stream.write_all(text).await.unwrap();
+    let mut back = vec![0u8; text.len()];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, text);
+}
+
+/// Reads whatever is already waiting, without waiting for more.
+fn ready_bytes(stream: &TcpStream) -> std::io::Result<usize> {
+    let mut buf = [0u8; 64];
+    stream.try_read(&mut buf)
+}
+
+#[tokio::test]
+async fn serve_max_connections_holds_further_clients_in_the_backlog() {
+    let (child, addr) = serve(&[
+        "echo",
+        "--listen",
+        "127.0.0.1:0",
+        "--set",
+        "max_connections=1",
+    ])
+    .await;
+    let exchange = async {
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        echo(&mut first, b"one").await;
+        // The handshake completes in the backlog; the server does not accept it.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(b"two").await.unwrap();
+        // The first is still served meanwhile...
+        echo(&mut first, b"again").await;
+        // ...and the second has had no answer: it was never accepted.
+        assert_eq!(
+            ready_bytes(&second).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "the second connection was served while the first was open"
+        );
+        // Once the first closes, the second is accepted and served.
+        drop(first);
+        let mut back = [0u8; 3];
+        second.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"two");
+        echo(&mut second, b"more").await;
+    };
+    tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("the exchange finished");
+    stop(child).await;
+}
+
+/// Out of descriptors, the server reports it once, keeps its listener and
+/// accepts the waiting client as soon as a descriptor is free again.
+#[tokio::test]
+async fn serve_survives_running_out_of_descriptors() {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 32 && exec \"$0\" serve echo --listen 127.0.0.1:0")
+        .arg(env!("CARGO_BIN_EXE_wirecheck"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sh starts wirecheck serve");
+    let mut stdout_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let exchange = async {
+        let first = stdout_lines.next_line().await.unwrap().unwrap();
+        let addr: std::net::SocketAddr = first
+            .strip_prefix("echo listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+        // Connect clients until the server cannot take one more: each is either
+        // echoed, or the server says it cannot accept.
+        let mut served = Vec::new();
+        let (mut waiting, warning) = loop {
+            assert!(served.len() < 64, "32 descriptors never ran out");
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            client.write_all(b"x").await.unwrap();
+            let mut byte = [0u8];
+            tokio::select! {
+                read = client.read_exact(&mut byte) => {
+                    read.unwrap();
+                    served.push(client);
+                }
+                line = stderr_lines.next_line() => {
+                    break (client, line.unwrap().expect("a warning line"));
+                }
+            }
+        };
+        assert!(warning.contains("cannot accept"), "{warning}");
+        assert!(warning.contains("Too many open files"), "{warning}");
+        // Closing one served client frees a descriptor: the waiting client is
+        // accepted at the next retry and echoed.
+        drop(served.remove(0));
+        let mut byte = [0u8];
+        waiting.read_exact(&mut byte).await.unwrap();
+        assert_eq!(&byte, b"x");
+        (served, waiting)
+    };
+    let clients = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("the server recovered");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    drop(clients);
+    let mut more = Vec::new();
+    while let Some(line) = stderr_lines.next_line().await.unwrap() {
+        more.push(line);
+    }
+    assert!(
+        !more.iter().any(|line| line.contains("cannot accept")),
+        "the accept error was reported more than once: {more:?}"
+    );
+}
+
 /// Regression: a non-loopback `--address` surfaced as "a bug in wirecheck import".
 #[test]
 fn import_refuses_a_non_loopback_address_up_front() {

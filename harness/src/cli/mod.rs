@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -136,9 +135,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7777")]
     pub listen: SocketAddr,
-    /// tcp or udp.
-    #[arg(long, default_value = "tcp")]
-    pub proto: String,
+    /// Transport.
+    #[arg(long, value_enum, default_value_t = ServeProto::Tcp)]
+    pub proto: ServeProto,
     /// Framing for servers that use one (same as `--set framing=NAME`; the command
     /// server also takes `none`).
     #[arg(long)]
@@ -157,6 +156,22 @@ pub struct ServeArgs {
     /// List the built-in servers and exit.
     #[arg(long)]
     pub list: bool,
+}
+
+/// `serve --proto` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeProto {
+    Tcp,
+    Udp,
+}
+
+impl From<ServeProto> for Proto {
+    fn from(proto: ServeProto) -> Self {
+        match proto {
+            ServeProto::Tcp => Proto::Tcp,
+            ServeProto::Udp => Proto::Udp,
+        }
+    }
 }
 
 /// Writes to stdout, ignoring a closed pipe: `wirecheck check | head` must not
@@ -633,73 +648,37 @@ fn check(args: CheckArgs) -> i32 {
     }
 }
 
-/// Builds a standalone server's configuration by writing the options as the
-/// server table of a scenario and loading it: `wirecheck serve` and scenario files
-/// then accept exactly the same options, checked by the same code, with the same
-/// error messages.
+/// A standalone server's configuration: `--framing`, `--read-size` and every
+/// `--set KEY=VALUE`, checked against the server's option schema (the one the
+/// scenario loader uses, with the same messages). `Err` is the rendered report.
 fn serve_config(
-    name: &str,
-    proto: Proto,
+    kind: BuiltinKind,
     args: &ServeArgs,
 ) -> Result<(BuiltinConfig, SocketOptions), String> {
-    let mut table = format!(
-        "[servers.{name}]\nbuiltin = \"{name}\"\nproto = \"{}\"\n",
-        proto.name()
-    );
-    let mut options: Vec<(String, String)> = Vec::new();
+    use servers::OptionValue;
+    let mut options = servers::CommandLineOptions::new();
     if let Some(framing) = &args.framing {
-        options.push(("framing".into(), framing.clone()));
+        options.flag(
+            "--framing",
+            "framing",
+            framing,
+            OptionValue::Str(framing.clone()),
+        );
     }
     if let Some(size) = args.read_size {
-        options.push(("read_size".into(), size.to_string()));
+        let value = OptionValue::Int(i64::try_from(size).unwrap_or(i64::MAX));
+        options.flag("--read-size", "read_size", &size.to_string(), value);
     }
     for setting in &args.set {
-        let Some((key, value)) = setting.split_once('=') else {
-            return Err(format!("error: `--set {setting}` is not KEY=VALUE\n"));
-        };
-        let key = key.trim();
-        if matches!(key, "builtin" | "proto" | "bind") {
-            return Err(format!(
-                "error: `{key}` is not set with --set: use the server name, --proto or --listen\n"
-            ));
-        }
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("error: `{key}` is not an option name\n"));
-        }
-        options.push((key.to_owned(), value.trim().to_owned()));
+        options.set(setting);
     }
-    for (key, value) in options {
-        // A TOML value as given (numbers, booleans, quoted strings), else a string.
-        // A date-time stays a string: options like `clock` take RFC 3339 text.
-        let literal = if toml_edit::Value::from_str(&value)
-            .is_ok_and(|v| !matches!(v, toml_edit::Value::Datetime(_)))
-        {
-            value
-        } else {
-            toml_edit::Value::from(value.as_str()).to_string()
-        };
-        table.push_str(&format!("{key} = {literal}\n"));
-    }
-    let path = Path::new("<wirecheck serve options>");
-    match scenario::load_str(path, &table) {
-        Ok(loaded) => match loaded
-            .servers
-            .into_iter()
-            .next()
-            .map(|s| (s.kind, s.options))
-        {
-            Some((scenario::ServerKind::Builtin(config), options)) => Ok((config, options)),
-            _ => Err("error: internal: the options did not make a built-in server\n".into()),
-        },
-        Err(error) => Err(error.render()),
-    }
+    options.configure(kind).map_err(|error| error.render())
 }
 
 async fn serve(args: ServeArgs) -> i32 {
     if args.list {
-        for name in BuiltinKind::NAMES {
-            let kind = BuiltinKind::from_name(name).expect("listed names parse");
-            outln!("{name:<12} {}", kind.summary());
+        for kind in BuiltinKind::all() {
+            outln!("{:<12} {}", kind.name(), kind.summary());
         }
         return EXIT_PASSED;
     }
@@ -707,18 +686,11 @@ async fn serve(args: ServeArgs) -> i32 {
     let Some(kind) = BuiltinKind::from_name(&name) else {
         eprintln!(
             "error: unknown server `{name}`; built-in servers: {}",
-            BuiltinKind::NAMES.join(", ")
+            BuiltinKind::names().join(", ")
         );
         return EXIT_USAGE;
     };
-    let proto = match args.proto.as_str() {
-        "tcp" => Proto::Tcp,
-        "udp" => Proto::Udp,
-        other => {
-            eprintln!("error: unknown proto `{other}`; use tcp or udp");
-            return EXIT_USAGE;
-        }
-    };
+    let proto = Proto::from(args.proto);
     if !kind.supports(proto) {
         eprintln!("error: `{name}` does not speak {}", proto.name());
         return EXIT_USAGE;
@@ -730,7 +702,7 @@ async fn serve(args: ServeArgs) -> i32 {
         );
         return EXIT_USAGE;
     }
-    let (config, options) = match serve_config(&name, proto, &args) {
+    let (config, options) = match serve_config(kind, &args) {
         Ok(loaded) => loaded,
         Err(message) => {
             eprint!("{message}");

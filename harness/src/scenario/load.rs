@@ -23,7 +23,7 @@ use super::tree::{self, Entry, Node, NodeKind};
 use crate::duration::{parse_duration, DURATION_HINT};
 use crate::event::ShutdownHow;
 use crate::framing::{FramingConfig, FramingKind};
-use crate::servers::{BuiltinConfig, BuiltinKind};
+use crate::servers::{BuiltinConfig, BuiltinKind, OptionValue};
 
 /// Data larger than this is almost certainly a mistake in a scenario (`times = 1e12`),
 /// and refusing it keeps a malformed file from exhausting memory.
@@ -564,24 +564,19 @@ impl Loader<'_> {
         let name = self.ok(string(node, "builtin"))?;
         let Some(kind) = BuiltinKind::from_name(&name) else {
             // Which server was meant is unknown, so any server's option may be right.
-            for known in BuiltinKind::NAMES
-                .iter()
-                .filter_map(|n| BuiltinKind::from_name(n))
-            {
+            for known in BuiltinKind::all() {
                 valid.extend(known.option_keys());
             }
+            let names = BuiltinKind::names();
             let mut d = Diagnostic::new(
                 node.span.clone(),
                 format!("unknown builtin server `{name}`"),
             )
             .label("not a reference server of wirecheck");
-            if let Some(best) = did_you_mean(&name, BuiltinKind::NAMES) {
+            if let Some(best) = did_you_mean(&name, &names) {
                 d = d.hint(format!("did you mean `{best}`?"));
             }
-            self.push(d.hint(format!(
-                "builtin servers: {}",
-                BuiltinKind::NAMES.join(", ")
-            )));
+            self.push(d.hint(format!("builtin servers: {}", names.join(", "))));
             return None;
         };
         if !kind.supports(proto) {
@@ -603,118 +598,31 @@ impl Loader<'_> {
         }
         valid.extend(kind.option_keys());
         let mut config = BuiltinConfig::new(kind);
-        // Every option is checked even after one fails, so all errors show at once.
-        let errors_before = self.diagnostics.len();
-        // Only this server's own keys are read; any other is left for the
-        // unknown-key report, so an option that would be ignored is refused.
-        let allowed = kind.option_keys();
-        let mut option = |key: &str| {
-            if allowed.contains(&key) {
-                fields.get(key)
-            } else {
-                None
-            }
-        };
-        if let Some(node) = option("read_size") {
-            if let Some(size) = self.ok(count(node, "read_size", 1, MAX_RECV_BYTES)) {
-                config.read_size = size;
-            }
-        }
-        if let Some(node) = option("framing") {
-            if let Some(name) = self.ok(string(node, "framing")) {
-                if kind == BuiltinKind::Command && name == "none" {
-                    config.raw_replies = true;
-                } else if let Some(framing) = self.builtin_framing(node, kind, &name) {
-                    config.framing.kind = framing;
-                }
-            }
-        }
-        let limits = [
-            ("max_frame", 1, MAX_DATA_BYTES),
-            ("max_body", 0, MAX_DATA_BYTES),
-            ("max_line", 1, MAX_DATA_BYTES),
-            ("max_header", 2, MAX_DATA_BYTES),
-            ("max_reply", 0, MAX_DATA_BYTES),
-            ("max_store", 0, MAX_DATA_BYTES << 2),
-            ("max_files", 1, 1_000_000),
-            ("queue", 1, 100_000),
-        ];
-        for (key, min, max) in limits {
-            let Some(node) = option(key) else { continue };
-            let Some(value) = self.ok(count(node, key, min, max)) else {
+        // The server's own schema checks each option it takes; every option is
+        // checked even after one fails, so all errors show at once. Any other key
+        // is left for the unknown-key report, so an option that would be ignored
+        // is refused.
+        let mut failed = false;
+        for option in kind.options() {
+            let Some(node) = fields.get(option.key) else {
                 continue;
             };
-            match key {
-                // The file server's `max_body` is its json-header codec's max_frame.
-                "max_frame" | "max_body" => config.framing.max_frame = value,
-                "max_line" => config.framing.max_line = value,
-                "max_header" => config.framing.max_header = value,
-                "max_reply" => config.max_reply = value,
-                "max_store" => config.max_store = value,
-                "max_files" => config.max_files = value,
-                _ => config.queue = value,
+            let value = match &node.kind {
+                NodeKind::Str(s) => OptionValue::Str(s.clone()),
+                NodeKind::Int(i) => OptionValue::Int(*i),
+                NodeKind::Bool(b) => OptionValue::Bool(*b),
+                other => OptionValue::Other(other.type_name()),
+            };
+            if let Err(mut d) = option.apply(kind.name(), &mut config, &value) {
+                d.span = node.span.clone();
+                self.push(d);
+                failed = true;
             }
         }
-        if let Some(node) = option("length_includes_header") {
-            if let Some(v) = self.ok(boolean(node, "length_includes_header")) {
-                config.framing.length_includes_header = v;
-            }
-        }
-        if let Some(node) = option("clock") {
-            if let Some(text) = self.ok(string(node, "clock")) {
-                match chrono::DateTime::parse_from_rfc3339(&text) {
-                    Ok(clock) => config.clock = Some(clock),
-                    Err(e) => self.push(
-                        Diagnostic::new(node.span.clone(), "`clock` is not an RFC 3339 timestamp")
-                            .label(format!("`{text}`: {e}"))
-                            .hint("write a date, `T`, a time and an offset, e.g. clock = \"2024-01-02T03:04:05Z\" or \"2024-01-02T12:04:05+09:00\""),
-                    ),
-                }
-            }
-        }
-        if self.diagnostics.len() > errors_before {
+        if failed {
             return None;
         }
         Some(ServerKind::Builtin(config))
-    }
-
-    /// The framing named by a built-in server's `framing` key, if that server
-    /// speaks it. Only the kind is taken: the server's own default limits stay.
-    fn builtin_framing(
-        &mut self,
-        node: &Node,
-        kind: BuiltinKind,
-        name: &str,
-    ) -> Option<FramingKind> {
-        let accepted = kind.framing_names();
-        match FramingKind::from_name(name) {
-            Some(framing) if accepted.contains(&name) => Some(framing),
-            Some(_) => {
-                self.push(
-                    Diagnostic::new(node.span.clone(), kind.framing_requirement())
-                        .label(format!("`{}` does not take framing `{name}`", kind.name()))
-                        .hint(format!(
-                            "framing for `{}`: {}",
-                            kind.name(),
-                            accepted.join(", ")
-                        )),
-                );
-                None
-            }
-            None => {
-                let mut d = Diagnostic::new(node.span.clone(), format!("unknown framing `{name}`"))
-                    .label("not a framing wirecheck knows");
-                if let Some(best) = did_you_mean(name, accepted) {
-                    d = d.hint(format!("did you mean `{best}`?"));
-                }
-                self.push(d.hint(format!(
-                    "framing for `{}`: {}",
-                    kind.name(),
-                    accepted.join(", ")
-                )));
-                None
-            }
-        }
     }
 
     fn script_server(

@@ -37,6 +37,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{shutdown_recorded, write_recorded, FramedConn, Next};
+use super::options::{framing, limit, max_line, OptionSpec, Unit, LINE_FRAMINGS, MAX_CONNECTIONS};
 use super::BuiltinConfig;
 use crate::framing::FramingConfig;
 use crate::net::Recorder;
@@ -54,6 +55,30 @@ pub const MAX_NAME: usize = 32;
 /// How long a message waits for room in a recipient's full queue before that
 /// recipient is disconnected as too slow.
 pub const SLOW_READER_GRACE: Duration = Duration::from_secs(1);
+
+fn set_queue(config: &mut BuiltinConfig, lines: usize) {
+    config.queue = lines;
+}
+
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[
+    framing(
+        LINE_FRAMINGS,
+        "line",
+        "chat requests and replies are lines",
+        "`line` or `crlf`",
+    ),
+    max_line(DEFAULT_CHAT_MAX_LINE, "largest request line"),
+    limit(
+        "queue",
+        1,
+        100_000,
+        DEFAULT_QUEUE,
+        Unit::Number,
+        "lines queued per client before it counts as too slow",
+        set_queue,
+    ),
+    MAX_CONNECTIONS,
+];
 
 struct Member {
     name: Option<String>,

@@ -29,12 +29,59 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{FramedConn, Next};
+use super::options::{
+    framing, limit, max_line_default, OptionSpec, Unit, LENGTH_INCLUDES_HEADER, MAX_CONNECTIONS,
+    MAX_LIMIT,
+};
 use super::BuiltinConfig;
 use crate::framing::{FramingConfig, FramingKind};
 use crate::net::Recorder;
 
 /// Default `max_reply`: 16 MiB.
 pub const DEFAULT_MAX_REPLY: usize = 16 * 1024 * 1024;
+
+/// The replies' framings: every framing, or `none`.
+const REPLY_FRAMINGS: &[&str] = &[
+    "u8",
+    "u16be",
+    "u16le",
+    "u32be",
+    "u32le",
+    "i32le",
+    "i32be",
+    "u64be",
+    "u64le",
+    "varint",
+    "line",
+    "crlf",
+    "json-header",
+    "none",
+];
+
+fn set_max_reply(config: &mut BuiltinConfig, n: usize) {
+    config.max_reply = n;
+}
+
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[
+    framing(
+        REPLY_FRAMINGS,
+        "i32le",
+        "not a framing this server knows",
+        "the replies' framing, or \"none\" for raw replies",
+    ),
+    max_line_default("largest request line"),
+    limit(
+        "max_reply",
+        0,
+        MAX_LIMIT,
+        DEFAULT_MAX_REPLY,
+        Unit::Bytes,
+        "largest reply `bytes N` or `repeat N TEXT` may produce",
+        set_max_reply,
+    ),
+    LENGTH_INCLUDES_HEADER,
+    MAX_CONNECTIONS,
+];
 
 /// The reply to `help`.
 pub const HELP: &str = "commands: echo TEXT | repeat N TEXT | bytes N | help";

@@ -3,8 +3,12 @@
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::IO_BUFFER;
+use super::options::{OptionSpec, MAX_CONNECTIONS};
+use super::{BuiltinConfig, IO_BUFFER};
 use crate::net::Recorder;
+
+/// Discard takes no options of its own.
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[MAX_CONNECTIONS];
 
 pub async fn serve_tcp(
     mut stream: TcpStream,

@@ -5,9 +5,13 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::IO_BUFFER;
+use super::options::{OptionSpec, MAX_CONNECTIONS};
+use super::{BuiltinConfig, IO_BUFFER};
 use crate::event::EventKind;
 use crate::net::Recorder;
+
+/// Echo takes no options of its own.
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[MAX_CONNECTIONS];
 
 /// Echoes until the peer closes. The peer's half-close is passed on, so a client that
 /// shuts down its write side gets an EOF after the last echoed byte.

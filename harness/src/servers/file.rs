@@ -40,8 +40,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{FramedConn, Next};
+use super::options::{framing, limit, max_header, OptionSpec, Unit, MAX_CONNECTIONS, MAX_LIMIT};
 use super::BuiltinConfig;
-use crate::framing::{Frame, FramingConfig};
+use crate::framing::{Frame, FramingConfig, DEFAULT_MAX_FRAME};
 use crate::net::Recorder;
 
 /// Default `max_store`: 64 MiB.
@@ -50,6 +51,55 @@ pub const DEFAULT_MAX_STORE: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_FILES: usize = 1024;
 /// The longest file name, in bytes (the usual file-system limit).
 pub const MAX_FILE_NAME: usize = 255;
+
+/// The file server's `max_body` is its json-header codec's `max_frame`.
+fn set_max_body(config: &mut BuiltinConfig, n: usize) {
+    config.framing.max_frame = n;
+}
+fn set_max_store(config: &mut BuiltinConfig, n: usize) {
+    config.max_store = n;
+}
+fn set_max_files(config: &mut BuiltinConfig, n: usize) {
+    config.max_files = n;
+}
+
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[
+    framing(
+        &["json-header"],
+        "json-header",
+        "the file server speaks json-header framing",
+        "the only value accepted",
+    ),
+    max_header("largest request header"),
+    limit(
+        "max_body",
+        0,
+        MAX_LIMIT,
+        DEFAULT_MAX_FRAME,
+        Unit::Bytes,
+        "largest request body (`file_size`)",
+        set_max_body,
+    ),
+    limit(
+        "max_store",
+        0,
+        MAX_LIMIT << 2,
+        DEFAULT_MAX_STORE,
+        Unit::Bytes,
+        "most bytes stored at once, all files together",
+        set_max_store,
+    ),
+    limit(
+        "max_files",
+        1,
+        1_000_000,
+        DEFAULT_MAX_FILES,
+        Unit::Number,
+        "most files stored at once",
+        set_max_files,
+    ),
+    MAX_CONNECTIONS,
+];
 
 struct Stored {
     data: Bytes,

@@ -19,8 +19,27 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{FramedConn, Next};
+use super::options::{
+    framing, max_frame, max_header, max_line_default, OptionSpec, LENGTH_INCLUDES_HEADER,
+    MAX_CONNECTIONS,
+};
 use super::BuiltinConfig;
+use crate::framing::FramingKind;
 use crate::net::Recorder;
+
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[
+    framing(
+        FramingKind::NAMES,
+        "u32be",
+        "not a framing this server knows",
+        "the framing of the frames echoed",
+    ),
+    max_frame("largest payload (for json-header: largest body)"),
+    max_line_default("largest line, for line and crlf"),
+    max_header("largest JSON header, for json-header"),
+    LENGTH_INCLUDES_HEADER,
+    MAX_CONNECTIONS,
+];
 
 pub async fn serve_tcp(
     stream: TcpStream,

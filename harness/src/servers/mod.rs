@@ -6,6 +6,7 @@
 //! per connection. Taking the socket (rather than an address) lets tests and the
 //! runner bind port 0 and know the port before the server starts.
 
+pub mod accept;
 mod chat;
 mod command;
 mod conn;
@@ -13,6 +14,7 @@ mod discard;
 mod echo;
 mod file;
 mod framed_echo;
+pub mod options;
 mod readsplit;
 mod time;
 
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
+use strum::{EnumIter, EnumString, IntoEnumIterator, IntoStaticStr};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +31,12 @@ use crate::event::{EventKind, EventStream};
 use crate::framing::{FramingConfig, FramingKind};
 use crate::net::{apply_socket_options, Recorder};
 use crate::scenario::{Proto, SocketOptions};
+
+pub use accept::{
+    accept_exactly, serve_connections, AcceptExactly, Accepted, Acceptor, SocketOptionsError,
+    DEFAULT_MAX_CONNECTIONS,
+};
+pub use options::{CommandLineOptions, OptionKind, OptionSpec, OptionValue, SOCKET_OPTIONS};
 
 pub use chat::{DEFAULT_CHAT_MAX_LINE, DEFAULT_QUEUE, MAX_NAME};
 pub use command::{DEFAULT_MAX_REPLY, HELP};
@@ -43,31 +52,11 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// transfers, small enough that thousands of connections stay cheap.
 pub const IO_BUFFER: usize = 64 * 1024;
 
-/// Framing names a length-prefixed report can use (readsplit).
-const PREFIX_FRAMINGS: &[&str] = &[
-    "u8", "u16be", "u16le", "u32be", "u32le", "i32le", "i32be", "u64be", "u64le", "varint",
-];
-/// The command server's reply framings: every framing, or `none`.
-const COMMAND_FRAMINGS: &[&str] = &[
-    "u8",
-    "u16be",
-    "u16le",
-    "u32be",
-    "u32le",
-    "i32le",
-    "i32be",
-    "u64be",
-    "u64le",
-    "varint",
-    "line",
-    "crlf",
-    "json-header",
-    "none",
-];
-const LINE_FRAMINGS: &[&str] = &["line", "crlf"];
-
-/// Which reference server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which reference server. Its scenario-file name (`"framed-echo"`) comes from
+/// strum: `name()`, `from_name()` and [`BuiltinKind::iter`] (every server, in
+/// this order) all derive from this one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, EnumIter)]
+#[strum(serialize_all = "kebab-case")]
 pub enum BuiltinKind {
     /// Sends back every byte it reads (TCP) or every datagram (UDP).
     Echo,
@@ -75,6 +64,7 @@ pub enum BuiltinKind {
     Discard,
     /// Answers each read call with that call's bytes behind a length prefix, so a
     /// client can watch how the stream was split or coalesced.
+    #[strum(serialize = "readsplit")]
     ReadSplit,
     /// Decodes frames in a framing and echoes each one back as a frame.
     FramedEcho,
@@ -89,42 +79,24 @@ pub enum BuiltinKind {
 }
 
 impl BuiltinKind {
-    pub const NAMES: &'static [&'static str] = &[
-        "echo",
-        "discard",
-        "readsplit",
-        "framed-echo",
-        "command",
-        "file",
-        "chat",
-        "time",
-    ];
-
+    /// The server with this scenario-file name (exact, case-sensitive).
     pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "echo" => Self::Echo,
-            "discard" => Self::Discard,
-            "readsplit" => Self::ReadSplit,
-            "framed-echo" => Self::FramedEcho,
-            "command" => Self::Command,
-            "file" => Self::File,
-            "chat" => Self::Chat,
-            "time" => Self::Time,
-            _ => return None,
-        })
+        name.parse().ok()
     }
 
+    /// The scenario-file name.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Echo => "echo",
-            Self::Discard => "discard",
-            Self::ReadSplit => "readsplit",
-            Self::FramedEcho => "framed-echo",
-            Self::Command => "command",
-            Self::File => "file",
-            Self::Chat => "chat",
-            Self::Time => "time",
-        }
+        self.into()
+    }
+
+    /// Every server, in declaration order (the order of `serve --list`).
+    pub fn all() -> impl Iterator<Item = Self> {
+        Self::iter()
+    }
+
+    /// Every server's name, in declaration order.
+    pub fn names() -> Vec<&'static str> {
+        Self::all().map(Self::name).collect()
     }
 
     /// One line for `wirecheck serve --list` and the docs.
@@ -160,63 +132,55 @@ impl BuiltinKind {
         }
     }
 
-    /// Keys a scenario may set beside `builtin = "NAME"`.
-    pub fn option_keys(self) -> &'static [&'static str] {
+    /// The server's option schema: the keys a scenario may set beside
+    /// `builtin = "NAME"` (and `wirecheck serve --set` may set), each with its
+    /// type, range, default and description. Each server's module owns its list.
+    pub fn options(self) -> &'static [OptionSpec<BuiltinConfig>] {
         match self {
-            Self::Echo | Self::Discard => &[],
-            Self::ReadSplit => &[
-                "read_size",
-                "framing",
-                "max_frame",
-                "length_includes_header",
-            ],
-            Self::FramedEcho => &[
-                "framing",
-                "max_frame",
-                "max_line",
-                "max_header",
-                "length_includes_header",
-            ],
-            Self::Command => &["framing", "max_line", "max_reply", "length_includes_header"],
-            Self::File => &[
-                "framing",
-                "max_header",
-                "max_body",
-                "max_store",
-                "max_files",
-            ],
-            Self::Chat => &["framing", "max_line", "queue"],
-            Self::Time => &["framing", "max_line", "clock"],
+            Self::Echo => echo::OPTIONS,
+            Self::Discard => discard::OPTIONS,
+            Self::ReadSplit => readsplit::OPTIONS,
+            Self::FramedEcho => framed_echo::OPTIONS,
+            Self::Command => command::OPTIONS,
+            Self::File => file::OPTIONS,
+            Self::Chat => chat::OPTIONS,
+            Self::Time => time::OPTIONS,
         }
+    }
+
+    /// The keys of [`BuiltinKind::options`].
+    pub fn option_keys(self) -> impl Iterator<Item = &'static str> {
+        self.options().iter().map(|option| option.key)
+    }
+
+    /// The `framing` option, if the server has one.
+    fn framing_option(self) -> Option<&'static OptionKind<BuiltinConfig>> {
+        self.options()
+            .iter()
+            .find(|option| option.key == "framing")
+            .map(|option| &option.kind)
     }
 
     /// The `framing` values this server accepts (empty: it has no `framing` option).
     pub fn framing_names(self) -> &'static [&'static str] {
-        match self {
-            Self::Echo | Self::Discard => &[],
-            Self::File => &["json-header"],
-            Self::ReadSplit => PREFIX_FRAMINGS,
-            Self::FramedEcho => FramingKind::NAMES,
-            Self::Command => COMMAND_FRAMINGS,
-            Self::Chat | Self::Time => LINE_FRAMINGS,
+        match self.framing_option() {
+            Some(OptionKind::Framing { accepted, .. }) => accepted,
+            _ => &[],
         }
     }
 
     /// Why `framing` cannot be `name` for this server, for diagnostics.
     pub fn framing_requirement(self) -> &'static str {
-        match self {
-            Self::ReadSplit => "readsplit reports each read behind a length prefix",
-            Self::Chat => "chat requests and replies are lines",
-            Self::Time => "time requests and replies are lines (over TCP)",
-            Self::File => "the file server speaks json-header framing",
-            Self::Echo | Self::Discard => "this server has no framing",
-            Self::FramedEcho | Self::Command => "not a framing this server knows",
+        match self.framing_option() {
+            Some(OptionKind::Framing { requirement, .. }) => requirement,
+            _ => "this server has no framing",
         }
     }
 }
 
 /// A reference server and its options. [`BuiltinConfig::new`] fills in each
-/// kind's defaults; the loader and the CLI then adjust the public fields.
+/// kind's defaults (from its option schema); the loader and the CLI then adjust
+/// the public fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltinConfig {
     pub kind: BuiltinKind,
@@ -241,44 +205,40 @@ pub struct BuiltinConfig {
     pub queue: usize,
     /// time: a fixed instant to report instead of the real clock.
     pub clock: Option<DateTime<FixedOffset>>,
+    /// TCP: the most connections served at once; more wait in the listen
+    /// backlog until one ends.
+    pub max_connections: usize,
 }
 
 impl BuiltinConfig {
     pub fn new(kind: BuiltinKind) -> Self {
-        let framing = match kind {
-            BuiltinKind::Command => FramingConfig::new(FramingKind::I32Le),
-            BuiltinKind::File => FramingConfig::new(FramingKind::JsonHeader),
-            BuiltinKind::Chat => FramingConfig {
-                max_line: DEFAULT_CHAT_MAX_LINE,
-                ..FramingConfig::new(FramingKind::Line)
-            },
-            BuiltinKind::Time => FramingConfig {
-                max_line: DEFAULT_TIME_MAX_LINE,
-                ..FramingConfig::new(FramingKind::Line)
-            },
-            BuiltinKind::Echo
-            | BuiltinKind::Discard
-            | BuiltinKind::ReadSplit
-            | BuiltinKind::FramedEcho => FramingConfig::new(FramingKind::U32Be),
-        };
-        Self {
+        let mut config = Self {
             kind,
             read_size: IO_BUFFER,
-            framing,
+            framing: FramingConfig::new(FramingKind::U32Be),
             raw_replies: false,
             max_reply: DEFAULT_MAX_REPLY,
             max_store: DEFAULT_MAX_STORE,
             max_files: DEFAULT_MAX_FILES,
             queue: DEFAULT_QUEUE,
             clock: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        };
+        for option in kind.options() {
+            option.apply_default(&mut config);
         }
+        config
     }
 
-    /// Checks what the loader checks, for configurations built elsewhere (the
-    /// CLI's `--framing`).
+    /// Checks what the loader checks, for configurations built elsewhere.
     pub fn validate(&self) -> Result<(), String> {
         let names = self.kind.framing_names();
-        if !names.is_empty() && !names.contains(&self.framing.kind.name()) {
+        let framing = if self.raw_replies {
+            "none"
+        } else {
+            self.framing.kind.name()
+        };
+        if !names.is_empty() && !names.contains(&framing) {
             return Err(format!(
                 "{}; `{}` takes framing {}",
                 self.kind.framing_requirement(),
@@ -372,8 +332,9 @@ pub async fn serve(
             // State shared by the connections of this one server instance.
             let store = file::Store::shared(&config);
             let room = chat::Room::shared();
-            accept_loop(
+            serve_tcp(
                 listener,
+                config.max_connections,
                 context,
                 shutdown,
                 move |stream, recorder, stop| {
@@ -408,39 +369,36 @@ pub async fn serve(
                     }
                 },
             )
-            .await
+            .await;
+            Ok(())
         }
     }
 }
 
-/// Accepts connections until cancelled and serves each on its own task, so one slow
-/// or hostile client never holds up another. A connection's error ends only that
-/// connection.
-async fn accept_loop<F, Fut>(
+/// Serves TCP connections through the one accept loop
+/// ([`accept::serve_connections`]), each on its own task so one slow or
+/// hostile client never holds up another, at most `max_connections` at once.
+/// Records each connection's accept and close; a connection's error ends only
+/// that connection.
+async fn serve_tcp<F, Fut>(
     listener: TcpListener,
+    max_connections: usize,
     context: ServerContext,
     shutdown: CancellationToken,
     handler: F,
-) -> std::io::Result<()>
-where
+) where
     F: Fn(TcpStream, Recorder, CancellationToken) -> Fut,
     Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let mut connections = tokio::task::JoinSet::new();
+    let acceptor = Acceptor::new(
+        listener,
+        context.options.clone(),
+        Arc::clone(&context.actor),
+    );
     let mut accepted = 0u64;
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                // Running out of descriptors or a connection reset before accept
-                // must not stop the server for everyone else.
-                Err(_) => continue,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
+    let stop = shutdown.clone();
+    serve_connections(acceptor, max_connections, shutdown, move |connection| {
         accepted += 1;
-        let _ = apply_socket_options(socket2::SockRef::from(&stream), &context.options);
         let recorder = Recorder {
             log: context.log.clone(),
             actor: if accepted == 1 {
@@ -450,24 +408,22 @@ where
             },
             conn: context.log.next_conn_id(),
         };
-        let local = stream.local_addr()?;
         recorder.record(EventKind::Accept {
             conn: recorder.conn,
-            local,
-            peer,
+            local: connection.local,
+            peer: connection.peer,
         });
         let finish = recorder.clone();
-        let work = handler(stream, recorder, shutdown.child_token());
-        connections.spawn(async move {
+        let work = handler(connection.stream, recorder, stop.child_token());
+        async move {
             let reset = matches!(&work.await, Err(e) if crate::net::is_reset(e));
             finish.record(EventKind::Close {
                 conn: finish.conn,
                 reset,
             });
-        });
-    }
-    connections.shutdown().await;
-    Ok(())
+        }
+    })
+    .await;
 }
 
 /// Serves datagrams until cancelled: each one received is recorded and handed to
@@ -530,20 +486,36 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for name in BuiltinKind::NAMES {
+        let names = BuiltinKind::names();
+        assert_eq!(
+            names,
+            [
+                "echo",
+                "discard",
+                "readsplit",
+                "framed-echo",
+                "command",
+                "file",
+                "chat",
+                "time"
+            ]
+        );
+        for name in names {
             let kind = BuiltinKind::from_name(name).expect("listed names parse");
-            assert_eq!(kind.name(), *name);
+            assert_eq!(kind.name(), name);
             assert!(!kind.summary().is_empty());
         }
         assert_eq!(BuiltinKind::from_name("framed_echo"), None);
+        assert_eq!(BuiltinKind::from_name("Echo"), None);
+        assert_eq!(BuiltinKind::from_name("read-split"), None);
     }
 
     #[test]
     fn a_framing_option_goes_with_framing_names() {
-        for name in BuiltinKind::NAMES {
-            let kind = BuiltinKind::from_name(name).unwrap();
+        for kind in BuiltinKind::all() {
+            let name = kind.name();
             assert_eq!(
-                kind.option_keys().contains(&"framing"),
+                kind.option_keys().any(|key| key == "framing"),
                 !kind.framing_names().is_empty(),
                 "{name}"
             );

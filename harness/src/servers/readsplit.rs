@@ -8,8 +8,37 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::BuiltinConfig;
+use super::options::{
+    framing, limit, max_frame, OptionSpec, Unit, LENGTH_INCLUDES_HEADER, MAX_CONNECTIONS,
+    MAX_READ_SIZE, PREFIX_FRAMINGS,
+};
+use super::{BuiltinConfig, IO_BUFFER};
 use crate::net::Recorder;
+
+fn set_read_size(config: &mut BuiltinConfig, size: usize) {
+    config.read_size = size;
+}
+
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[
+    limit(
+        "read_size",
+        1,
+        MAX_READ_SIZE,
+        IO_BUFFER,
+        Unit::Bytes,
+        "size of each read call",
+        set_read_size,
+    ),
+    framing(
+        PREFIX_FRAMINGS,
+        "u32be",
+        "readsplit reports each read behind a length prefix",
+        "the length prefix of each report",
+    ),
+    max_frame("largest frame payload"),
+    LENGTH_INCLUDES_HEADER,
+    MAX_CONNECTIONS,
+];
 
 pub async fn serve_tcp(
     mut stream: TcpStream,

@@ -30,6 +30,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{FramedConn, Next};
+use super::options::{framing, max_line, OptionKind, OptionSpec, LINE_FRAMINGS, MAX_CONNECTIONS};
 use super::{BuiltinConfig, ServerContext};
 use crate::net::Recorder;
 
@@ -37,6 +38,29 @@ use crate::net::Recorder;
 pub const MAX_FORMAT: usize = 256;
 /// Default `max_line` for the time server over TCP.
 pub const DEFAULT_TIME_MAX_LINE: usize = 1024;
+
+fn set_clock(config: &mut BuiltinConfig, clock: DateTime<FixedOffset>) {
+    config.clock = Some(clock);
+}
+
+pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[
+    framing(
+        LINE_FRAMINGS,
+        "line",
+        "time requests and replies are lines (over TCP)",
+        "`line` or `crlf` (TCP)",
+    ),
+    max_line(
+        DEFAULT_TIME_MAX_LINE,
+        "largest request and reply line (TCP)",
+    ),
+    OptionSpec {
+        key: "clock",
+        doc: "a fixed instant, RFC 3339, instead of the real time",
+        kind: OptionKind::Timestamp { set: set_clock },
+    },
+    MAX_CONNECTIONS,
+];
 
 /// Formats `now` with a strftime-style `format` from the wire. `Err` is the
 /// whole error reply.
