@@ -248,10 +248,13 @@ pub fn handle(frame: &Frame, store: &Mutex<Store>) -> (Map<String, Value>, Bytes
                 return (header, Bytes::new());
             }
             let size = frame.payload.len();
+            // A copy of just the body: the frame's bytes may be a slice of a
+            // much larger read buffer, which a stored slice would keep alive.
+            let body = Bytes::copy_from_slice(&frame.payload);
             let stored = store
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .put(name, frame.payload.clone(), actual.clone());
+                .put(name, body, actual.clone());
             match stored {
                 Ok(()) => (
                     reply(&[
@@ -474,6 +477,29 @@ mod tests {
             assert_eq!(json(&reply), expected);
             assert!(reply_body.is_empty());
         }
+    }
+
+    #[test]
+    fn a_stored_file_does_not_keep_the_read_buffer_alive() {
+        let store = store(1000, 10);
+        // The frame's body is a slice of a much larger buffer, as a decoder's
+        // frames are slices of its read buffer.
+        let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+        let mut up = frame(
+            serde_json::json!({"file_name": "a", "md5": md5_hex(b"xxxxx")}),
+            b"",
+        );
+        up.payload = buffer.slice(..5);
+        up.header
+            .as_mut()
+            .unwrap()
+            .insert("file_size".into(), Value::from(5));
+        let (reply, _) = handle(&up, &store);
+        assert_eq!(reply["status"], "ok");
+        drop(up);
+        assert!(buffer.is_unique(), "the store holds a slice of the buffer");
+        let stored = store.lock().unwrap().get("a").unwrap().0;
+        assert_eq!(&stored[..], b"xxxxx");
     }
 
     #[test]
