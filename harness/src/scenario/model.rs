@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::framing::FramingConfig;
 use crate::servers::BuiltinConfig;
+pub use crate::vocab::{Proto, SocketOptions};
 
 /// A position in the scenario file: byte range plus 1-based line and column of its start.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,33 +41,6 @@ pub struct Scenario {
     pub servers: Vec<ServerSpec>,
     /// Client declarations in file order (each may run `count` copies).
     pub clients: Vec<ClientSpec>,
-}
-
-/// Transport protocol of an actor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-/// Socket options an actor applies to its sockets. `None` leaves the OS default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SocketOptions {
-    pub nodelay: Option<bool>,
-    pub recv_buffer: Option<usize>,
-    pub send_buffer: Option<usize>,
-    /// `Some(ZERO)` turns `close` into a reset.
-    pub linger: Option<Duration>,
 }
 
 /// A `[servers.NAME]` table.
