@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -524,12 +525,12 @@ impl Loader<'_> {
 
     fn proto(&mut self, fields: &mut Fields) -> Option<Proto> {
         let node = fields.get("proto")?;
-        match self.ok(string(node, "proto"))?.as_str() {
-            "tcp" => Some(Proto::Tcp),
-            "udp" => Some(Proto::Udp),
-            other => {
+        let name = self.ok(string(node, "proto"))?;
+        match Proto::from_str(&name) {
+            Ok(proto) => Some(proto),
+            Err(_) => {
                 self.push(
-                    Diagnostic::new(node.span.clone(), format!("unknown proto `{other}`"))
+                    Diagnostic::new(node.span.clone(), format!("unknown proto `{name}`"))
                         .label("expected \"tcp\" or \"udp\""),
                 );
                 None
@@ -869,14 +870,13 @@ impl Loader<'_> {
         let mut fields = Fields::of(node, "a step").map_err(|d| {
             d.hint("each step is an inline table with one action, e.g. `{ send = \"hi\" }`")
         })?;
-        let actions: Vec<&Entry> = fields
+        let mut actions = fields
             .entries
             .iter()
-            .filter(|e| STEP_KEYWORDS.contains(&e.key.as_str()))
-            .collect();
-        let entry = match actions.as_slice() {
-            [one] => *one,
-            [] => {
+            .filter_map(|e| Some((StepKind::from_str(&e.key).ok()?, e)));
+        let (kind, entry) = match (actions.next(), actions.next()) {
+            (Some(one), None) => one,
+            (None, _) => {
                 let unknown = fields
                     .entries
                     .iter()
@@ -895,7 +895,7 @@ impl Loader<'_> {
                 }
                 return Err(d.hint(format!("steps: {}", STEP_KEYWORDS.join(", "))));
             }
-            [first, second, ..] => {
+            (Some((_, first)), Some((_, second))) => {
                 return Err(Diagnostic::new(
                     second.key_span.clone(),
                     format!(
@@ -908,7 +908,7 @@ impl Loader<'_> {
             }
         };
         fields.get(&entry.key);
-        let action = self.action(&entry.key, &entry.value)?;
+        let action = self.action(kind, &entry.value)?;
         let timeout = match fields.get("timeout") {
             Some(t) => {
                 if !action.waits() {
@@ -950,37 +950,40 @@ impl Loader<'_> {
         })
     }
 
-    fn action(&self, key: &str, node: &Node) -> Check<Action> {
-        Ok(match key {
-            "send" => self.send(node)?,
-            "recv" => self.recv(node)?,
-            "expect" => Action::Expect(self.data(node, key)?),
-            "send_frame" | "expect_frame" => {
+    /// The action of a step of kind `kind`, whose value is `node`. One arm per
+    /// [`StepKind`]: a new step kind does not compile until it has its parser here.
+    fn action(&self, kind: StepKind, node: &Node) -> Check<Action> {
+        let key = kind.keyword();
+        Ok(match kind {
+            StepKind::Send => self.send(node)?,
+            StepKind::Recv => self.recv(node)?,
+            StepKind::Expect => Action::Expect(self.data(node, key)?),
+            StepKind::SendFrame => {
                 let (framing, payload) = self.frame(node, key)?;
-                if key == "send_frame" {
-                    Action::SendFrame { framing, payload }
-                } else {
-                    Action::ExpectFrame { framing, payload }
-                }
+                Action::SendFrame { framing, payload }
             }
-            "expect_eof" => {
+            StepKind::ExpectFrame => {
+                let (framing, payload) = self.frame(node, key)?;
+                Action::ExpectFrame { framing, payload }
+            }
+            StepKind::ExpectEof => {
                 must_be_true(node, key)?;
                 Action::ExpectEof
             }
-            "expect_reset" => {
+            StepKind::ExpectReset => {
                 must_be_true(node, key)?;
                 Action::ExpectReset
             }
-            "close" => {
+            StepKind::Close => {
                 must_be_true(node, key)?;
                 Action::Close
             }
-            "connect" => {
+            StepKind::Connect => {
                 must_be_true(node, key)?;
                 Action::Connect
             }
-            "await_queued" => Action::AwaitQueued(count(node, key, 1, MAX_DATA_BYTES)?),
-            "shutdown" => Action::Shutdown(match string(node, key)?.as_str() {
+            StepKind::AwaitQueued => Action::AwaitQueued(count(node, key, 1, MAX_DATA_BYTES)?),
+            StepKind::Shutdown => Action::Shutdown(match string(node, key)?.as_str() {
                 "write" => ShutdownHow::Write,
                 "read" => ShutdownHow::Read,
                 "both" => ShutdownHow::Both,
@@ -992,10 +995,9 @@ impl Loader<'_> {
                     .label("expected \"write\", \"read\" or \"both\""))
                 }
             }),
-            "sleep" => Action::Sleep(duration(node, key)?),
-            "signal" => Action::Signal(signal_name(node, key)?),
-            "wait" => Action::Wait(signal_name(node, key)?),
-            _ => unreachable!("`{key}` is in STEP_KEYWORDS but has no parser"),
+            StepKind::Sleep => Action::Sleep(duration(node, key)?),
+            StepKind::Signal => Action::Signal(signal_name(node, key)?),
+            StepKind::Wait => Action::Wait(signal_name(node, key)?),
         })
     }
 

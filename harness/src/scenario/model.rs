@@ -118,7 +118,27 @@ pub struct Step {
 }
 
 /// What a step does.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// This enum is the one description of the step kinds: [`StepKind`] is derived from
+/// it (one data-less variant per action, named by its keyword in the file: parse a
+/// key with `StepKind::from_str`, list them with `StepKind::VARIANTS`), the
+/// keyword list for errors and hints is [`StepKind`]'s, and the loader dispatches on
+/// [`StepKind`] with an exhaustive `match`. A new action is a new variant here plus
+/// its parser in the loader, which the compiler asks for.
+#[derive(Debug, Clone, PartialEq, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(StepKind),
+    vis(pub),
+    derive(
+        Hash,
+        strum::EnumString,
+        strum::IntoStaticStr,
+        strum::AsRefStr,
+        strum::EnumIter,
+        strum::VariantNames
+    ),
+    strum(serialize_all = "snake_case")
+)]
 pub enum Action {
     /// Write the bytes in calls of `chunks` sizes (the last repeats); empty means one
     /// write of everything. `delay` pauses between calls.
@@ -159,22 +179,12 @@ pub enum Action {
 impl Action {
     /// The step's key as written in the file.
     pub fn keyword(&self) -> &'static str {
-        match self {
-            Action::Send { .. } => "send",
-            Action::Recv { .. } => "recv",
-            Action::Expect(_) => "expect",
-            Action::SendFrame { .. } => "send_frame",
-            Action::ExpectFrame { .. } => "expect_frame",
-            Action::ExpectEof => "expect_eof",
-            Action::ExpectReset => "expect_reset",
-            Action::AwaitQueued(_) => "await_queued",
-            Action::Shutdown(_) => "shutdown",
-            Action::Close => "close",
-            Action::Sleep(_) => "sleep",
-            Action::Signal(_) => "signal",
-            Action::Wait(_) => "wait",
-            Action::Connect => "connect",
-        }
+        self.kind().keyword()
+    }
+
+    /// The step's kind, without its arguments.
+    pub fn kind(&self) -> StepKind {
+        StepKind::from(self)
     }
 
     /// Whether the step waits for something outside this actor, and so has a deadline.
@@ -186,20 +196,67 @@ impl Action {
     }
 }
 
-/// Every step keyword, for "did you mean" hints.
-pub const STEP_KEYWORDS: &[&str] = &[
-    "send",
-    "recv",
-    "expect",
-    "send_frame",
-    "expect_frame",
-    "expect_eof",
-    "expect_reset",
-    "await_queued",
-    "shutdown",
-    "close",
-    "sleep",
-    "signal",
-    "wait",
-    "connect",
-];
+impl StepKind {
+    /// The key that names this action in a step (`send`, `expect_eof`).
+    pub fn keyword(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Every step keyword, in declaration order, for "did you mean" hints.
+pub const STEP_KEYWORDS: &[&str] = <StepKind as strum::VariantNames>::VARIANTS;
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use strum::IntoEnumIterator;
+
+    use super::*;
+
+    #[test]
+    fn step_keywords_come_from_the_actions() {
+        assert_eq!(
+            STEP_KEYWORDS,
+            &[
+                "send",
+                "recv",
+                "expect",
+                "send_frame",
+                "expect_frame",
+                "expect_eof",
+                "expect_reset",
+                "await_queued",
+                "shutdown",
+                "close",
+                "sleep",
+                "signal",
+                "wait",
+                "connect",
+            ]
+        );
+        assert_eq!(StepKind::iter().count(), STEP_KEYWORDS.len());
+        for (kind, keyword) in StepKind::iter().zip(STEP_KEYWORDS) {
+            assert_eq!(kind.keyword(), *keyword);
+            assert_eq!(kind.as_ref(), *keyword);
+            assert_eq!(StepKind::from_str(keyword), Ok(kind));
+        }
+        assert!(StepKind::from_str("Send").is_err());
+        assert!(StepKind::from_str("sendframe").is_err());
+    }
+
+    #[test]
+    fn an_action_knows_its_keyword() {
+        assert_eq!(Action::Connect.keyword(), "connect");
+        assert_eq!(Action::Expect(Bytes::new()).kind(), StepKind::Expect);
+        assert_eq!(
+            Action::SendFrame {
+                framing: FramingConfig::new(crate::framing::FramingKind::Line),
+                payload: Bytes::new(),
+            }
+            .keyword(),
+            "send_frame"
+        );
+        assert_eq!(Action::AwaitQueued(1).keyword(), "await_queued");
+    }
+}
