@@ -653,3 +653,26 @@ fn data_is_capped_for_the_whole_file() {
     let e = invalid(&with_client_script(&format!("{step}, {step}")));
     e.says("the scenario's data adds up to more than 1 GiB");
 }
+
+// ------------------------------------------------------------ large files
+
+/// 100,000 steps load with exact positions (line starts are indexed once, not
+/// rescanned per step, so this takes well under a second in a release build).
+#[test]
+fn a_100000_step_file_loads_with_exact_positions() {
+    let mut text = format!("{ECHO}\n[[clients]]\nconnect = \"echo\"\nscript = [\n");
+    for _ in 0..50_000 {
+        text.push_str("  { send = \"abé\" }, { expect = \"abé\" },\n");
+    }
+    text.push_str("]\n");
+    let scenario = crate::scenario(&text);
+    let script = &scenario.clients[0].script;
+    assert_eq!(script.len(), 100_000);
+    let last = &script[99_999];
+    assert_eq!(last.source_text, "{ expect = \"abé\" }");
+    // Six lines before the first step, then one line per pair; `é` is one column.
+    assert_eq!((last.location.line, last.location.column), (50_006, 21));
+    assert_eq!(text[last.location.span.clone()], last.source_text);
+    let position = crate::line_column(&text, last.location.span.start);
+    assert_eq!(position, (last.location.line, last.location.column));
+}

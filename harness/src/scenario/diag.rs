@@ -9,6 +9,8 @@ use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
 use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, termcolor::NoColor, Config};
 
+use super::model::Location;
+
 /// One problem in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -120,6 +122,9 @@ fn clamp_span(span: &Range<usize>, source: &str) -> Range<usize> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
+///
+/// This scans the text up to `offset`: fine for one position, quadratic for many.
+/// To locate many positions in one text, build a [`LineIndex`] once.
 pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     let before = &source[..floor_char_boundary(source, offset)];
@@ -134,6 +139,69 @@ fn floor_char_boundary(s: &str, mut index: usize) -> usize {
         index -= 1;
     }
     index
+}
+
+/// Where the lines of one text start, so that the line and column of any byte offset
+/// take two binary searches instead of a scan from the start of the text.
+///
+/// Columns count characters, like [`line_column`]: the index also keeps the offsets
+/// of the text's UTF-8 continuation bytes (none in an ASCII file), so a column is the
+/// byte distance from the line's start less the continuation bytes in between, even
+/// on a very long line.
+#[derive(Debug, Clone, Default)]
+pub struct LineIndex {
+    /// Byte offset of the first byte of every line; `line_starts[0]` is 0.
+    line_starts: Vec<usize>,
+    /// Byte offsets of every UTF-8 continuation byte (`0b10xx_xxxx`), ascending.
+    continuation: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    /// Indexes `source` in one pass.
+    pub fn new(source: &str) -> Self {
+        let bytes = source.as_bytes();
+        let mut line_starts = vec![0];
+        let mut continuation = Vec::new();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                line_starts.push(i + 1);
+            } else if b & 0xC0 == 0x80 {
+                continuation.push(i);
+            }
+        }
+        Self {
+            line_starts,
+            continuation,
+            len: bytes.len(),
+        }
+    }
+
+    /// Number of lines (a text ending in a newline has an empty last line).
+    pub fn lines(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    /// 1-based line and column (in characters) of a byte offset; the same as
+    /// [`line_column`] on the indexed text. Offsets past the end count as the end,
+    /// offsets inside a character as that character.
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.len);
+        while offset > 0 && self.continuation.binary_search(&offset).is_ok() {
+            offset -= 1;
+        }
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let skipped = self.continuation.partition_point(|&c| c < offset)
+            - self.continuation.partition_point(|&c| c < line_start);
+        (line, offset - line_start - skipped + 1)
+    }
+
+    /// The [`Location`] of a span: the span and the line and column of its start.
+    pub fn location(&self, span: Range<usize>) -> Location {
+        let (line, column) = self.line_column(span.start);
+        Location { span, line, column }
+    }
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
@@ -163,6 +231,30 @@ mod tests {
         assert_eq!(line_column(src, 6), (2, 1));
         // 'é' is two bytes but one column.
         assert_eq!(line_column(src, 9), (2, 3));
+    }
+
+    #[test]
+    fn line_index_agrees_with_line_column_everywhere() {
+        let texts = [
+            "",
+            "a",
+            "\n",
+            "a = 1\nbé = 2\n",
+            "x\r\ny = \"日本語\"\r\n\n  { send = \"é€𝄞\" },\nlast",
+            "𝄞𝄞\n\n\né",
+        ];
+        for text in texts {
+            let index = LineIndex::new(text);
+            assert_eq!(index.lines(), text.matches('\n').count() + 1);
+            // Every offset, including ones inside a character and past the end.
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    index.line_column(offset),
+                    line_column(text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+        }
     }
 
     #[test]

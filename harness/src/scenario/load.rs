@@ -7,7 +7,7 @@
 //! and hand-walking lets each error name the key, point at it, and list what would
 //! be valid.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use super::diag::{did_you_mean, line_column, Diagnostic, LoadError};
+use super::diag::{did_you_mean, Diagnostic, LineIndex, LoadError};
 use super::model::*;
 use super::tree::{self, Entry, Node, NodeKind};
 use crate::duration::{parse_duration, DURATION_HINT};
@@ -49,6 +49,25 @@ const SCRIPT_SERVER_KEYS: &[&str] = &["connections"];
 const COMMAND_KEYS: &[&str] = &["env", "cwd", "ready_timeout", "ready_delay"];
 const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
 const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat"];
+/// Keys of a data table.
+const DATA_TABLE_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat", "times"];
+/// Keys of a `send` table.
+const SEND_KEYS: &[&str] = &[
+    "text", "hex", "base64", "file", "repeat", "times", "chunks", "delay",
+];
+/// Keys of a `send_frame` or `expect_frame` table.
+const FRAME_KEYS: &[&str] = &[
+    "text",
+    "hex",
+    "base64",
+    "file",
+    "repeat",
+    "times",
+    "framing",
+    "max_frame",
+    "max_line",
+    "length_includes_header",
+];
 const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`, `base64`, `file`, or `repeat` (with `times`)";
 
 /// Reads and loads a scenario file.
@@ -83,6 +102,9 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         invalid(vec![diagnostic.hint("see https://toml.io for the syntax; strings need quotes, steps are inline tables `{ send = \"hi\" }`")])
     })?;
     let root = tree::from_root(document.as_table());
+    // The tree holds everything the loader reads; the document is several times
+    // larger, so it goes before the scenario is built.
+    drop(document);
     let mut loader = Loader {
         path,
         dir: path
@@ -91,8 +113,9 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
         source: &source,
+        lines: LineIndex::new(&source),
         diagnostics: Vec::new(),
-        declared_servers: Vec::new(),
+        declared_servers: HashSet::new(),
         data_total: std::cell::Cell::new(0),
     };
     let scenario = loader.scenario(&root);
@@ -109,14 +132,22 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
 
 type Check<T> = Result<T, Diagnostic>;
 
+/// The valid servers, as clients look them up.
+struct Servers<'s> {
+    list: &'s [ServerSpec],
+    protos: HashMap<&'s str, Proto>,
+}
+
 struct Loader<'a> {
     path: &'a Path,
     dir: PathBuf,
     source: &'a Arc<str>,
+    /// Line starts of `source`: every step's line and column comes from here.
+    lines: LineIndex,
     diagnostics: Vec<Diagnostic>,
     /// Every `[servers.NAME]`, valid or not: a client naming a server that has
     /// its own errors gets no second, misleading "no such server" error.
-    declared_servers: Vec<String>,
+    declared_servers: HashSet<String>,
     /// Bytes of `file` and `repeat` data loaded so far: each step is capped, and so
     /// is the file, so many large steps cannot add up to exhaust memory.
     data_total: std::cell::Cell<usize>,
@@ -161,6 +192,14 @@ impl<'n> Fields<'n> {
             .iter()
             .find(|e| e.key == key)
             .map_or_else(|| self.span.clone(), |e| e.key_span.clone())
+    }
+
+    /// Whether every key was read or is valid here: no [`Self::unknown_keys`].
+    fn all_known(&self, valid: &[&str]) -> bool {
+        self.entries
+            .iter()
+            .zip(&self.used)
+            .all(|(entry, used)| *used || valid.contains(&entry.key.as_str()))
     }
 
     /// Diagnostics for every key that was neither read nor valid here, naming the
@@ -321,12 +360,7 @@ impl Loader<'_> {
     }
 
     fn location(&self, span: &Range<usize>) -> Location {
-        let (line, column) = line_column(self.source, span.start);
-        Location {
-            span: span.clone(),
-            line,
-            column,
-        }
+        self.lines.location(span.clone())
     }
 
     fn scenario(&mut self, root: &Node) -> Option<Scenario> {
@@ -692,6 +726,10 @@ impl Loader<'_> {
     }
 
     fn clients(&mut self, node: &Node, servers: &[ServerSpec]) -> Vec<ClientSpec> {
+        let servers = Servers {
+            list: servers,
+            protos: servers.iter().map(|s| (s.name.as_str(), s.proto)).collect(),
+        };
         let items = match &node.kind {
             NodeKind::Array(items) => items,
             _ => {
@@ -703,9 +741,10 @@ impl Loader<'_> {
             }
         };
         let mut clients: Vec<ClientSpec> = Vec::new();
+        let mut names: HashSet<String> = HashSet::new();
         for (index, item) in items.iter().enumerate() {
-            if let Some(client) = self.client(item, index, servers) {
-                if clients.iter().any(|c| c.name == client.name) {
+            if let Some(client) = self.client(item, index, &servers) {
+                if !names.insert(client.name.clone()) {
                     self.push(
                         Diagnostic::new(
                             client.location.span.clone(),
@@ -720,7 +759,7 @@ impl Loader<'_> {
         clients
     }
 
-    fn client(&mut self, node: &Node, index: usize, servers: &[ServerSpec]) -> Option<ClientSpec> {
+    fn client(&mut self, node: &Node, index: usize, servers: &Servers) -> Option<ClientSpec> {
         let mut fields = self.ok(Fields::of(node, "a client"))?;
         let name = match fields.get("name") {
             Some(node) => self.ok(string(node, "name"))?,
@@ -738,9 +777,9 @@ impl Loader<'_> {
         // still checked so the user sees every problem at once.
         let target = match fields.get("connect") {
             Some(node) => self.target(node, servers),
-            None if servers.len() == 1 && self.declared_servers.len() == 1 => Some((
-                Target::Server(servers[0].name.clone()),
-                Some(servers[0].proto),
+            None if servers.list.len() == 1 && self.declared_servers.len() == 1 => Some((
+                Target::Server(servers.list[0].name.clone()),
+                Some(servers.list[0].proto),
             )),
             None if self.declared_servers.len() == 1 => None,
             None => {
@@ -798,10 +837,10 @@ impl Loader<'_> {
         })
     }
 
-    fn target(&mut self, node: &Node, servers: &[ServerSpec]) -> Option<(Target, Option<Proto>)> {
+    fn target(&mut self, node: &Node, servers: &Servers) -> Option<(Target, Option<Proto>)> {
         let text = self.ok(string(node, "connect"))?;
-        if let Some(server) = servers.iter().find(|s| s.name == text) {
-            return Some((Target::Server(text), Some(server.proto)));
+        if let Some(&proto) = servers.protos.get(text.as_str()) {
+            return Some((Target::Server(text), Some(proto)));
         }
         if self.declared_servers.contains(&text) {
             // That server has errors of its own, already reported.
@@ -811,7 +850,7 @@ impl Loader<'_> {
             let addr = self.ok(loopback_addr(node, "connect"))?;
             return Some((Target::Address(addr), None));
         }
-        let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = servers.list.iter().map(|s| s.name.as_str()).collect();
         let mut d = Diagnostic::new(node.span.clone(), format!("no server is named `{text}`"))
             .label("`connect` names a server of this file or a \"host:port\"");
         if let Some(best) = did_you_mean(&text, &names) {
@@ -925,14 +964,11 @@ impl Loader<'_> {
             }
             None => None,
         };
-        if let Some(d) = fields
-            .unknown_keys(&format!("the `{}` step", entry.key), &["timeout"])
-            .into_iter()
-            .next()
-        {
-            return Err(d);
-        }
-        let (line, column) = line_column(self.source, node.span.start);
+        first_unknown(
+            &fields,
+            format_args!("the `{}` step", entry.key),
+            &["timeout"],
+        )?;
         let source_text = self
             .source
             .get(node.span.clone())
@@ -941,11 +977,7 @@ impl Loader<'_> {
         Ok(Step {
             action,
             timeout,
-            location: Location {
-                span: node.span.clone(),
-                line,
-                column,
-            },
+            location: self.location(&node.span),
             source_text,
         })
     }
@@ -1028,9 +1060,7 @@ impl Loader<'_> {
             .get("delay")
             .map(|n| duration(n, "delay"))
             .transpose()?;
-        let mut valid = DATA_KEYS.to_vec();
-        valid.extend(["times", "chunks", "delay"]);
-        first_unknown(&fields, "`send`", &valid)?;
+        first_unknown(&fields, "`send`", SEND_KEYS)?;
         Ok(Action::Send {
             data,
             chunks,
@@ -1123,15 +1153,7 @@ impl Loader<'_> {
                 .label(e.to_string())
             })?;
         }
-        let mut valid = DATA_KEYS.to_vec();
-        valid.extend([
-            "times",
-            "framing",
-            "max_frame",
-            "max_line",
-            "length_includes_header",
-        ]);
-        first_unknown(&fields, &format!("`{key}`"), &valid)?;
+        first_unknown(&fields, format_args!("`{key}`"), FRAME_KEYS)?;
         Ok((framing, payload))
     }
 
@@ -1143,9 +1165,7 @@ impl Loader<'_> {
         let mut fields = Fields::of(node, &format!("`{key}`"))
             .map_err(|_| type_error(node, key, "data").hint(DATA_HINT))?;
         let data = self.data_fields(&mut fields, key)?;
-        let mut valid = DATA_KEYS.to_vec();
-        valid.push("times");
-        first_unknown(&fields, &format!("`{key}` data"), &valid)?;
+        first_unknown(&fields, format_args!("`{key}` data"), DATA_TABLE_KEYS)?;
         Ok(data)
     }
 
@@ -1308,8 +1328,17 @@ impl Loader<'_> {
     }
 }
 
-fn first_unknown(fields: &Fields, context: &str, valid: &[&str]) -> Check<()> {
-    match fields.unknown_keys(context, valid).into_iter().next() {
+/// The first unknown key of `fields`, as an error. The context is only formatted
+/// when there is one, so the common case allocates nothing.
+fn first_unknown(fields: &Fields, context: impl std::fmt::Display, valid: &[&str]) -> Check<()> {
+    if fields.all_known(valid) {
+        return Ok(());
+    }
+    match fields
+        .unknown_keys(&context.to_string(), valid)
+        .into_iter()
+        .next()
+    {
         Some(d) => Err(d),
         None => Ok(()),
     }
@@ -1453,5 +1482,20 @@ fn check_step_fits(step: &Step, role: ActorRole, proto: Proto, actor: &str) -> C
             ))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key lists of data tables are written out for speed; they must stay the
+    /// data keys plus their own.
+    #[test]
+    fn table_key_lists_start_with_the_data_keys() {
+        for list in [DATA_TABLE_KEYS, SEND_KEYS, FRAME_KEYS] {
+            assert_eq!(&list[..DATA_KEYS.len()], DATA_KEYS);
+            assert_eq!(list[DATA_KEYS.len()], "times");
+        }
     }
 }
