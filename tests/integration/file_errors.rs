@@ -1,12 +1,13 @@
 //! Scenario files that are not valid: one test per class of error, each checking the
 //! rendered report (message, hints, and the `path:line:col` of the exact spot), and
 //! robustness: every problem in a file is reported, and no input makes loading or
-//! rendering panic.
+//! rendering panic. Also what the loader accepts at its edges: addresses read
+//! without name lookups, limits, and large files (shared data, exact positions).
 
 use std::path::{Path, PathBuf};
 
 use rstest::rstest;
-use wirecheck::scenario::{load_file, load_str, Diagnostic, LoadError};
+use wirecheck::scenario::{load_file, load_str, Diagnostic, LoadError, ServerKind, Target};
 
 use crate::{line_column, load, position_of, SCENARIO_FILE};
 
@@ -652,6 +653,63 @@ fn data_is_capped_for_the_whole_file() {
     let step = "{ send = { repeat = \"abcd\", times = 200000000 } }";
     let e = invalid(&with_client_script(&format!("{step}, {step}")));
     e.says("the scenario's data adds up to more than 1 GiB");
+}
+
+// ------------------------------------------------------------ addresses, offline
+
+/// Addresses are read without any name lookup: literal loopback IPs and
+/// `localhost`, which is 127.0.0.1 whatever the machine's resolver says.
+#[rstest]
+#[case::ipv4("127.0.0.1:9000", "127.0.0.1:9000")]
+#[case::ipv4_other_loopback("127.1.2.3:9000", "127.1.2.3:9000")]
+#[case::ipv6("[::1]:9000", "[::1]:9000")]
+#[case::localhost("localhost:9000", "127.0.0.1:9000")]
+#[case::localhost_any_case("LocalHost:9000", "127.0.0.1:9000")]
+fn loopback_addresses_load_offline(#[case] connect: &str, #[case] expected: &str) {
+    let scenario = crate::scenario(&format!(
+        "[[clients]]\nconnect = \"{connect}\"\nscript = [ {{ send = \"x\" }} ]\n"
+    ));
+    let expected: std::net::SocketAddr = expected.parse().unwrap();
+    assert_eq!(scenario.clients[0].connect, Target::Address(expected));
+    let scenario = crate::scenario(&format!(
+        "[servers.srv]\nbind = \"{connect}\"\nbuiltin = \"echo\"\n\n[servers.up]\naddress = \"{connect}\"\n"
+    ));
+    assert_eq!(scenario.servers[0].bind, expected);
+    assert!(matches!(scenario.servers[1].kind, ServerKind::Address(a) if a == expected));
+}
+
+#[rstest]
+#[case::host_name(
+    "connect",
+    "example.com:80",
+    "`example.com` is a host name; wirecheck looks up no names"
+)]
+#[case::unresolvable(
+    "connect",
+    "wirecheck-test.invalid:80",
+    "`wirecheck-test.invalid` is a host name"
+)]
+#[case::ipv6_without_brackets("bind", "::1:80", "write the IPv6 address in brackets: \"[::1]:80\"")]
+#[case::no_port("bind", "127.0.0.1", "`127.0.0.1` is not HOST:PORT")]
+#[case::bad_port("address", "localhost:http", "`http` is not a port (0 to 65535)")]
+#[case::port_too_large("address", "127.0.0.1:65536", "`65536` is not a port (0 to 65535)")]
+fn only_literal_loopback_addresses_or_localhost(
+    #[case] key: &str,
+    #[case] value: &str,
+    #[case] label: &str,
+) {
+    let source = match key {
+        "connect" => format!("{ECHO}\n[[clients]]\nconnect = \"{value}\"\n"),
+        "bind" => format!("[servers.srv]\nbind = \"{value}\"\nbuiltin = \"echo\"\n"),
+        _ => format!("[servers.srv]\naddress = \"{value}\"\n"),
+    };
+    let e = invalid(&source);
+    e.reports(
+        &format!("`{key}` is not a loopback IP address or localhost"),
+        &format!("\"{value}\""),
+    );
+    e.says(label)
+        .says("only loopback literal addresses or localhost are accepted");
 }
 
 // ------------------------------------------------------------ large files

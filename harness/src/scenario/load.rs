@@ -8,7 +8,7 @@
 //! be valid.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -297,27 +297,23 @@ fn string_list(node: &Node, key: &str) -> Check<Vec<String>> {
     }
 }
 
+/// The examples every address error ends with.
+const ADDRESS_HINT: &str =
+    "only loopback literal addresses or localhost are accepted: \"127.0.0.1:8080\", \"[::1]:8080\" or \"localhost:8080\"";
+
+/// A loopback `HOST:PORT`, read without any name lookup, so that loading (and
+/// `wirecheck check`) works offline and means the same on every machine. HOST is a
+/// literal IP address (IPv6 in brackets) or `localhost`, which is 127.0.0.1.
 fn loopback_addr(node: &Node, key: &str) -> Check<SocketAddr> {
     let text = string(node, key)?;
-    let resolved: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|_| {
-            Diagnostic::new(
-                node.span.clone(),
-                format!("`{key}` is not a socket address"),
-            )
-            .label(format!("`{text}` is not HOST:PORT"))
-            .hint("write an address like \"127.0.0.1:8080\" or \"[::1]:8080\"")
-        })?
-        .collect();
-    let addr = resolved
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(resolved.first())
-        .copied()
-        .ok_or_else(|| {
-            Diagnostic::new(node.span.clone(), format!("`{key}` resolves to no address"))
-        })?;
+    let addr = parse_addr(&text).map_err(|label| {
+        Diagnostic::new(
+            node.span.clone(),
+            format!("`{key}` is not a loopback IP address or localhost"),
+        )
+        .label(label)
+        .hint(ADDRESS_HINT)
+    })?;
     if !is_loopback(addr.ip()) {
         return Err(Diagnostic::new(
             node.span.clone(),
@@ -327,6 +323,31 @@ fn loopback_addr(node: &Node, key: &str) -> Check<SocketAddr> {
         .hint("wirecheck only sends traffic on this machine's loopback interface"));
     }
     Ok(addr)
+}
+
+/// `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`; the error is the caret's label.
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = SocketAddr::from_str(text) {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("`{text}` is not HOST:PORT"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("`{port}` is not a port (0 to 65535)"));
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if host.parse::<IpAddr>().is_ok() {
+        // `::1:80`: without brackets the port cannot be told from the address.
+        return Err(format!(
+            "write the IPv6 address in brackets: \"[{host}]:{port}\""
+        ));
+    }
+    Err(format!(
+        "`{host}` is a host name; wirecheck looks up no names"
+    ))
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
@@ -1497,5 +1518,20 @@ mod tests {
             assert_eq!(&list[..DATA_KEYS.len()], DATA_KEYS);
             assert_eq!(list[DATA_KEYS.len()], "times");
         }
+    }
+
+    #[test]
+    fn addresses_are_parsed_without_lookups() {
+        let ok = |text: &str| parse_addr(text).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:80"), "127.0.0.1:80");
+        assert_eq!(ok("[::1]:80"), "[::1]:80");
+        assert_eq!(ok("localhost:80"), "127.0.0.1:80");
+        assert_eq!(ok("10.0.0.1:80"), "10.0.0.1:80"); // refused later: not loopback
+        assert!(parse_addr("localhost").is_err());
+        assert!(parse_addr("localhost:").is_err());
+        assert!(parse_addr("::1:80").unwrap_err().contains("brackets"));
+        assert!(parse_addr("a.example:80")
+            .unwrap_err()
+            .contains("host name"));
     }
 }
