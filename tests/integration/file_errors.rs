@@ -712,6 +712,17 @@ fn only_literal_loopback_addresses_or_localhost(
         .says("only loopback literal addresses or localhost are accepted");
 }
 
+// ------------------------------------------------------------ limits
+
+#[test]
+fn count_goes_up_to_100000() {
+    let at_limit = crate::scenario(&format!("{ECHO}\n[[clients]]\ncount = 100000\n"));
+    assert_eq!(at_limit.clients[0].count, 100_000);
+    let e = invalid(&format!("{ECHO}\n[[clients]]\ncount = 100001\n"));
+    e.reports("`count` is 100001, outside 1..=100000", "100001");
+    e.says("must be between 1 and 100000");
+}
+
 // ------------------------------------------------------------ large files
 
 /// 100,000 steps load with exact positions (line starts are indexed once, not

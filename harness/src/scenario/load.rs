@@ -33,6 +33,9 @@ pub const MAX_DATA_BYTES: usize = 1 << 30;
 /// A read buffer larger than this is refused for the same reason.
 pub const MAX_RECV_BYTES: usize = 64 << 20;
 
+/// The most copies of one client (`count`) a scenario may run.
+pub const MAX_CLIENT_COUNT: usize = 100_000;
+
 const TOP_KEYS: &[&str] = &[
     "name",
     "description",
@@ -832,7 +835,7 @@ impl Loader<'_> {
         }
         let proto = own_proto.or(server_proto).unwrap_or(Proto::Tcp);
         let count = match fields.get("count") {
-            Some(node) => self.ok(count(node, "count", 1, 10_000)),
+            Some(node) => self.ok(count(node, "count", 1, MAX_CLIENT_COUNT)),
             None => Some(1),
         };
         let options = self.socket_options(&mut fields);
