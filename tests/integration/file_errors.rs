@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use rstest::rstest;
-use wirecheck::scenario::{load_file, load_str, Diagnostic, LoadError, ServerKind, Target};
+use wirecheck::scenario::{
+    load_file, load_str, Action, Diagnostic, LoadError, ServerKind, Step, Target,
+};
 
 use crate::{line_column, load, position_of, SCENARIO_FILE};
 
@@ -725,6 +728,75 @@ fn count_goes_up_to_100000() {
 
 // ------------------------------------------------------------ large files
 
+fn step_data(step: &Step) -> &Bytes {
+    match &step.action {
+        Action::Send { data, .. } | Action::Expect(data) => data,
+        other => panic!("no data in {other:?}"),
+    }
+}
+
+/// 2,048 steps of the same 256 KiB `repeat` hold it once: every step's bytes are
+/// the same allocation.
+#[test]
+fn equal_repeat_data_is_one_allocation() {
+    let step = "{ send = { repeat = \"0123456789abcdef\", times = 16384 } }";
+    let steps = vec![step; 2048].join(",\n  ");
+    let scenario = crate::scenario(&with_client_script(&format!(
+        "{steps},\n  {{ expect = {{ repeat = \"0123456789abcdef\", times = 16384 }} }},\n  {{ send = {{ repeat = \"0123456789abcdef\", times = 2 }} }}"
+    )));
+    let script = &scenario.clients[0].script;
+    assert_eq!(script.len(), 2050);
+    let first = step_data(&script[0]);
+    assert_eq!(first.len(), 256 << 10);
+    assert_eq!(&first[..20], b"0123456789abcdef0123");
+    for step in &script[..2049] {
+        assert_eq!(step_data(step).as_ptr(), first.as_ptr());
+        assert_eq!(step_data(step).len(), first.len());
+    }
+    // Another `times` is other data.
+    assert_eq!(
+        step_data(&script[2049]).as_ref(),
+        b"0123456789abcdef".repeat(2)
+    );
+    assert_ne!(step_data(&script[2049]).as_ptr(), first.as_ptr());
+}
+
+/// A `file` named by many steps is read once; equal strings are one allocation too.
+#[test]
+fn equal_file_and_string_data_are_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("payload.bin"), b"\x00\x01payload").unwrap();
+    let scenario = crate::scenario_in(
+        dir.path(),
+        &with_client_script(
+            "{ send = { file = \"payload.bin\" } }, { expect = { file = \"payload.bin\" } },\n  \
+             { send = \"hi\" }, { expect = { text = \"hi\" } }, { send = { hex = \"68 69\" } }",
+        ),
+    );
+    let script = &scenario.clients[0].script;
+    assert_eq!(step_data(&script[0]).as_ref(), b"\x00\x01payload");
+    assert_eq!(
+        step_data(&script[0]).as_ptr(),
+        step_data(&script[1]).as_ptr()
+    );
+    for step in &script[3..] {
+        assert_eq!(step_data(step).as_ref(), b"hi");
+        assert_eq!(step_data(step).as_ptr(), step_data(&script[2]).as_ptr());
+    }
+}
+
+/// The data cap counts every step's bytes, shared or not: a run sends and compares
+/// each of them.
+#[test]
+fn the_data_cap_counts_shared_data_per_step() {
+    let step = "{ send = { repeat = \"0123456789abcdef\", times = 16384 } }";
+    // 4,097 x 256 KiB is just over 1 GiB, although it is one 256 KiB buffer.
+    let steps = vec![step; 4097].join(", ");
+    let e = invalid(&with_client_script(&steps));
+    e.says("the scenario's data adds up to more than 1 GiB");
+    assert_eq!(e.diagnostics.len(), 1, "{}", e.rendered);
+}
+
 /// 100,000 steps load with exact positions (line starts are indexed once, not
 /// rescanned per step, so this takes well under a second in a release build).
 #[test]
@@ -744,4 +816,8 @@ fn a_100000_step_file_loads_with_exact_positions() {
     assert_eq!(text[last.location.span.clone()], last.source_text);
     let position = crate::line_column(&text, last.location.span.start);
     assert_eq!(position, (last.location.line, last.location.column));
+    // One buffer for all 100,000 payloads.
+    assert!(script
+        .iter()
+        .all(|s| step_data(s).as_ptr() == step_data(&script[0]).as_ptr()));
 }

@@ -7,6 +7,8 @@
 //! and hand-walking lets each error name the key, point at it, and list what would
 //! be valid.
 
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
@@ -119,7 +121,8 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         lines: LineIndex::new(&source),
         diagnostics: Vec::new(),
         declared_servers: HashSet::new(),
-        data_total: std::cell::Cell::new(0),
+        data_total: Cell::new(0),
+        shared: RefCell::default(),
     };
     let scenario = loader.scenario(&root);
     match scenario {
@@ -151,9 +154,37 @@ struct Loader<'a> {
     /// Every `[servers.NAME]`, valid or not: a client naming a server that has
     /// its own errors gets no second, misleading "no such server" error.
     declared_servers: HashSet<String>,
-    /// Bytes of `file` and `repeat` data loaded so far: each step is capped, and so
-    /// is the file, so many large steps cannot add up to exhaust memory.
-    data_total: std::cell::Cell<usize>,
+    /// Bytes of `file` and `repeat` data of every step so far, counted per step even
+    /// when steps share one copy: each step is capped, and so is the file, so a
+    /// scenario's data (and what a run sends and compares) stays bounded.
+    data_total: Cell<usize>,
+    /// Data already built in this load, so equal data is one allocation.
+    shared: RefCell<SharedData>,
+}
+
+/// Payloads built so far in one load. `Bytes` clones share one buffer, so a
+/// thousand steps of `{ repeat = "0123456789abcdef", times = 16384 }` hold 256 KiB
+/// once, not a thousand times.
+#[derive(Default)]
+struct SharedData {
+    /// `repeat` data by pattern and `times`, found before it is materialized.
+    repeats: HashMap<(String, usize), Bytes>,
+    /// `file` data by path: each file is read once per load.
+    files: HashMap<PathBuf, Bytes>,
+    /// Every other payload (strings, `text`, `hex`, `base64`) by content.
+    inline: HashSet<Bytes>,
+}
+
+impl SharedData {
+    /// The shared copy of `bytes`, made on first sight.
+    fn inline(&mut self, bytes: &[u8]) -> Bytes {
+        if let Some(shared) = self.inline.get(bytes) {
+            return shared.clone();
+        }
+        let bytes = Bytes::copy_from_slice(bytes);
+        self.inline.insert(bytes.clone());
+        bytes
+    }
 }
 
 /// A table being read: remembers which keys were used so leftovers can be reported
@@ -1184,7 +1215,7 @@ impl Loader<'_> {
     /// DATA: a string, or a table with exactly one data key.
     fn data(&self, node: &Node, key: &str) -> Check<Bytes> {
         if let NodeKind::Str(s) = &node.kind {
-            return Ok(Bytes::from(s.clone().into_bytes()));
+            return Ok(self.shared.borrow_mut().inline(s.as_bytes()));
         }
         let mut fields = Fields::of(node, &format!("`{key}`"))
             .map_err(|_| type_error(node, key, "data").hint(DATA_HINT))?;
@@ -1218,63 +1249,33 @@ impl Loader<'_> {
             }
         };
         let node = fields.get(which).expect("key is present");
+        let inline = |bytes: &[u8]| self.shared.borrow_mut().inline(bytes);
         let bytes = match which {
-            "text" => string(node, which)?.into_bytes(),
-            "hex" => decode_hex(node, self.source)?,
+            "text" => inline(string(node, which)?.as_bytes()),
+            "hex" => inline(&decode_hex(node, self.source)?),
             "base64" => {
                 let text = string(node, which)?;
                 let compact: String = text.split_whitespace().collect();
-                base64::engine::general_purpose::STANDARD
-                    .decode(compact.as_bytes())
-                    .map_err(|e| {
-                        Diagnostic::new(node.span.clone(), "this is not valid base64")
-                            .label(e.to_string())
-                            .hint("standard alphabet with `=` padding, e.g. \"aGVsbG8=\"")
-                    })?
+                inline(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(compact.as_bytes())
+                        .map_err(|e| {
+                            Diagnostic::new(node.span.clone(), "this is not valid base64")
+                                .label(e.to_string())
+                                .hint("standard alphabet with `=` padding, e.g. \"aGVsbG8=\"")
+                        })?,
+                )
             }
             "file" => {
                 let name = string(node, which)?;
                 let path = self.dir.join(&name);
-                let metadata = std::fs::metadata(&path).map_err(|e| {
-                    Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
-                        .label(format!("{}: {e}", path.display()))
-                        .hint("`file` is relative to the scenario file's folder")
-                })?;
-                // A device or FIFO reports length 0 and could be read forever.
-                if !metadata.is_file() {
-                    return Err(Diagnostic::new(
-                        node.span.clone(),
-                        format!("`{name}` is not a regular file"),
-                    )
-                    .label("devices, pipes and folders cannot be scenario data"));
+                let shared = self.shared.borrow().files.get(&path).cloned();
+                if let Some(bytes) = shared {
+                    self.reserve_data(bytes.len(), &node.span)?;
+                    bytes
+                } else {
+                    self.read_data_file(&name, path, &node.span)?
                 }
-                if metadata.len() > MAX_DATA_BYTES as u64 {
-                    return Err(Diagnostic::new(
-                        node.span.clone(),
-                        format!("`{name}` is larger than 1 GiB"),
-                    )
-                    .label("too large for a scenario"));
-                }
-                self.reserve_data(metadata.len() as usize, &node.span)?;
-                // The file may grow after the check; never read past the limit.
-                let mut bytes = Vec::with_capacity(metadata.len() as usize);
-                std::fs::File::open(&path)
-                    .and_then(|file| {
-                        use std::io::Read as _;
-                        file.take(MAX_DATA_BYTES as u64 + 1).read_to_end(&mut bytes)
-                    })
-                    .map_err(|e| {
-                        Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
-                            .label(format!("{}: {e}", path.display()))
-                    })?;
-                if bytes.len() > MAX_DATA_BYTES {
-                    return Err(Diagnostic::new(
-                        node.span.clone(),
-                        format!("`{name}` is larger than 1 GiB"),
-                    )
-                    .label("too large for a scenario"));
-                }
-                bytes
             }
             _ => {
                 let unit = string(node, "repeat")?;
@@ -1297,7 +1298,14 @@ impl Loader<'_> {
                     .label("too large for a scenario"));
                 }
                 self.reserve_data(unit.len() * times, &fields.key_span("times"))?;
-                unit.repeat(times).into_bytes()
+                let mut shared = self.shared.borrow_mut();
+                match shared.repeats.entry((unit, times)) {
+                    MapEntry::Occupied(entry) => entry.get().clone(),
+                    MapEntry::Vacant(entry) => {
+                        let bytes = Bytes::from(entry.key().0.repeat(times).into_bytes());
+                        entry.insert(bytes).clone()
+                    }
+                }
             }
         };
         if which != "repeat" && fields.has("times") {
@@ -1306,7 +1314,49 @@ impl Loader<'_> {
                     .label("nothing to repeat"),
             );
         }
-        Ok(Bytes::from(bytes))
+        Ok(bytes)
+    }
+
+    /// Reads a `file` data file the first time a load names it; later steps naming
+    /// the same path share these bytes.
+    fn read_data_file(&self, name: &str, path: PathBuf, span: &Range<usize>) -> Check<Bytes> {
+        let too_large = || {
+            Diagnostic::new(span.clone(), format!("`{name}` is larger than 1 GiB"))
+                .label("too large for a scenario")
+        };
+        let metadata = std::fs::metadata(&path).map_err(|e| {
+            Diagnostic::new(span.clone(), format!("cannot read `{name}`"))
+                .label(format!("{}: {e}", path.display()))
+                .hint("`file` is relative to the scenario file's folder")
+        })?;
+        // A device or FIFO reports length 0 and could be read forever.
+        if !metadata.is_file() {
+            return Err(
+                Diagnostic::new(span.clone(), format!("`{name}` is not a regular file"))
+                    .label("devices, pipes and folders cannot be scenario data"),
+            );
+        }
+        if metadata.len() > MAX_DATA_BYTES as u64 {
+            return Err(too_large());
+        }
+        self.reserve_data(metadata.len() as usize, span)?;
+        // The file may grow after the check; never read past the limit.
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        std::fs::File::open(&path)
+            .and_then(|file| {
+                use std::io::Read as _;
+                file.take(MAX_DATA_BYTES as u64 + 1).read_to_end(&mut bytes)
+            })
+            .map_err(|e| {
+                Diagnostic::new(span.clone(), format!("cannot read `{name}`"))
+                    .label(format!("{}: {e}", path.display()))
+            })?;
+        if bytes.len() > MAX_DATA_BYTES {
+            return Err(too_large());
+        }
+        let bytes = Bytes::from(bytes);
+        self.shared.borrow_mut().files.insert(path, bytes.clone());
+        Ok(bytes)
     }
 
     /// Every `wait` must have a `signal` somewhere, or it can only time out.
