@@ -202,6 +202,93 @@ impl LineIndex {
         let (line, column) = self.line_column(span.start);
         Location { span, line, column }
     }
+
+    /// Byte range of 1-based line `line`, without its line break.
+    fn line_range(&self, source: &str, line: usize) -> Option<Range<usize>> {
+        let start = *self.line_starts.get(line.checked_sub(1)?)?;
+        let end = self
+            .line_starts
+            .get(line)
+            .map_or(source.len(), |next| next - 1);
+        let end = if source.as_bytes().get(start..end)?.ends_with(b"\r") {
+            end - 1
+        } else {
+            end
+        };
+        Some(start..end)
+    }
+
+    /// The byte offset of 1-based `line` and `column` (in characters), if the text has
+    /// such a position (the column just past a line's last character counts).
+    pub fn offset(&self, source: &str, line: usize, column: usize) -> Option<usize> {
+        let range = self.line_range(source, line)?;
+        let text = source.get(range.clone())?;
+        let index = column.checked_sub(1)?;
+        text.char_indices()
+            .map(|(i, _)| i)
+            .chain([text.len()])
+            .nth(index)
+            .map(|i| range.start + i)
+    }
+}
+
+/// Quotes the line of `source` where `span` starts, with carets under the span (up to
+/// the end of that line), in the layout of load errors:
+///
+/// ```text
+///    ┌─ scenarios/echo.toml:12:5
+///    │
+/// 12 │   { expect = "pong" },
+///    │   ^^^^^^^^^^^^^^^^^^^ label
+/// ```
+///
+/// For reports of things that went wrong after loading, such as a step that failed
+/// at run time. An empty `label` prints carets only.
+pub fn quote_span(path: &Path, source: &str, span: Range<usize>, label: &str) -> String {
+    let index = LineIndex::new(source);
+    let span = clamp_span(&span, source);
+    let (line, column) = index.line_column(span.start);
+    let range = index
+        .line_range(source, line)
+        .unwrap_or(span.start..span.start);
+    let text = &source[range.clone()];
+    let caret_start = span.start.clamp(range.start, range.end) - range.start;
+    let caret_end = span.end.clamp(range.start, range.end) - range.start;
+    // Tabs stay tabs under the quoted line, so the carets line up however the
+    // terminal expands them.
+    let indent: String = text[..caret_start]
+        .chars()
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let carets = "^".repeat(text[caret_start..caret_end].chars().count().max(1));
+    let width = line.to_string().len();
+    let pad = " ".repeat(width);
+    let label = if label.is_empty() {
+        String::new()
+    } else {
+        format!(" {label}")
+    };
+    format!(
+        "{pad} ┌─ {}:{line}:{column}\n{pad} │\n{line} │ {text}\n{pad} │ {indent}{carets}{label}\n",
+        path.display()
+    )
+}
+
+/// Re-reads the scenario file at `path` and quotes its line `line` with a caret under
+/// `column` (1-based, in characters), like [`quote_span`]. For a reporter that has a
+/// step's [`Location`] from a run but not the scenario's text.
+///
+/// `None` when the file cannot be read or no longer has that position (it changed
+/// since it was loaded); a report then goes without the quote.
+pub fn quote_source(path: &Path, line: usize, column: usize) -> Option<String> {
+    let source = std::fs::read_to_string(path).ok()?;
+    let index = LineIndex::new(&source);
+    let offset = index.offset(&source, line, column)?;
+    let end = source[offset..]
+        .chars()
+        .next()
+        .map_or(offset, |c| offset + c.len_utf8());
+    Some(quote_span(path, &source, offset..end, ""))
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
@@ -255,6 +342,59 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn line_index_offsets_invert_positions() {
+        let text = "a = 1\nbé = \"x\"\r\n\tz";
+        let index = LineIndex::new(text);
+        for (offset, _) in text
+            .char_indices()
+            .filter(|(_, c)| !matches!(c, '\r' | '\n'))
+        {
+            let (line, column) = index.line_column(offset);
+            assert_eq!(index.offset(text, line, column), Some(offset));
+        }
+        assert_eq!(index.offset(text, 2, 9), Some(text.find('\r').unwrap()));
+        assert_eq!(index.offset(text, 2, 10), None);
+        assert_eq!(index.offset(text, 4, 1), None);
+        assert_eq!(index.offset(text, 0, 1), None);
+        assert_eq!(index.offset(text, 1, 0), None);
+    }
+
+    #[test]
+    fn a_location_quotes_its_line_with_carets() {
+        let source = "[[clients]]\nscript = [\n\t{ send = \"é\" }, { expect = \"x\" },\n]\n";
+        let start = source.find("{ expect").unwrap();
+        let end = start + "{ expect = \"x\" }".len();
+        let quoted = quote_span(Path::new("dir/a.toml"), source, start..end, "timed out");
+        assert_eq!(
+            quoted,
+            "  ┌─ dir/a.toml:3:18\n  │\n3 │ \t{ send = \"é\" }, { expect = \"x\" },\n  │ \t                ^^^^^^^^^^^^^^^^ timed out\n"
+        );
+        // A span over several lines is underlined to the end of its first line.
+        let quoted = quote_span(Path::new("a.toml"), source, 12..source.len(), "");
+        assert!(
+            quoted.ends_with("2 │ script = [\n  │ ^^^^^^^^^^\n"),
+            "{quoted}"
+        );
+    }
+
+    #[test]
+    fn quote_source_rereads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        let lines: Vec<String> = (1..=12).map(|i| format!("# line {i}")).collect();
+        std::fs::write(&path, lines.join("\n") + "\n  { send = \"hi\" },\n").unwrap();
+        let quoted = quote_source(&path, 13, 3).expect("the position exists");
+        let shown = path.display();
+        assert_eq!(
+            quoted,
+            format!("   ┌─ {shown}:13:3\n   │\n13 │   {{ send = \"hi\" }},\n   │   ^\n")
+        );
+        assert_eq!(quote_source(&path, 40, 1), None);
+        assert_eq!(quote_source(&path, 13, 40), None);
+        assert_eq!(quote_source(&dir.path().join("missing.toml"), 1, 1), None);
     }
 
     #[test]

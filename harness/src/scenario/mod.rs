@@ -6,6 +6,6 @@ pub mod load;
 pub mod model;
 mod tree;
 
-pub use diag::{Diagnostic, LoadError};
+pub use diag::{quote_source, quote_span, Diagnostic, LineIndex, LoadError};
 pub use load::{load_file, load_str};
 pub use model::*;
