@@ -291,6 +291,20 @@ pub fn quote_source(path: &Path, line: usize, column: usize) -> Option<String> {
     Some(quote_span(path, &source, offset..end, ""))
 }
 
+/// Re-reads the scenario file at `path` and quotes a step's [`Location`] with
+/// [`quote_span`], carets under the whole step (on its first line) and `label` after
+/// them. `None` when the file cannot be read or no longer has the step where it was
+/// loaded (its span no longer starts at the location's line and column).
+pub fn quote_location(path: &Path, location: &Location, label: &str) -> Option<String> {
+    let source = std::fs::read_to_string(path).ok()?;
+    let index = LineIndex::new(&source);
+    let still_there = location.span.start <= location.span.end
+        && location.span.end <= source.len()
+        && source.is_char_boundary(location.span.start)
+        && index.line_column(location.span.start) == (location.line, location.column);
+    still_there.then(|| quote_span(path, &source, location.span.clone(), label))
+}
+
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -395,6 +409,17 @@ mod tests {
         assert_eq!(quote_source(&path, 40, 1), None);
         assert_eq!(quote_source(&path, 13, 40), None);
         assert_eq!(quote_source(&dir.path().join("missing.toml"), 1, 1), None);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("{ send").unwrap();
+        let location = LineIndex::new(&text).location(start..start + "{ send = \"hi\" }".len());
+        assert_eq!(
+            quote_location(&path, &location, "timed out").unwrap(),
+            format!("   ┌─ {shown}:13:3\n   │\n13 │   {{ send = \"hi\" }},\n   │   ^^^^^^^^^^^^^^^ timed out\n")
+        );
+        // The file changed under the report: no quote rather than a wrong one.
+        std::fs::write(&path, "# shorter\n").unwrap();
+        assert_eq!(quote_location(&path, &location, ""), None);
     }
 
     #[test]

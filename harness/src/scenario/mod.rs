@@ -6,6 +6,6 @@ pub mod load;
 pub mod model;
 mod tree;
 
-pub use diag::{quote_source, quote_span, Diagnostic, LineIndex, LoadError};
+pub use diag::{quote_location, quote_source, quote_span, Diagnostic, LineIndex, LoadError};
 pub use load::{load_file, load_str};
 pub use model::*;
