@@ -36,6 +36,7 @@ use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
 use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
 use crate::scenario::{Proto, Scenario, SocketOptions, Step};
+use crate::servers::accept::{accept_exactly, Accepted};
 use crate::servers::{self, Bound, ServerContext};
 
 /// How long built-in servers get to finish their connections after the scripts end.
@@ -586,6 +587,10 @@ async fn script_server(
         }
         Bound::Tcp(listener) => listener,
     };
+    // The one accept loop of all servers: it applies the socket options, backs off on
+    // accept errors such as EMFILE, and closes the listener after the last wanted
+    // connection so late clients are refused instead of hanging in the backlog.
+    let mut incoming = accept_exactly(listener, connections, options.clone(), Arc::clone(&name));
     let mut sessions = JoinSet::new();
     for number in 1..=connections {
         let actor_name: Arc<str> = if connections == 1 {
@@ -600,33 +605,32 @@ async fn script_server(
                 of: connections,
             },
         );
-        let (stream, peer) = loop {
+        let next = loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => break pair,
-                    Err(e) => return Err(Failure::new(FailureKind::Setup, format!("`{name}` cannot accept: {e}"))),
-                },
+                next = incoming.next() => break next,
                 Some(joined) = sessions.join_next(), if !sessions.is_empty() => {
                     joined.unwrap_or_else(|e| Err(crashed(e)))?;
                 }
             }
         };
-        crate::net::apply_socket_options(socket2::SockRef::from(&stream), &options).map_err(
-            |e| {
-                Failure::new(
-                    FailureKind::Setup,
-                    format!("`{name}` cannot set socket options on an accepted connection: {e}"),
-                )
-            },
-        )?;
+        let Accepted {
+            stream,
+            peer,
+            local,
+        } = match next {
+            Some(Ok(accepted)) => accepted,
+            Some(Err(e)) => {
+                let mut failure = Failure::new(FailureKind::Setup, format!("`{name}`: {e}"));
+                failure.actor = Some(actor_name.to_string());
+                return Err(failure);
+            }
+            None => break,
+        };
         let recorder = Recorder {
             log: context.log.clone(),
             actor: Arc::clone(&actor_name),
             conn: context.log.next_conn_id(),
         };
-        let local = stream
-            .local_addr()
-            .map_err(|e| Failure::new(FailureKind::Setup, e.to_string()))?;
         recorder.record(EventKind::Accept {
             conn: recorder.conn,
             local,
@@ -641,9 +645,6 @@ async fn script_server(
         let script = Arc::clone(&script);
         sessions.spawn(async move { actor.run(&script).await });
     }
-    // No more connections are wanted: close the listener so late clients are refused
-    // instead of hanging in the backlog.
-    drop(listener);
     while let Some(joined) = sessions.join_next().await {
         joined.unwrap_or_else(|e| Err(crashed(e)))?;
     }
