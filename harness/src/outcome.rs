@@ -95,11 +95,25 @@ pub struct StepRef {
 pub struct LocationRef {
     pub line: usize,
     pub column: usize,
+    /// The step's byte range in the file, so a report can underline it.
+    #[serde(skip)]
+    pub span: std::ops::Range<usize>,
 }
 
 impl From<&Location> for LocationRef {
     fn from(location: &Location) -> Self {
         Self {
+            line: location.line,
+            column: location.column,
+            span: location.span.clone(),
+        }
+    }
+}
+
+impl From<&LocationRef> for Location {
+    fn from(location: &LocationRef) -> Self {
+        Self {
+            span: location.span.clone(),
             line: location.line,
             column: location.column,
         }

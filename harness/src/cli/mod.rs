@@ -203,24 +203,56 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_USAGE;
-        }
+    if let Command::Run(args) = cli.command {
+        return run_command(args);
+    }
+    let Some(runtime) = runtime(true) else {
+        return EXIT_USAGE;
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run(_) => unreachable!("handled above"),
             Command::Check(args) => check(args),
             Command::Serve(args) => serve(args).await,
             Command::Import(args) => import(args),
         }
     })
+}
+
+/// The async runtime: several worker threads, or one. A single scenario run is a
+/// chain of small round trips, and on one thread each wake-up stays on the core
+/// that saw the socket ready; runs in parallel (`-j`) want every core.
+fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `wirecheck run`: loads the files first (no runtime needed), then runs them on
+/// a runtime sized for the work.
+fn run_command(args: RunArgs) -> i32 {
+    let loaded = match load_all(&args.paths) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let runs = loaded.0.len() * args.repeat as usize;
+    let parallel = runs > 1 && args.jobs != Some(1);
+    let Some(runtime) = runtime(parallel) else {
+        return EXIT_USAGE;
+    };
+    runtime.block_on(run(args, loaded))
 }
 
 /// Expands folders into their *.toml files (sorted, recursive); files stay as given.
@@ -276,14 +308,7 @@ fn matches_filter(scenario: &Scenario, filters: &[String]) -> bool {
         })
 }
 
-async fn run(args: RunArgs) -> i32 {
-    let (scenarios, errors) = match load_all(&args.paths) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
+async fn run(args: RunArgs, (scenarios, errors): (Vec<Scenario>, Vec<LoadError>)) -> i32 {
     for error in &errors {
         eprint!("{}", error.render());
     }

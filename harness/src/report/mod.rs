@@ -32,8 +32,13 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
                 step.keyword,
                 step.text
             );
-            if let Some(quote) = quote_step(&outcome.path, step) {
-                out.push_str(&quote);
+            // The step's line with carets under it, the way load errors point at a
+            // key; nothing if the file changed since the run.
+            let location = crate::scenario::Location::from(&step.location);
+            if let Some(quote) = crate::scenario::quote_location(&outcome.path, &location, "") {
+                for line in quote.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
             }
         }
         None => {
@@ -74,32 +79,6 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
         let _ = writeln!(out, "  trace: {}", trace.display());
     }
     out
-}
-
-/// The failing step's line of the scenario file with a caret under the step, the
-/// way load errors point at a key. The file is read again here (only for a failure),
-/// so a run never keeps scenario text around for its report; a file that changed
-/// or went away since the run simply gets no quote.
-fn quote_step(path: &std::path::Path, step: &crate::outcome::StepRef) -> Option<String> {
-    let source = std::fs::read_to_string(path).ok()?;
-    let line = source.lines().nth(step.location.line.checked_sub(1)?)?;
-    let before: String = line
-        .chars()
-        .take(step.location.column.saturating_sub(1))
-        .collect();
-    let rest = line.chars().count().saturating_sub(before.chars().count());
-    // The step text as the file has it; on one line it is underlined whole.
-    let width = step.text.chars().count().min(rest).max(1);
-    let gutter = step.location.line.to_string();
-    let pad = " ".repeat(gutter.len());
-    let indent: String = before
-        .chars()
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
-    Some(format!(
-        "  {pad} |\n  {gutter} | {line}\n  {pad} | {indent}{}\n",
-        "^".repeat(width)
-    ))
 }
 
 /// `name (run 3)` when repeating, else just the name.

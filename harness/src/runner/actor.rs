@@ -90,7 +90,15 @@ pub struct Actor {
     /// Set by our own `shutdown = "write"`/`"both"`: a later send is the script's
     /// mistake, not the peer's reset, and is reported as such.
     write_closed: bool,
+    /// The buffer `expect` reads into, kept across steps so a bulk transfer does
+    /// not allocate (and zero) a buffer per step.
+    read_buf: Vec<u8>,
 }
+
+/// Largest single read of an `expect`. Reading big pieces keeps the receive
+/// window open: with small reads the kernel delays window updates and a bulk peer
+/// stalls.
+const EXPECT_READ: usize = 256 * 1024;
 
 impl Actor {
     pub fn new(
@@ -105,6 +113,7 @@ impl Actor {
             options,
             context,
             write_closed: false,
+            read_buf: Vec::new(),
         }
     }
 
@@ -486,7 +495,11 @@ impl Actor {
         // first difference), so the bytes themselves need not be kept: a failure
         // rebuilds them from the expectation.
         let mut matched = 0;
-        let mut buf = vec![0u8; expected.len().clamp(1, 64 * 1024)];
+        let size = expected.len().clamp(1, EXPECT_READ);
+        if self.read_buf.len() < size {
+            self.read_buf.resize(size, 0);
+        }
+        let buf = &mut self.read_buf;
         while matched < expected.len() {
             // Never ask for more than is still expected: later steps own later bytes.
             let want = (expected.len() - matched).min(buf.len());

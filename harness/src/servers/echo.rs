@@ -13,18 +13,15 @@ use crate::net::Recorder;
 /// Echo takes no options of its own.
 pub const OPTIONS: &[OptionSpec<BuiltinConfig>] = &[MAX_CONNECTIONS];
 
-/// Below this much room left in the read buffer, a fresh one is taken (the
-/// old one is reused when nothing else holds it).
-const MIN_READ: usize = IO_BUFFER / 4;
-
 /// Echoes until the peer closes. The peer's half-close is passed on, so a client that
 /// shuts down its write side gets an EOF after the last echoed byte.
 ///
 /// The bytes of each read are written back from the read buffer itself, with no
-/// second buffer: each read fills the buffer's free part and that part is
-/// split off and sent. Once the free part runs low the buffer is reclaimed
-/// whole, which needs no allocation while nothing else (such as a recorded
-/// event) still holds the bytes sent from it.
+/// second buffer: the read's part is split off and sent, and the buffer is then
+/// reclaimed whole for the next read, which needs no allocation while nothing
+/// else (such as a recorded event) still holds the bytes sent from it. Every read
+/// offers the whole buffer: reading into a shrinking remainder would echo in
+/// smaller writes, and small writes behind unacknowledged data wait for Nagle.
 pub async fn serve_tcp(
     mut stream: TcpStream,
     recorder: Recorder,
@@ -32,7 +29,7 @@ pub async fn serve_tcp(
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::zeroed(IO_BUFFER);
     loop {
-        if buf.len() < MIN_READ {
+        if buf.len() < IO_BUFFER {
             buf.clear();
             buf.reserve(IO_BUFFER);
             buf.resize(IO_BUFFER, 0);
