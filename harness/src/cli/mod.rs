@@ -240,6 +240,9 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
 /// `wirecheck run`: loads the files first (no runtime needed), then runs them on
 /// a runtime sized for the work.
 fn run_command(args: RunArgs) -> i32 {
+    // Raise the open-file soft limit to the hard limit before anything opens a
+    // socket; the client copies' descriptor budget is made from it.
+    crate::runner::descriptors::open_file_limit();
     let loaded = match load_all(&args.paths) {
         Ok(loaded) => loaded,
         Err(e) => {
