@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::event::{ConnId, EventKind, EventStream};
-use crate::scenario::SocketOptions;
+use crate::vocab::SocketOptions;
 
 /// Applies the options a scenario gave an actor. Buffer sizes must be set before
 /// `connect`/`listen` to affect the window the handshake advertises, so callers

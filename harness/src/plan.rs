@@ -16,10 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::scenario::{
-    CommandSpec, Location, Proto, Scenario, ServerKind, SocketOptions, Step, Target,
-};
+use crate::scenario::{CommandSpec, Location, Scenario, ServerKind, Step, Target};
 use crate::servers::{self, Bound, BuiltinConfig};
+use crate::vocab::{Proto, SocketOptions};
 
 /// A script, shared by every copy and connection that runs it.
 pub type Script = Arc<[Arc<Step>]>;

@@ -17,7 +17,8 @@ use crate::event::{EventKind, ShutdownHow};
 use crate::framing::FramingConfig;
 use crate::net::{apply_socket_options, is_reset, queued_bytes, Recorder};
 use crate::outcome::{Failure, FailureKind, StepRef};
-use crate::scenario::{Action, SocketOptions, Step};
+use crate::scenario::{Action, Step};
+use crate::vocab::SocketOptions;
 
 /// How often `await_queued` looks at the receive queue. The kernel offers no
 /// "wake me at N bytes" for a socket we must not read, so we poll, briefly.

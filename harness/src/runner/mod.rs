@@ -35,9 +35,10 @@ use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
 use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
-use crate::scenario::{Proto, Scenario, SocketOptions, Step};
+use crate::scenario::{Scenario, Step};
 use crate::servers::accept::{accept_exactly, Accepted};
 use crate::servers::{self, Bound, ServerContext};
+use crate::vocab::{Proto, SocketOptions};
 
 /// How long built-in servers get to finish their connections after the scripts end.
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(2);

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::OutputTail;
 use crate::event::{EventKind, EventStream, OutputStream};
-use crate::scenario::{CommandSpec, Proto};
+use crate::scenario::CommandSpec;
+use crate::vocab::Proto;
 
 /// How much of one output line we keep; a server that prints megabytes without a
 /// newline must not grow our memory.

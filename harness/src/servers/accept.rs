@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::apply_socket_options;
-use crate::scenario::SocketOptions;
+use crate::vocab::SocketOptions;
 
 /// Default `max_connections` of a built-in TCP server.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;

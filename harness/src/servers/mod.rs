@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{EventKind, EventStream};
 use crate::framing::{FramingConfig, FramingKind};
 use crate::net::{apply_socket_options, Recorder};
-use crate::scenario::{Proto, SocketOptions};
+use crate::vocab::{Proto, SocketOptions};
 
 pub use accept::{
     accept_exactly, serve_connections, AcceptExactly, Accepted, Acceptor, SocketOptionsError,

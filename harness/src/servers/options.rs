@@ -21,7 +21,8 @@ use super::{accept::DEFAULT_MAX_CONNECTIONS, BuiltinConfig, BuiltinKind};
 use crate::duration::{parse_duration, DURATION_HINT};
 use crate::framing::{FramingKind, DEFAULT_MAX_FRAME, DEFAULT_MAX_HEADER, DEFAULT_MAX_LINE};
 use crate::scenario::diag::did_you_mean;
-use crate::scenario::{Diagnostic, LoadError, SocketOptions};
+use crate::scenario::{Diagnostic, LoadError};
+use crate::vocab::SocketOptions;
 
 /// The largest size or count limit an option takes: 1 GiB.
 pub const MAX_LIMIT: usize = 1 << 30;
