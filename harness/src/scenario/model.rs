@@ -214,6 +214,29 @@ mod tests {
 
     use super::*;
 
+    /// The steps table of the format reference lists exactly the step kinds the
+    /// loader knows, in the same order: a new kind without its row fails here.
+    #[test]
+    fn the_format_reference_lists_every_step_kind() {
+        let docs = include_str!("../../../docs/scenario-format.md");
+        let table = docs
+            .split("| step | waits | TCP | UDP | summary |")
+            .nth(1)
+            .expect("the steps table of docs/scenario-format.md");
+        let rows: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                line.trim_start_matches("| `")
+                    .split([' ', '`'])
+                    .next()
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(rows, STEP_KEYWORDS, "docs/scenario-format.md section 7");
+    }
+
     #[test]
     fn step_keywords_come_from_the_actions() {
         assert_eq!(
