@@ -45,18 +45,9 @@ script = [ { sned = "hello\n" } ]
 "#;
 
 async fn wirecheck(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the wirecheck binary starts");
-    tokio::time::timeout(BOUND, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("`wirecheck {}` ran longer than {BOUND:?}", args.join(" ")))
-        .expect("wirecheck's output")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wirecheck"));
+    command.args(args);
+    crate::output_within(command, BOUND, &format!("wirecheck {}", args.join(" "))).await
 }
 
 /// A folder with the given scenario files.

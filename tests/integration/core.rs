@@ -4,7 +4,7 @@
 //! and the JSON report still carries every run's events.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -15,21 +15,18 @@ const BOUND: Duration = Duration::from_secs(120);
 /// Runs the binary under an open-file limit of `limit` (soft and hard, so wirecheck
 /// cannot raise it): `bash` sets the limit and `exec`s the binary.
 async fn wirecheck_limited(limit: u32, args: &[&str]) -> Output {
-    let child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg("-c")
         .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_wirecheck"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("bash starts");
-    tokio::time::timeout(BOUND, child.wait_with_output())
-        .await
-        .expect("the run ends")
-        .expect("its output")
+        .args(args);
+    crate::output_within(
+        command,
+        BOUND,
+        &format!("wirecheck {} (ulimit -n {limit})", args.join(" ")),
+    )
+    .await
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

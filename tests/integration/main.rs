@@ -265,3 +265,23 @@ pub fn scenarios_dir() -> PathBuf {
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
+
+/// Runs `command` to the end (stdin empty, output captured), failing the test if it
+/// runs longer than `bound`: a watchdog against hangs, not a timing assertion.
+pub async fn output_within(
+    mut command: tokio::process::Command,
+    bound: Duration,
+    what: &str,
+) -> std::process::Output {
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("`{what}` does not start: {e}"));
+    tokio::time::timeout(bound, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`{what}` ran longer than {bound:?}"))
+        .expect("the output of the command")
+}
