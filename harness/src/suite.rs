@@ -235,12 +235,23 @@ async fn run_one(
     if let Some(collected) = &collected {
         subscribers.push(Box::new(collected.clone()));
     }
-    let feeder = std::thread::spawn(move || event::feed(receiver, &mut subscribers));
+    // A run nobody subscribed to needs no subscriber thread; dropping the receiver
+    // makes every producer drop its events instead of waiting for a reader.
+    let feeder = if subscribers.is_empty() {
+        drop(receiver);
+        None
+    } else {
+        Some(std::thread::spawn(move || {
+            event::feed(receiver, &mut subscribers)
+        }))
+    };
     let mut outcome = runner::run_scenario(scenario, run, cancel, stream.clone()).await;
     stream.close();
-    match tokio::task::spawn_blocking(move || feeder.join()).await {
-        Ok(Ok(subscriber_errors)) => errors.extend(subscriber_errors),
-        _ => errors.push("a report writer crashed".into()),
+    if let Some(feeder) = feeder {
+        match tokio::task::spawn_blocking(move || feeder.join()).await {
+            Ok(Ok(subscriber_errors)) => errors.extend(subscriber_errors),
+            _ => errors.push("a report writer crashed".into()),
+        }
     }
     for error in &errors {
         eprintln!("error: {error}");
