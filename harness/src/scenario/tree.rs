@@ -57,20 +57,20 @@ pub fn from_root(table: &Table) -> Node {
 
 fn from_table(table: &Table, fallback: Range<usize>) -> Node {
     let span = table.span().unwrap_or(fallback);
-    let entries = table
-        .iter()
-        .map(|(key, item)| {
-            let key_span = table
-                .key(key)
-                .and_then(|k| k.span())
-                .unwrap_or_else(|| span.clone());
-            Entry {
-                key: key.to_owned(),
-                value: from_item(item, key_span.clone()),
-                key_span,
-            }
-        })
-        .collect();
+    // Sized up front: toml_edit's iterators give no size hint, and growing a
+    // vector of 100,000 steps by doubling copies it again and again.
+    let mut entries = Vec::with_capacity(table.len());
+    entries.extend(table.iter().map(|(key, item)| {
+        let key_span = table
+            .key(key)
+            .and_then(|k| k.span())
+            .unwrap_or_else(|| span.clone());
+        Entry {
+            key: key.to_owned(),
+            value: from_item(item, key_span.clone()),
+            key_span,
+        }
+    }));
     Node {
         span,
         kind: NodeKind::Table(entries),
@@ -87,10 +87,12 @@ fn from_item(item: &Item, fallback: Range<usize>) -> Node {
         Item::Table(table) => from_table(table, fallback),
         Item::ArrayOfTables(array) => {
             let span = array.span().unwrap_or_else(|| fallback.clone());
-            let items = array
-                .iter()
-                .map(|table| from_table(table, fallback.clone()))
-                .collect();
+            let mut items = Vec::with_capacity(array.len());
+            items.extend(
+                array
+                    .iter()
+                    .map(|table| from_table(table, fallback.clone())),
+            );
             Node {
                 span,
                 kind: NodeKind::Array(items),
@@ -108,24 +110,25 @@ fn from_value(value: &Value, fallback: Range<usize>) -> Node {
         Value::Boolean(b) => NodeKind::Bool(*b.value()),
         Value::Datetime(_) => NodeKind::Datetime,
         Value::Array(array) => {
-            NodeKind::Array(array.iter().map(|v| from_value(v, span.clone())).collect())
+            let mut items = Vec::with_capacity(array.len());
+            items.extend(array.iter().map(|v| from_value(v, span.clone())));
+            NodeKind::Array(items)
         }
-        Value::InlineTable(table) => NodeKind::Table(
-            table
-                .iter()
-                .map(|(key, v)| {
-                    let key_span = table
-                        .key(key)
-                        .and_then(|k| k.span())
-                        .unwrap_or_else(|| span.clone());
-                    Entry {
-                        key: key.to_owned(),
-                        value: from_value(v, key_span.clone()),
-                        key_span,
-                    }
-                })
-                .collect(),
-        ),
+        Value::InlineTable(table) => NodeKind::Table({
+            let mut entries = Vec::with_capacity(table.len());
+            entries.extend(table.iter().map(|(key, v)| {
+                let key_span = table
+                    .key(key)
+                    .and_then(|k| k.span())
+                    .unwrap_or_else(|| span.clone());
+                Entry {
+                    key: key.to_owned(),
+                    value: from_value(v, key_span.clone()),
+                    key_span,
+                }
+            }));
+            entries
+        }),
     };
     Node { span, kind }
 }
