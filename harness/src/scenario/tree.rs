@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{Item, Table, Value};
+use toml_edit::{Item, Key, Table, Value};
 
 /// A TOML value with the byte range it came from.
 #[derive(Debug, Clone)]
@@ -61,15 +61,9 @@ fn from_table(table: &Table, fallback: Range<usize>) -> Node {
     // vector of 100,000 steps by doubling copies it again and again.
     let mut entries = Vec::with_capacity(table.len());
     entries.extend(table.iter().map(|(key, item)| {
-        let key_span = table
-            .key(key)
-            .and_then(|k| k.span())
-            .unwrap_or_else(|| span.clone());
-        Entry {
-            key: key.to_owned(),
-            value: from_item(item, key_span.clone()),
-            key_span,
-        }
+        entry(key, table.key(key), &span, |key_span| {
+            from_item(item, key_span)
+        })
     }));
     Node {
         span,
@@ -117,18 +111,30 @@ fn from_value(value: &Value, fallback: Range<usize>) -> Node {
         Value::InlineTable(table) => NodeKind::Table({
             let mut entries = Vec::with_capacity(table.len());
             entries.extend(table.iter().map(|(key, v)| {
-                let key_span = table
-                    .key(key)
-                    .and_then(|k| k.span())
-                    .unwrap_or_else(|| span.clone());
-                Entry {
-                    key: key.to_owned(),
-                    value: from_value(v, key_span.clone()),
-                    key_span,
-                }
+                entry(key, table.key(key), &span, |key_span| {
+                    from_value(v, key_span)
+                })
             }));
             entries
         }),
     };
     Node { span, kind }
+}
+
+/// One `key = value` of a table or inline table: the key's own span (the table's
+/// when toml_edit has none), and the value converted with that span as its fallback.
+fn entry(
+    name: &str,
+    key: Option<&Key>,
+    table_span: &Range<usize>,
+    value: impl FnOnce(Range<usize>) -> Node,
+) -> Entry {
+    let key_span = key
+        .and_then(Key::span)
+        .unwrap_or_else(|| table_span.clone());
+    Entry {
+        key: name.to_owned(),
+        value: value(key_span.clone()),
+        key_span,
+    }
 }
