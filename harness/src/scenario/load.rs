@@ -93,23 +93,17 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         source: Arc::clone(&source),
         diagnostics,
     };
-    let document = toml_edit::ImDocument::parse(source.as_ref()).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        // toml_edit's message spans several lines; the first goes under the caret,
-        // the rest become notes so the rendering keeps its margin.
-        let message = e.message().trim();
-        let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
-        let mut diagnostic = Diagnostic::new(span, "this is not valid TOML")
+    let root = tree::parse(source.as_ref()).map_err(|error| {
+        // The parser's message may span several lines; the first goes under the
+        // caret, the rest become notes so the rendering keeps its margin.
+        let mut lines = error.message.lines().map(str::trim).filter(|l| !l.is_empty());
+        let mut diagnostic = Diagnostic::new(error.span, "this is not valid TOML")
             .label(lines.next().unwrap_or("invalid syntax").to_owned());
         for line in lines {
             diagnostic = diagnostic.hint(line.to_owned());
         }
         invalid(vec![diagnostic.hint("see https://toml.io for the syntax; strings need quotes, steps are inline tables `{ send = \"hi\" }`")])
     })?;
-    let root = tree::from_root(document.as_table());
-    // The tree holds everything the loader reads; the document is several times
-    // larger, so it goes before the scenario is built.
-    drop(document);
     let mut loader = Loader {
         path,
         dir: path

@@ -1,13 +1,15 @@
-//! A small spanned TOML tree, converted from `toml_edit`'s parse.
+//! A small spanned TOML tree, built from the `toml` crate's borrowed parse.
 //!
-//! `toml_edit` keeps a span on every key and value but spreads them over five node
-//! types (tables, inline tables, arrays of tables, items, values). Folding them into
-//! one enum lets the loader validate a scenario with plain pattern matching, and
-//! every error can still point at the exact key or value.
+//! The loader validates a scenario with plain pattern matching over one enum, and
+//! every error can still point at the exact key or value. The parse is the
+//! `toml` crate's `DeTable`: it borrows strings from the source and keeps only
+//! spans, where `toml_edit`'s document (used before) kept every key's formatting
+//! and ran three times slower; for a 2,000-step file the parse was most of a
+//! whole `wirecheck run` (BENCHMARKS.md, "The core, as a user runs it").
 
 use std::ops::Range;
 
-use toml_edit::{Item, Key, Table, Value};
+use toml::de::{DeTable, DeValue};
 
 /// A TOML value with the byte range it came from.
 #[derive(Debug, Clone)]
@@ -50,91 +52,64 @@ impl NodeKind {
     }
 }
 
-/// Converts a parsed document's root table.
-pub fn from_root(table: &Table) -> Node {
-    from_table(table, 0..0)
+/// A TOML syntax error: where, and the parser's one-line message.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub span: Range<usize>,
+    pub message: String,
 }
 
-fn from_table(table: &Table, fallback: Range<usize>) -> Node {
-    let span = table.span().unwrap_or(fallback);
-    // Sized up front: toml_edit's iterators give no size hint, and growing a
-    // vector of 100,000 steps by doubling copies it again and again.
+/// Parses a whole document into its root table.
+pub fn parse(source: &str) -> Result<Node, SyntaxError> {
+    let root = DeTable::parse(source).map_err(|error| SyntaxError {
+        span: error.span().unwrap_or(0..0),
+        message: error.message().trim().to_owned(),
+    })?;
+    let span = root.span();
+    from_table(root.into_inner(), span)
+}
+
+fn from_table(table: DeTable<'_>, span: Range<usize>) -> Result<Node, SyntaxError> {
     let mut entries = Vec::with_capacity(table.len());
-    entries.extend(table.iter().map(|(key, item)| {
-        entry(key, table.key(key), &span, |key_span| {
-            from_item(item, key_span)
-        })
-    }));
-    Node {
+    for (key, value) in table {
+        let key_span = key.span();
+        let value_span = value.span();
+        entries.push(Entry {
+            key: key.into_inner().into_owned(),
+            key_span,
+            value: from_value(value.into_inner(), value_span)?,
+        });
+    }
+    Ok(Node {
         span,
         kind: NodeKind::Table(entries),
-    }
+    })
 }
 
-fn from_item(item: &Item, fallback: Range<usize>) -> Node {
-    match item {
-        Item::None => Node {
-            span: fallback,
-            kind: NodeKind::Table(Vec::new()),
-        },
-        Item::Value(value) => from_value(value, fallback),
-        Item::Table(table) => from_table(table, fallback),
-        Item::ArrayOfTables(array) => {
-            let span = array.span().unwrap_or_else(|| fallback.clone());
-            let mut items = Vec::with_capacity(array.len());
-            items.extend(
-                array
-                    .iter()
-                    .map(|table| from_table(table, fallback.clone())),
-            );
-            Node {
-                span,
-                kind: NodeKind::Array(items),
-            }
-        }
-    }
-}
-
-fn from_value(value: &Value, fallback: Range<usize>) -> Node {
-    let span = value.span().unwrap_or(fallback);
+fn from_value(value: DeValue<'_>, span: Range<usize>) -> Result<Node, SyntaxError> {
     let kind = match value {
-        Value::String(s) => NodeKind::Str(s.value().clone()),
-        Value::Integer(i) => NodeKind::Int(*i.value()),
-        Value::Float(_) => NodeKind::Float,
-        Value::Boolean(b) => NodeKind::Bool(*b.value()),
-        Value::Datetime(_) => NodeKind::Datetime,
-        Value::Array(array) => {
+        DeValue::String(s) => NodeKind::Str(s.into_owned()),
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(value) => NodeKind::Int(value),
+            Err(_) => {
+                return Err(SyntaxError {
+                    span,
+                    message: "integer out of range (TOML integers are 64-bit signed)".into(),
+                })
+            }
+        },
+        DeValue::Float(_) => NodeKind::Float,
+        DeValue::Boolean(b) => NodeKind::Bool(b),
+        DeValue::Datetime(_) => NodeKind::Datetime,
+        DeValue::Array(array) => {
             let mut items = Vec::with_capacity(array.len());
-            items.extend(array.iter().map(|v| from_value(v, span.clone())));
+            for item in array {
+                let item_span = item.span();
+                items.push(from_value(item.into_inner(), item_span)?);
+            }
             NodeKind::Array(items)
         }
-        Value::InlineTable(table) => NodeKind::Table({
-            let mut entries = Vec::with_capacity(table.len());
-            entries.extend(table.iter().map(|(key, v)| {
-                entry(key, table.key(key), &span, |key_span| {
-                    from_value(v, key_span)
-                })
-            }));
-            entries
-        }),
+        DeValue::Table(table) => return from_table(table, span),
     };
-    Node { span, kind }
-}
-
-/// One `key = value` of a table or inline table: the key's own span (the table's
-/// when toml_edit has none), and the value converted with that span as its fallback.
-fn entry(
-    name: &str,
-    key: Option<&Key>,
-    table_span: &Range<usize>,
-    value: impl FnOnce(Range<usize>) -> Node,
-) -> Entry {
-    let key_span = key
-        .and_then(Key::span)
-        .unwrap_or_else(|| table_span.clone());
-    Entry {
-        key: name.to_owned(),
-        value: value(key_span.clone()),
-        key_span,
-    }
+    Ok(Node { span, kind })
 }
