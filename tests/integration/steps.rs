@@ -1312,3 +1312,109 @@ script = [
     .await;
     assert_passed(&outcome);
 }
+
+// ---------------------------------------------------------------- file slices
+
+/// `{ file, offset, len }` works wherever DATA does: a send in chunks, an expect
+/// that spans more than one piece of the file, a single recv, UDP datagrams.
+#[tokio::test]
+async fn file_slices_are_data_for_send_expect_recv_and_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    // More than one read piece (1 MiB), so the runner reads the slice in parts.
+    let big: Vec<u8> = (0..(3u32 << 20) / 2).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+    std::fs::write(dir.path().join("small.bin"), b"..hello,eggo2..").unwrap();
+    let len = big.len() - 10;
+    let text = format!(
+        r#"
+[servers.srv]
+script = [
+  {{ expect = {{ file = "big.bin", offset = 3, len = {len} }} }},
+  {{ await_queued = 5 }},
+  {{ recv = {{ max = 5, expect = {{ file = "small.bin", offset = 2, len = 5 }} }} }},
+  {{ expect = {{ file = "small.bin", offset = 8, len = 5 }} }},
+  {{ send = {{ file = "small.bin", offset = 2, len = 11, chunks = [5, 1] }} }},
+]
+
+[[clients]]
+connect = "srv"
+nodelay = true
+script = [
+  {{ send = {{ file = "big.bin", offset = 3, len = {len} }} }},
+  {{ send = {{ file = "small.bin", offset = 2, len = 5 }} }},
+  {{ send = {{ file = "small.bin", offset = 8, len = 5, chunks = [2] }} }},
+  {{ expect = "hello,eggo2" }},
+]
+"#
+    );
+    let outcome = crate::run_loaded(&crate::scenario_in(dir.path(), &text)).await;
+    assert_passed(&outcome);
+    let writes = write_sizes(&outcome, "client1");
+    assert_eq!(writes.iter().sum::<usize>(), len + 10);
+    assert_eq!(&writes[writes.len() - 4..], [5, 2, 2, 1]);
+    assert_eq!(write_sizes(&outcome, "srv"), vec![5, 1, 1, 1, 1, 1, 1]);
+
+    let udp = r#"
+[servers.srv]
+proto = "udp"
+script = [
+  { expect = { file = "small.bin", offset = 2, len = 5 } },
+  { send = { file = "small.bin", offset = 8, len = 5 } },
+]
+
+[[clients]]
+connect = "srv"
+script = [
+  { send = { file = "small.bin", offset = 2, len = 5 } },
+  { expect = "eggo2" },
+]
+"#;
+    let outcome = crate::run_loaded(&crate::scenario_in(dir.path(), udp)).await;
+    assert_passed(&outcome);
+    assert_eq!(write_sizes(&outcome, "client1"), vec![5]);
+}
+
+/// An expect against a file slice that differs fails at the first different byte
+/// and shows the expected bytes from the file.
+#[tokio::test]
+async fn a_file_slice_that_differs_fails_with_both_sides_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.bin"), b"hello world").unwrap();
+    let text = r#"
+[servers.srv]
+script = [ { expect = { file = "x.bin" } } ]
+
+[[clients]]
+connect = "srv"
+script = [ { send = "hello there" } ]
+"#;
+    let outcome = crate::run_loaded(&crate::scenario_in(dir.path(), text)).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.expected.as_deref(), Some(&b"hello world"[..]));
+    let actual = failure.actual.as_deref().unwrap();
+    assert!(actual.starts_with(b"hello t"), "{actual:?}");
+}
+
+/// The file is read when the step runs: one that shrank since loading is a clear
+/// failure of that step, never short data.
+#[tokio::test]
+async fn a_file_that_shrank_after_loading_fails_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.bin"), b"0123456789").unwrap();
+    let text = r#"
+[servers.srv]
+builtin = "discard"
+
+[[clients]]
+connect = "srv"
+script = [ { send = { file = "x.bin", offset = 4, len = 6 } } ]
+"#;
+    let scenario = crate::scenario_in(dir.path(), text);
+    std::fs::write(dir.path().join("x.bin"), b"0123").unwrap();
+    let outcome = crate::run_loaded(&scenario).await;
+    let message = rendered(&outcome);
+    assert!(
+        message.contains("`x.bin` no longer holds bytes 4..10"),
+        "{message}"
+    );
+}

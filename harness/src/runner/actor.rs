@@ -17,7 +17,7 @@ use crate::event::{EventKind, ShutdownHow};
 use crate::framing::FramingConfig;
 use crate::net::{apply_socket_options, is_reset, queued_bytes, Recorder};
 use crate::outcome::{Failure, FailureKind, StepRef};
-use crate::scenario::{Action, Step};
+use crate::scenario::{Action, Data, Step};
 use crate::vocab::SocketOptions;
 
 /// How often `await_queued` looks at the receive queue. The kernel offers no
@@ -74,6 +74,26 @@ impl StepError {
         }
     }
 
+    /// The expected bytes and what arrived, for an `expect` that failed after
+    /// `matched` bytes equal to the expectation followed by `got`. A file slice's
+    /// bytes are read back for the report, at most [`REPORT_BYTES`] of them.
+    fn bytes_of(self, expected: &Data, matched: u64, got: &[u8]) -> Self {
+        let shown = usize::try_from(matched)
+            .unwrap_or(usize::MAX)
+            .saturating_add(got.len() + 4096)
+            .min(REPORT_BYTES);
+        let Ok(expected) = expected.head(shown) else {
+            return self;
+        };
+        let prefix = usize::try_from(matched)
+            .unwrap_or(usize::MAX)
+            .min(expected.len());
+        let mut actual = BytesMut::with_capacity(prefix + got.len());
+        actual.extend_from_slice(&expected[..prefix]);
+        actual.extend_from_slice(got);
+        self.bytes(Some(expected), Some(actual.freeze()))
+    }
+
     fn bytes(mut self, expected: Option<Bytes>, actual: Option<Bytes>) -> Self {
         self.expected = expected;
         self.actual = actual;
@@ -100,6 +120,9 @@ pub struct Actor {
 /// window open: with small reads the kernel delays window updates and a bulk peer
 /// stalls.
 const EXPECT_READ: usize = 256 * 1024;
+
+/// The most bytes of a file slice a failure report reads back to show.
+const REPORT_BYTES: usize = 16 << 20;
 
 impl Actor {
     pub fn new(
@@ -213,7 +236,8 @@ impl Actor {
                 framing
                     .encode(payload, &mut frame)
                     .map_err(|e| StepError::new(format!("cannot encode the frame: {e}")))?;
-                self.send(&frame.freeze(), &[], None, deadline).await
+                self.send(&Data::Bytes(frame.freeze()), &[], None, deadline)
+                    .await
             }
             Action::ExpectFrame { framing, payload } => {
                 self.expect_frame(framing, payload, deadline).await
@@ -315,7 +339,7 @@ impl Actor {
 
     async fn send(
         &mut self,
-        data: &Bytes,
+        data: &Data,
         chunks: &[usize],
         delay: Option<Duration>,
         deadline: Instant,
@@ -325,9 +349,25 @@ impl Actor {
                 "cannot send: this actor already shut down its write side with an earlier `shutdown` step",
             ));
         }
-        let pieces = split_chunks(data, chunks);
-        let count = pieces.len();
-        for (i, piece) in pieces.into_iter().enumerate() {
+        // A file slice is read here, piece by piece as it is written, so a large
+        // payload never sits whole in memory.
+        let mut reader = data.reader().map_err(data_error)?;
+        let datagrams = matches!(self.conn, Conn::Udp { .. });
+        let mut calls = 0usize;
+        loop {
+            let piece = match chunks.get(calls).or(chunks.last()) {
+                Some(&size) => reader.next_exact(size),
+                // A datagram is one call whatever its size; a stream without
+                // `chunks` is written whole, one read piece after another.
+                None if datagrams => reader.next_exact(usize::MAX),
+                None => reader.next(usize::MAX),
+            }
+            .map_err(data_error)?;
+            // Empty data is still one (empty) call: an empty datagram is a datagram.
+            if piece.is_empty() && calls > 0 {
+                break;
+            }
+            calls += 1;
             match &mut self.conn {
                 Conn::Tcp { stream, recorder } => {
                     match timeout_at(deadline, recorder.write_all(stream, &piece)).await {
@@ -375,16 +415,23 @@ impl Actor {
                 }
                 other => return Err(not_open(other)),
             }
-            if let Some(delay) = delay {
-                if i + 1 < count {
-                    tokio::time::sleep(delay).await;
-                }
+            if reader.remaining() == 0 {
+                break;
+            }
+            if let (Some(delay), false) = (delay, chunks.is_empty()) {
+                tokio::time::sleep(delay).await;
             }
         }
         Ok(())
     }
 
-    async fn recv(&mut self, max: usize, expect: Option<&Bytes>, deadline: Instant) -> StepResult {
+    async fn recv(&mut self, max: usize, expect: Option<&Data>, deadline: Instant) -> StepResult {
+        // The loader made sure the expected bytes fit in one read of `max`.
+        let expect = expect
+            .map(|data| data.head(max))
+            .transpose()
+            .map_err(data_error)?;
+        let expect = expect.as_ref();
         let mut buf = vec![0u8; max];
         let got = match &mut self.conn {
             Conn::Tcp { stream, recorder } => {
@@ -473,11 +520,13 @@ impl Actor {
         }
     }
 
-    async fn expect(&mut self, expected: &Bytes, deadline: Instant) -> StepResult {
+    async fn expect(&mut self, expected: &Data, deadline: Instant) -> StepResult {
         if let Conn::Udp { .. } = self.conn {
+            // One datagram: more than 64 KiB can never match, so no more is read.
+            let expected = expected.head(65_536 + 1).map_err(data_error)?;
             let mut buf = vec![0u8; 65_536];
             let got = self
-                .recv_datagram(&mut buf, deadline, Some(expected))
+                .recv_datagram(&mut buf, deadline, Some(&expected))
                 .await?;
             if got == expected {
                 return Ok(());
@@ -492,51 +541,55 @@ impl Actor {
         let Conn::Tcp { stream, recorder } = &mut self.conn else {
             return Err(not_open(&self.conn));
         };
+        let total = expected.len();
+        // The expected bytes come in windows: all of in-memory data at once, a file
+        // slice a piece at a time as the bytes to compare arrive.
+        let mut source = expected.reader().map_err(data_error)?;
+        let mut window = Bytes::new();
+        let mut window_start = 0u64;
         // Every byte that arrived so far equals the expected prefix (we fail at the
         // first difference), so the bytes themselves need not be kept: a failure
         // rebuilds them from the expectation.
-        let mut matched = 0;
-        let size = expected.len().clamp(1, EXPECT_READ);
+        let mut matched = 0u64;
+        let size = usize::try_from(total)
+            .unwrap_or(usize::MAX)
+            .clamp(1, EXPECT_READ);
         if self.read_buf.len() < size {
             self.read_buf.resize(size, 0);
         }
         let buf = &mut self.read_buf;
-        while matched < expected.len() {
+        while matched < total {
+            if matched == window_start + window.len() as u64 {
+                window_start = matched;
+                window = source.next(usize::MAX).map_err(data_error)?;
+            }
+            let in_window = usize::try_from(matched - window_start).unwrap_or(usize::MAX);
             // Never ask for more than is still expected: later steps own later bytes.
-            let want = (expected.len() - matched).min(buf.len());
+            let want = (window.len() - in_window).min(buf.len());
             let n = match timeout_at(deadline, recorder.read(stream, &mut buf[..want])).await {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
-                        "the peer closed the connection after {matched} of {} expected bytes",
-                        expected.len()
+                        "the peer closed the connection after {matched} of {total} expected bytes",
                     ))
-                    .bytes(Some(expected.clone()), Some(expected.slice(..matched))))
+                    .bytes_of(expected, matched, &[]))
                 }
                 Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    let mut error = read_error(e, Some(expected));
-                    error.actual = Some(expected.slice(..matched));
-                    return Err(error);
-                }
+                Ok(Err(e)) => return Err(read_error(e, None).bytes_of(expected, matched, &[])),
                 Err(_) => {
                     return Err(StepError::timeout(format!(
-                        "timed out after {matched} of {} expected bytes arrived",
-                        expected.len()
+                        "timed out after {matched} of {total} expected bytes arrived",
                     ))
-                    .bytes(Some(expected.clone()), Some(expected.slice(..matched))))
+                    .bytes_of(expected, matched, &[]))
                 }
             };
             // Fail as soon as the bytes diverge instead of waiting for the rest.
-            if buf[..n] != expected[matched..matched + n] {
-                let mut got = BytesMut::with_capacity(matched + n);
-                got.extend_from_slice(&expected[..matched]);
-                got.extend_from_slice(&buf[..n]);
+            if buf[..n] != window[in_window..in_window + n] {
                 return Err(
                     StepError::new("the bytes that arrived differ from the expected ones")
-                        .bytes(Some(expected.clone()), Some(got.freeze())),
+                        .bytes_of(expected, matched, &buf[..n]),
                 );
             }
-            matched += n;
+            matched += n as u64;
         }
         Ok(())
     }
@@ -775,6 +828,11 @@ fn read_error(e: std::io::Error, expected: Option<&Bytes>) -> StepError {
         format!("read failed: {e}")
     };
     StepError::new(message).bytes(expected.cloned(), None)
+}
+
+/// A file slice that could not be read when its step ran.
+fn data_error(e: std::io::Error) -> StepError {
+    StepError::new(e.to_string())
 }
 
 fn io_error(e: std::io::Error) -> StepError {

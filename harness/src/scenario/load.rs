@@ -55,10 +55,12 @@ const COMMAND_KEYS: &[&str] = &["env", "cwd", "ready_timeout", "ready_delay"];
 const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
 const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat"];
 /// Keys of a data table.
-const DATA_TABLE_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat", "times"];
+const DATA_TABLE_KEYS: &[&str] = &[
+    "text", "hex", "base64", "file", "repeat", "times", "offset", "len",
+];
 /// Keys of a `send` table.
 const SEND_KEYS: &[&str] = &[
-    "text", "hex", "base64", "file", "repeat", "times", "chunks", "delay",
+    "text", "hex", "base64", "file", "repeat", "times", "offset", "len", "chunks", "delay",
 ];
 /// Keys of a `send_frame` or `expect_frame` table.
 const FRAME_KEYS: &[&str] = &[
@@ -68,12 +70,14 @@ const FRAME_KEYS: &[&str] = &[
     "file",
     "repeat",
     "times",
+    "offset",
+    "len",
     "framing",
     "max_frame",
     "max_line",
     "length_includes_header",
 ];
-const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`, `base64`, `file`, or `repeat` (with `times`)";
+const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`, `base64`, `file` (with `offset` and `len` for a slice), or `repeat` (with `times`)";
 
 /// Reads and loads a scenario file.
 pub fn load_file(path: &Path) -> Result<Scenario, LoadError> {
@@ -163,8 +167,9 @@ struct Loader<'a> {
 struct SharedData {
     /// `repeat` data by pattern and `times`, found before it is materialized.
     repeats: HashMap<(String, usize), Bytes>,
-    /// `file` data by path: each file is read once per load.
-    files: HashMap<PathBuf, Bytes>,
+    /// `file` data read at load time (frames), by path, offset and length: each
+    /// slice is read once per load.
+    files: HashMap<(PathBuf, u64, u64), Bytes>,
     /// Every other payload (strings, `text`, `hex`, `base64`) by content.
     inline: HashSet<Bytes>,
 }
@@ -1132,7 +1137,7 @@ impl Loader<'_> {
         let expect = match fields.get("expect") {
             Some(node) => {
                 let data = self.data(node, "expect")?;
-                if data.len() > max {
+                if data.len() > max as u64 {
                     return Err(Diagnostic::new(
                         node.span.clone(),
                         format!(
@@ -1190,7 +1195,7 @@ impl Loader<'_> {
         if let Some(node) = fields.get("length_includes_header") {
             framing.length_includes_header = boolean(node, "length_includes_header")?;
         }
-        let payload = self.data_fields(&mut fields, key)?;
+        let payload = self.data_bytes(&mut fields, key)?;
         if key == "send_frame" {
             // Refuse at load time what could never be sent, rather than mid-run.
             let mut scratch = bytes::BytesMut::new();
@@ -1207,9 +1212,9 @@ impl Loader<'_> {
     }
 
     /// DATA: a string, or a table with exactly one data key.
-    fn data(&self, node: &Node, key: &str) -> Check<Bytes> {
+    fn data(&self, node: &Node, key: &str) -> Check<Data> {
         if let NodeKind::Str(s) = &node.kind {
-            return Ok(self.shared.borrow_mut().inline(s.as_bytes()));
+            return Ok(Data::Bytes(self.shared.borrow_mut().inline(s.as_bytes())));
         }
         let mut fields = Fields::of(node, &format!("`{key}`"))
             .map_err(|_| type_error(node, key, "data").hint(DATA_HINT))?;
@@ -1218,7 +1223,18 @@ impl Loader<'_> {
         Ok(data)
     }
 
-    fn data_fields(&self, fields: &mut Fields, key: &str) -> Check<Bytes> {
+    /// DATA whose bytes are needed at load time (a frame is encoded and checked
+    /// when the file loads): a file slice is read here, and counts against the
+    /// scenario's data limit.
+    fn data_bytes(&self, fields: &mut Fields, key: &str) -> Check<Bytes> {
+        let span = fields.span.clone();
+        match self.data_fields(fields, key)? {
+            Data::Bytes(bytes) => Ok(bytes),
+            Data::File(slice) => self.read_slice(&slice, &span),
+        }
+    }
+
+    fn data_fields(&self, fields: &mut Fields, key: &str) -> Check<Data> {
         let present: Vec<&str> = DATA_KEYS
             .iter()
             .copied()
@@ -1243,8 +1259,8 @@ impl Loader<'_> {
             }
         };
         let node = fields.get(which).expect("key is present");
-        let inline = |bytes: &[u8]| self.shared.borrow_mut().inline(bytes);
-        let bytes = match which {
+        let inline = |bytes: &[u8]| Data::Bytes(self.shared.borrow_mut().inline(bytes));
+        let data = match which {
             "text" => inline(string(node, which)?.as_bytes()),
             "hex" => inline(&decode_hex(node, self.source)?),
             "base64" => {
@@ -1260,17 +1276,7 @@ impl Loader<'_> {
                         })?,
                 )
             }
-            "file" => {
-                let name = string(node, which)?;
-                let path = self.dir.join(&name);
-                let shared = self.shared.borrow().files.get(&path).cloned();
-                if let Some(bytes) = shared {
-                    self.reserve_data(bytes.len(), &node.span)?;
-                    bytes
-                } else {
-                    self.read_data_file(&name, path, &node.span)?
-                }
-            }
+            "file" => Data::File(self.file_slice(node, fields)?),
             _ => {
                 let unit = string(node, "repeat")?;
                 let times = match fields.get("times") {
@@ -1293,13 +1299,13 @@ impl Loader<'_> {
                 }
                 self.reserve_data(unit.len() * times, &fields.key_span("times"))?;
                 let mut shared = self.shared.borrow_mut();
-                match shared.repeats.entry((unit, times)) {
+                Data::Bytes(match shared.repeats.entry((unit, times)) {
                     MapEntry::Occupied(entry) => entry.get().clone(),
                     MapEntry::Vacant(entry) => {
                         let bytes = Bytes::from(entry.key().0.repeat(times).into_bytes());
                         entry.insert(bytes).clone()
                     }
-                }
+                })
             }
         };
         if which != "repeat" && fields.has("times") {
@@ -1308,48 +1314,112 @@ impl Loader<'_> {
                     .label("nothing to repeat"),
             );
         }
-        Ok(bytes)
+        if which != "file" {
+            for slice_key in ["offset", "len"] {
+                if fields.has(slice_key) {
+                    return Err(Diagnostic::new(
+                        fields.key_span(slice_key),
+                        format!("`{slice_key}` goes with `file`"),
+                    )
+                    .label("a slice of which file?")
+                    .hint("e.g. `{ file = \"payload.bin\", offset = 1024, len = 4096 }`"));
+                }
+            }
+        }
+        Ok(data)
     }
 
-    /// Reads a `file` data file the first time a load names it; later steps naming
-    /// the same path share these bytes.
-    fn read_data_file(&self, name: &str, path: PathBuf, span: &Range<usize>) -> Check<Bytes> {
-        let too_large = || {
-            Diagnostic::new(span.clone(), format!("`{name}` is larger than 1 GiB"))
-                .label("too large for a scenario")
-        };
+    /// `{ file = NAME, offset = N, len = N }`: checks that the file exists and holds
+    /// the slice, without reading it (the runner reads it when the step runs).
+    fn file_slice(&self, node: &Node, fields: &mut Fields) -> Check<FileSlice> {
+        let name = string(node, "file")?;
+        let path = self.dir.join(&name);
         let metadata = std::fs::metadata(&path).map_err(|e| {
-            Diagnostic::new(span.clone(), format!("cannot read `{name}`"))
+            Diagnostic::new(node.span.clone(), format!("cannot read `{name}`"))
                 .label(format!("{}: {e}", path.display()))
                 .hint("`file` is relative to the scenario file's folder")
         })?;
         // A device or FIFO reports length 0 and could be read forever.
         if !metadata.is_file() {
-            return Err(
-                Diagnostic::new(span.clone(), format!("`{name}` is not a regular file"))
-                    .label("devices, pipes and folders cannot be scenario data"),
-            );
+            return Err(Diagnostic::new(
+                node.span.clone(),
+                format!("`{name}` is not a regular file"),
+            )
+            .label("devices, pipes and folders cannot be scenario data"));
         }
-        if metadata.len() > MAX_DATA_BYTES as u64 {
-            return Err(too_large());
+        let size = metadata.len();
+        let number = |key: &str| -> Check<Option<(u64, Range<usize>)>> {
+            match fields.entries.iter().find(|e| e.key == key) {
+                Some(entry) => match entry.value.kind {
+                    NodeKind::Int(i) if i >= 0 => Ok(Some((i as u64, entry.value.span.clone()))),
+                    NodeKind::Int(i) => Err(Diagnostic::new(
+                        entry.value.span.clone(),
+                        format!("`{key}` is {i}, a negative number of bytes"),
+                    )
+                    .label("must be 0 or more")),
+                    _ => Err(type_error(&entry.value, key, "a number of bytes")),
+                },
+                None => Ok(None),
+            }
+        };
+        let offset = number("offset")?;
+        let len = number("len")?;
+        fields.get("offset");
+        fields.get("len");
+        let start = match &offset {
+            Some((offset, span)) if *offset > size => {
+                return Err(Diagnostic::new(
+                    span.clone(),
+                    format!("`offset` {offset} is past the end of `{name}` ({size} bytes)"),
+                )
+                .label(format!("the file ends at {size}"))
+                .hint(format!("offsets into `{name}` go from 0 to {size}")))
+            }
+            Some((offset, _)) => *offset,
+            None => 0,
+        };
+        let len = match &len {
+            Some((len, span)) if start.checked_add(*len).is_none_or(|end| end > size) => {
+                return Err(Diagnostic::new(
+                    span.clone(),
+                    format!(
+                        "`len` {len} from offset {start} goes past the end of `{name}` ({size} bytes)"
+                    ),
+                )
+                .label(format!("at most {} bytes from there", size - start))
+                .hint("a slice must lie inside the file; leave out `len` to read to the end"))
+            }
+            Some((len, _)) => *len,
+            None => size - start,
+        };
+        Ok(FileSlice {
+            path: Arc::from(path.as_path()),
+            name: Arc::from(name.as_str()),
+            offset: start,
+            len,
+        })
+    }
+
+    /// Reads a file slice at load time, for data that is encoded when the file
+    /// loads; each slice is read once per load, later steps naming it share it.
+    fn read_slice(&self, slice: &FileSlice, span: &Range<usize>) -> Check<Bytes> {
+        if slice.len > MAX_DATA_BYTES as u64 {
+            return Err(Diagnostic::new(
+                span.clone(),
+                format!("`{}` is larger than 1 GiB", slice.name),
+            )
+            .label("too large for a scenario"));
         }
-        self.reserve_data(metadata.len() as usize, span)?;
-        // The file may grow after the check; never read past the limit.
-        let mut bytes = Vec::with_capacity(metadata.len() as usize);
-        std::fs::File::open(&path)
-            .and_then(|file| {
-                use std::io::Read as _;
-                file.take(MAX_DATA_BYTES as u64 + 1).read_to_end(&mut bytes)
-            })
-            .map_err(|e| {
-                Diagnostic::new(span.clone(), format!("cannot read `{name}`"))
-                    .label(format!("{}: {e}", path.display()))
-            })?;
-        if bytes.len() > MAX_DATA_BYTES {
-            return Err(too_large());
+        self.reserve_data(slice.len as usize, span)?;
+        let key = (slice.path.to_path_buf(), slice.offset, slice.len);
+        if let Some(bytes) = self.shared.borrow().files.get(&key) {
+            return Ok(bytes.clone());
         }
-        let bytes = Bytes::from(bytes);
-        self.shared.borrow_mut().files.insert(path, bytes.clone());
+        let bytes = slice.read(0, slice.len as usize).map_err(|e| {
+            Diagnostic::new(span.clone(), format!("cannot read `{}`", slice.name))
+                .label(e.to_string())
+        })?;
+        self.shared.borrow_mut().files.insert(key, bytes.clone());
         Ok(bytes)
     }
 
@@ -1563,7 +1633,10 @@ mod tests {
     fn table_key_lists_start_with_the_data_keys() {
         for list in [DATA_TABLE_KEYS, SEND_KEYS, FRAME_KEYS] {
             assert_eq!(&list[..DATA_KEYS.len()], DATA_KEYS);
-            assert_eq!(list[DATA_KEYS.len()], "times");
+            assert_eq!(
+                list[DATA_KEYS.len()..DATA_KEYS.len() + 3],
+                ["times", "offset", "len"]
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! Scenario files: the model ([`model`]), the loader that builds it from TOML with
 //! exact source positions ([`load`]), and the diagnostics it reports ([`diag`]).
 
+pub mod data;
 pub mod diag;
 pub mod load;
 pub mod model;

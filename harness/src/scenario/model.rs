@@ -1,7 +1,8 @@
 //! The validated, fully resolved form of a scenario file.
 //!
 //! Everything the runner needs is decided here: defaults are filled in, names are
-//! checked, data is loaded into bytes. The runner never has to guess or re-validate.
+//! checked, data is loaded into bytes (or, for `file` data, checked and left on disk
+//! until its step runs). The runner never has to guess or re-validate.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use super::data::{Data, FileSlice};
 use crate::framing::FramingConfig;
 use crate::servers::BuiltinConfig;
 pub use crate::vocab::{Proto, SocketOptions};
@@ -143,17 +145,17 @@ pub enum Action {
     /// Write the bytes in calls of `chunks` sizes (the last repeats); empty means one
     /// write of everything. `delay` pauses between calls.
     Send {
-        data: Bytes,
+        data: Data,
         chunks: Vec<usize>,
         delay: Option<Duration>,
     },
     /// One read call with a buffer of `max` bytes.
     Recv {
         max: usize,
-        expect: Option<Bytes>,
+        expect: Option<Data>,
     },
     /// Read exactly this many bytes, however they split, and compare.
-    Expect(Bytes),
+    Expect(Data),
     /// Encode the payload as one frame and send it.
     SendFrame {
         framing: FramingConfig,
@@ -271,7 +273,10 @@ mod tests {
     #[test]
     fn an_action_knows_its_keyword() {
         assert_eq!(Action::Connect.keyword(), "connect");
-        assert_eq!(Action::Expect(Bytes::new()).kind(), StepKind::Expect);
+        assert_eq!(
+            Action::Expect(Data::Bytes(Bytes::new())).kind(),
+            StepKind::Expect
+        );
         assert_eq!(
             Action::SendFrame {
                 framing: FramingConfig::new(crate::framing::FramingKind::Line),
