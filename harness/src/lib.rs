@@ -19,6 +19,7 @@ pub mod framing;
 pub mod net;
 pub mod outcome;
 pub mod plan;
+pub mod programs;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -75,6 +75,9 @@ pub enum FailureKind {
     Setup,
     /// A process or socket outlived the scenario.
     Cleanup,
+    /// A program under test ended in a way its `exit` does not allow, or its output
+    /// did not match.
+    Program,
     /// The user interrupted the run.
     Interrupted,
     /// A task of wirecheck itself panicked: a bug, reported as a failed run.

@@ -297,7 +297,7 @@ async fn check_runs_nothing() {
     // A scenario whose server could never start still checks as valid: nothing runs.
     let dir = folder(&[(
         "never.toml",
-        "[servers.x]\ncommand = [\"/nonexistent/program\"]\n\n[[clients]]\nscript = [ { send = \"x\" } ]\n",
+        "[servers.x]\ncommand = [\"/nonexistent/program\", \"{port}\"]\n\n[[clients]]\nscript = [ { send = \"x\" } ]\n",
     )]);
     let output = wirecheck(&["check", utf8(dir.path())]).await;
     assert_exit(&output, 0);

@@ -98,7 +98,7 @@ async fn a_command_that_exits_at_once_is_a_setup_failure() {
         dir.path(),
         r#"
 [servers.quitter]
-command = ["python3", "-c", "import sys; sys.exit(3)"]
+command = ["python3", "-c", "import sys; sys.exit(3)", "{port}"]
 
 [[clients]]
 script = [ { send = "anyone?" } ]
@@ -159,7 +159,7 @@ async fn a_command_that_never_listens_fails_at_its_ready_timeout() {
         dir.path(),
         r#"
 [servers.mute]
-command = ["sh", "-c", "echo not listening; exec sleep 60"]
+command = ["sh", "-c", "echo not listening; exec sleep 60", "sh", "{port}"]
 ready_timeout = "300ms"
 
 [[clients]]
@@ -172,12 +172,14 @@ script = [ { send = "x" } ]
     assert!(
         failure
             .message
-            .contains("did not accept a TCP connection on 127.0.0.1:"),
+            .contains("no process of the program listened on 127.0.0.1:"),
         "{}",
         failure.message
     );
     assert!(
-        failure.message.contains("within 300ms (ready_timeout)"),
+        failure
+            .message
+            .contains("within 300ms (ready_timeout, ready = \"listening\")"),
         "{}",
         failure.message
     );

@@ -23,7 +23,8 @@ pub const EXIT_PASSED: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code: bad usage, or a scenario file that is not valid.
 pub const EXIT_USAGE: i32 = 2;
-/// Exit code: interrupted by Ctrl-C (128 + SIGINT, as shells do).
+/// Exit code: interrupted by Ctrl-C (128 + SIGINT, as shells do). SIGTERM gives
+/// 143 and SIGHUP 129, the same way.
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Parser)]
@@ -31,7 +32,7 @@ pub const EXIT_INTERRUPTED: i32 = 130;
     name = "wirecheck",
     version,
     about = "Test TCP and UDP protocol code with declarative scenarios on loopback",
-    after_help = "Exit codes: 0 all passed, 1 a scenario failed, 2 usage or scenario-file errors, 130 interrupted."
+    after_help = "Exit codes: 0 all passed, 1 a scenario failed, 2 usage or scenario-file errors, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -255,7 +256,13 @@ fn run_command(args: RunArgs) -> i32 {
     let Some(runtime) = runtime(parallel) else {
         return EXIT_USAGE;
     };
-    runtime.block_on(run(args, loaded))
+    // Orphans of the programs under test (a `setsid` child whose parent exited) are
+    // re-parented to wirecheck instead of init, so they are still found and stopped.
+    crate::programs::tree::become_subreaper();
+    let code = runtime.block_on(run(args, loaded));
+    // Whatever a program left behind that escaped every group is ended here.
+    crate::programs::tree::kill_all_descendants();
+    code
 }
 
 /// Expands folders into their *.toml files (sorted, recursive); files stay as given.
@@ -333,14 +340,13 @@ async fn run(args: RunArgs, (scenarios, errors): (Vec<Scenario>, Vec<LoadError>)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                cancel.cancel();
-            }
+    let interrupted_by = match interrupt_listener(cancel.clone()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            eprintln!("error: cannot listen for interrupts: {e}");
+            return EXIT_USAGE;
         }
-    });
+    };
     let factory: Arc<dyn SubscriberFactory> = match &args.pcap {
         Some(dir) => match TraceConfig::new(dir, &args, &selected) {
             Ok(config) => Arc::new(config),
@@ -381,7 +387,7 @@ async fn run(args: RunArgs, (scenarios, errors): (Vec<Scenario>, Vec<LoadError>)
         }
     }
     if cancel.is_cancelled() {
-        EXIT_INTERRUPTED
+        128 + interrupted_by.load(std::sync::atomic::Ordering::SeqCst)
     } else if !errors.is_empty() || report_errors > 0 || result.subscriber_errors > 0 {
         EXIT_USAGE
     } else if result.outcomes.iter().all(ScenarioOutcome::passed) {
@@ -389,6 +395,48 @@ async fn run(args: RunArgs, (scenarios, errors): (Vec<Scenario>, Vec<LoadError>)
     } else {
         EXIT_FAILED
     }
+}
+
+/// Cancels `cancel` on SIGINT, SIGTERM or SIGHUP (Ctrl-C, CI cancellation and
+/// `timeout`, a closed terminal): every run stops, every program is stopped, the
+/// reports are written. The returned number is the signal's, for the exit code
+/// (128 + it). A second interrupt while that cleanup runs kills every program at
+/// once and exits without reports.
+fn interrupt_listener(
+    cancel: CancellationToken,
+) -> std::io::Result<Arc<std::sync::atomic::AtomicI32>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let received = Arc::new(std::sync::atomic::AtomicI32::new(libc::SIGINT));
+    let mut streams = [
+        (libc::SIGINT, signal(SignalKind::interrupt())?),
+        (libc::SIGTERM, signal(SignalKind::terminate())?),
+        (libc::SIGHUP, signal(SignalKind::hangup())?),
+    ];
+    let record = Arc::clone(&received);
+    tokio::spawn(async move {
+        let mut count = 0;
+        loop {
+            let next = std::future::poll_fn(|cx| {
+                for (number, stream) in streams.iter_mut() {
+                    if let std::task::Poll::Ready(Some(())) = stream.poll_recv(cx) {
+                        return std::task::Poll::Ready(*number);
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+            count += 1;
+            if count == 1 {
+                record.store(next, std::sync::atomic::Ordering::SeqCst);
+                cancel.cancel();
+            } else {
+                eprintln!("interrupted again: killing every program and exiting without reports");
+                crate::programs::tree::kill_all_descendants();
+                std::process::exit(128 + next);
+            }
+        }
+    });
+    Ok(received)
 }
 
 /// Runs every scenario `repeat` times with at most `jobs` runs at once, printing

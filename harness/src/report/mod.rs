@@ -54,6 +54,7 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
         FailureKind::ScenarioTimeout => "scenario timeout: ",
         FailureKind::Setup => "setup failed: ",
         FailureKind::Cleanup => "cleanup failed: ",
+        FailureKind::Program => "program failed: ",
         FailureKind::Interrupted => "",
         FailureKind::Panic => "internal error: ",
     };

@@ -11,7 +11,6 @@
 
 mod actor;
 pub mod descriptors;
-mod process;
 mod signals;
 
 use std::collections::{HashMap, VecDeque};
@@ -25,17 +24,17 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::outcome::{Failure, FailureKind, ScenarioOutcome, StepRef};
 pub use crate::plan::free_port;
+use crate::programs::process::{Launch, Program};
 pub use actor::split_chunks;
 use actor::{Actor, Conn};
 use descriptors::DescriptorUse;
-use process::ServerProcess;
 use signals::Signals;
 
 use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
 use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
-use crate::scenario::{Scenario, Step};
+use crate::scenario::{ExitExpectation, Readiness, Scenario, Step};
 use crate::servers::accept::{accept_exactly, Accepted};
 use crate::servers::{self, Bound, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
@@ -44,6 +43,9 @@ use crate::vocab::{Proto, SocketOptions};
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(2);
 /// How many lines of program output a failure report quotes.
 const OUTPUT_TAIL_LINES: usize = 20;
+/// After a failure, programs keep running this long before they are stopped, so
+/// what they print about it (a traceback) still reaches the report.
+const FAILURE_GRACE: Duration = Duration::from_millis(250);
 
 /// Shared by every actor of one run.
 pub struct RunContext {
@@ -201,6 +203,7 @@ pub async fn run_plan(
         builtin_tasks: JoinSet::new(),
         actors: JoinSet::new(),
         processes: Vec::new(),
+        program_failures: tokio::sync::mpsc::unbounded_channel(),
         descriptors: DescriptorUse::default(),
     };
     let (name, path, timeout) = (plan.name.clone(), plan.path.clone(), plan.timeout);
@@ -219,6 +222,28 @@ pub async fn run_plan(
         },
         _ = cancel.cancelled() => Some(Failure::new(FailureKind::Interrupted, "interrupted")),
     };
+    let interrupted = matches!(&failure, Some(f) if f.kind == FailureKind::Interrupted);
+    if failure.is_some() && !interrupted && !run_state.processes.is_empty() {
+        // Let the programs finish saying what went wrong before they are stopped.
+        tokio::time::sleep(FAILURE_GRACE).await;
+        // A server that crashed is the cause of the "connection reset" its client
+        // saw a moment earlier: report the crash, and the client's step under it.
+        let step_failed = matches!(
+            &failure,
+            Some(f) if matches!(f.kind, FailureKind::Step | FailureKind::StepTimeout)
+        );
+        if step_failed {
+            if let Ok(mut crash) = run_state.program_failures.1.try_recv() {
+                if let Some(step_failure) = failure.take() {
+                    crash.notes.push(describe_briefly(&step_failure));
+                }
+                failure = Some(crash);
+            }
+        }
+    }
+    if let Some(failure) = failure.as_mut() {
+        failure.notes.extend(run_state.program_exit_notes());
+    }
     let cleanup_problems = run_state.cleanup().await;
     if failure.is_none() {
         if let Some(problem) = cleanup_problems.first() {
@@ -263,6 +288,18 @@ pub async fn run_collecting(
     (outcome, collected.take())
 }
 
+/// One line for a failure that is reported under another one.
+fn describe_briefly(failure: &Failure) -> String {
+    let actor = failure.actor.as_deref().unwrap_or("?");
+    match &failure.step {
+        Some(step) => format!(
+            "meanwhile `{actor}` failed at step {} ({}) on line {}: {}",
+            step.index, step.keyword, step.location.line, failure.message
+        ),
+        None => format!("meanwhile `{actor}` failed: {}", failure.message),
+    }
+}
+
 /// The message a panicked task left, for the failure report.
 pub fn panic_message(error: tokio::task::JoinError) -> String {
     if error.is_cancelled() {
@@ -296,14 +333,25 @@ struct RunState {
     builtin_tasks: JoinSet<()>,
     /// Clients and scripted servers: the scenario is over when all of them are.
     actors: JoinSet<Result<(), Failure>>,
-    processes: Vec<(Arc<str>, ServerProcess)>,
+    processes: Vec<(Arc<str>, Program)>,
+    /// Programs that ended in a way their `exit` does not allow, while the run went.
+    program_failures: (
+        tokio::sync::mpsc::UnboundedSender<Failure>,
+        tokio::sync::mpsc::UnboundedReceiver<Failure>,
+    ),
     descriptors: DescriptorUse,
 }
 
 impl RunState {
     async fn start_and_wait(&mut self, plan: Plan) -> Result<(), Failure> {
+        let addresses: Arc<HashMap<String, SocketAddr>> = Arc::new(
+            plan.servers
+                .iter()
+                .map(|s| (s.name.to_string(), s.addr))
+                .collect(),
+        );
         for server in plan.servers {
-            self.start_server(server).await?;
+            self.start_server(server, &addresses).await?;
         }
         // Client declarations start their copies in file order: a declaration begins
         // once every copy of the one before it has started, so when descriptors run
@@ -324,37 +372,85 @@ impl RunState {
                 launch_clients(context, client, step_timeout, usage, started).await
             });
         }
-        while let Some(joined) = self.actors.join_next().await {
-            // The first failure decides the outcome; the other actors are stopped
-            // rather than left to time out waiting for a peer that is gone.
-            joined.unwrap_or_else(|e| Err(crashed(e)))?;
+        loop {
+            tokio::select! {
+                joined = self.actors.join_next() => match joined {
+                    // The first failure decides the outcome; the other actors are
+                    // stopped rather than left to time out waiting for a peer that
+                    // is gone.
+                    Some(joined) => joined.unwrap_or_else(|e| Err(crashed(e)))?,
+                    None => return Ok(()),
+                },
+                Some(failure) = self.program_failures.1.recv() => return Err(failure),
+            }
         }
-        Ok(())
     }
 
-    async fn start_server(&mut self, server: PlannedServer) -> Result<(), Failure> {
+    async fn start_server(
+        &mut self,
+        server: PlannedServer,
+        addresses: &Arc<HashMap<String, SocketAddr>>,
+    ) -> Result<(), Failure> {
         let actor = Arc::clone(&server.name);
         match server.kind {
             PlannedServerKind::Address => Ok(()),
             PlannedServerKind::Command(spec) => {
-                let process = ServerProcess::start(
-                    &spec,
-                    server.proto,
-                    server.addr,
-                    &self.context.log,
-                    &self.context.output,
-                    &actor,
-                )
-                .await
-                .map_err(|e| {
+                let setup_failure = |e: String| {
                     let mut failure = Failure::new(
                         FailureKind::Setup,
                         format!("server `{actor}` (line {}): {e}", server.location.line),
                     );
                     failure.actor = Some(actor.to_string());
                     failure
-                })?;
-                self.processes.push((actor, process));
+                };
+                let port = server.addr.port();
+                let lookup = |name: &str| addresses.get(name).copied();
+                let launch = Launch {
+                    argv: spec
+                        .argv
+                        .iter()
+                        .map(|t| t.expand(Some(port), &lookup))
+                        .collect(),
+                    env: spec
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expand(Some(port), &lookup)))
+                        .collect(),
+                    cwd: spec.cwd.clone(),
+                    stdin: None,
+                    keep_output: false,
+                    log_ready: match &spec.ready {
+                        Readiness::Log(regex) => Some(regex.clone()),
+                        _ => None,
+                    },
+                };
+                Program::check_port_free(server.proto, server.addr).map_err(setup_failure)?;
+                let mut program =
+                    Program::spawn(launch, &self.context.log, &self.context.output, &actor)
+                        .map_err(setup_failure)?;
+                let ready = program
+                    .wait_ready(&spec.ready, server.proto, server.addr, spec.ready_timeout)
+                    .await;
+                let ready = match ready {
+                    Ok(()) if !spec.ready_delay.is_zero() => {
+                        tokio::time::sleep(spec.ready_delay).await;
+                        match program.exited() {
+                            Some(exit) if !spec.exit.accepts_early(&exit) => Err(format!(
+                                "the program exited during its ready_delay ({})",
+                                exit.describe()
+                            )),
+                            _ => Ok(()),
+                        }
+                    }
+                    other => other,
+                };
+                if let Err(e) = ready {
+                    // Its last words explain the failure: wait for them.
+                    program.stop(&self.context.log).await;
+                    return Err(setup_failure(e));
+                }
+                self.watch_exit(&actor, &program, spec.exit, server.location.line);
+                self.processes.push((actor, program));
                 Ok(())
             }
             PlannedServerKind::Builtin { config, bound } => {
@@ -402,13 +498,90 @@ impl RunState {
             builtin.shutdown().await;
         }
         let mut problems = Vec::new();
-        for (actor, mut process) in self.processes.drain(..) {
-            if let Some(problem) = process.stop(&self.context.log, &actor).await {
-                problems.push(problem);
-            }
+        // Stopped together: each may take a grace period, and they do not depend on
+        // one another.
+        let log = &self.context.log;
+        let stops = self
+            .processes
+            .iter_mut()
+            .map(|(_, program)| program.stop(log));
+        for problem in futures_join_all(stops).await.into_iter().flatten() {
+            problems.push(problem);
         }
+        self.processes.clear();
         problems
     }
+
+    /// Fails the run if the program ends in a way `exit` does not allow before the
+    /// scenario is over (exiting with status 0 is fine unless `exit` says otherwise;
+    /// being stopped by wirecheck at the end is never a failure).
+    fn watch_exit(&self, actor: &Arc<str>, program: &Program, exit: ExitExpectation, line: usize) {
+        let ended = program.exit_on_its_own();
+        let failures = self.program_failures.0.clone();
+        let actor = Arc::clone(actor);
+        tokio::spawn(async move {
+            let ended = ended.await;
+            if exit.accepts_early(&ended) {
+                return;
+            }
+            let mut failure = Failure::new(
+                FailureKind::Program,
+                format!(
+                    "server `{actor}` (line {line}) exited with {} after {}, before the scenario                      was over; `exit` allows {}",
+                    ended.describe(),
+                    format_duration(ended.after),
+                    match exit {
+                        ExitExpectation::Status(0) => "exit status 0 only (set `exit = \"any\"` if it may end otherwise)".to_owned(),
+                        other => other.describe(),
+                    }
+                ),
+            );
+            failure.actor = Some(actor.to_string());
+            let _ = failures.send(failure);
+        });
+    }
+
+    /// A note for each program that had exited on its own by the time the run
+    /// failed: often the real cause of a client's "connection reset".
+    fn program_exit_notes(&self) -> Vec<String> {
+        self.processes
+            .iter()
+            .filter_map(|(actor, program)| {
+                let exit = program.exited()?;
+                Some(format!(
+                    "program `{actor}` had exited ({}) after {}",
+                    exit.describe(),
+                    format_duration(exit.after)
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Awaits every future of `futures` concurrently, keeping their order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> =
+        futures.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(index, future)| match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => {
+                outputs[*index] = Some(output);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Starts every copy of a client, each once the descriptors it needs are free, and

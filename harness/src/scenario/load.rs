@@ -26,6 +26,7 @@ use super::tree::{self, Entry, Node, NodeKind};
 use crate::duration::{parse_duration, DURATION_HINT};
 use crate::event::ShutdownHow;
 use crate::framing::{FramingConfig, FramingKind};
+use crate::programs::placeholders::Placeholder;
 use crate::servers::{BuiltinConfig, BuiltinKind, OptionValue};
 
 /// Data larger than this is almost certainly a mistake in a scenario (`times = 1e12`),
@@ -51,7 +52,14 @@ const SOCKET_OPTION_KEYS: &[&str] = &["nodelay", "recv_buffer", "send_buffer", "
 const SERVER_KIND_KEYS: &[&str] = &["builtin", "script", "command", "address"];
 const SERVER_COMMON_KEYS: &[&str] = &["proto", "bind"];
 const SCRIPT_SERVER_KEYS: &[&str] = &["connections"];
-const COMMAND_KEYS: &[&str] = &["env", "cwd", "ready_timeout", "ready_delay"];
+const COMMAND_KEYS: &[&str] = &[
+    "env",
+    "cwd",
+    "ready_timeout",
+    "ready_delay",
+    "ready",
+    "exit",
+];
 const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
 const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat"];
 /// Keys of a data table.
@@ -323,6 +331,89 @@ fn duration(node: &Node, key: &str) -> Check<Duration> {
     })
 }
 
+/// A deadline: zero would make whatever it bounds fail (or pass) by chance, so it
+/// is refused.
+fn nonzero_duration(node: &Node, key: &str) -> Check<Duration> {
+    let value = duration(node, key)?;
+    if value.is_zero() {
+        return Err(Diagnostic::new(node.span.clone(), format!("`{key}` is zero"))
+            .label("a deadline of zero leaves no time at all")
+            .hint(format!(
+                "give it time, e.g. `{key} = \"{}\"`; to wait without a limit, use a long deadline such as \"1h\"",
+                if key == "timeout" { "10s" } else { "2s" }
+            )));
+    }
+    Ok(value)
+}
+
+/// `ready = "listening" | "connect" | "none" | { log = "REGEX" } | { delay = "D" }`.
+fn readiness(node: &Node) -> Check<Readiness> {
+    const HINT: &str = "ready = \"listening\" (default), \"connect\", \"none\", { log = \"REGEX\" } or { delay = \"300ms\" }";
+    match &node.kind {
+        NodeKind::Str(text) => match text.as_str() {
+            "listening" => Ok(Readiness::Listening),
+            "connect" => Ok(Readiness::Connect),
+            "none" => Ok(Readiness::Immediately),
+            other => {
+                let mut d =
+                    Diagnostic::new(node.span.clone(), format!("unknown readiness `{other}`"))
+                        .label("not a way to wait for a server");
+                if let Some(best) = did_you_mean(other, &["listening", "connect", "none"]) {
+                    d = d.hint(format!("did you mean `{best}`?"));
+                }
+                Err(d.hint(HINT))
+            }
+        },
+        NodeKind::Table(entries) => match entries.as_slice() {
+            [entry] if entry.key == "log" => {
+                let text = string(&entry.value, "log")?;
+                regex::Regex::new(&text).map(Readiness::Log).map_err(|e| {
+                    Diagnostic::new(entry.value.span.clone(), "`log` is not a valid regex")
+                        .label(
+                            e.to_string()
+                                .lines()
+                                .last()
+                                .unwrap_or("invalid")
+                                .trim()
+                                .to_owned(),
+                        )
+                        .hint("Rust regex syntax: https://docs.rs/regex/latest/regex/#syntax")
+                })
+            }
+            [entry] if entry.key == "delay" => {
+                Ok(Readiness::Delay(duration(&entry.value, "delay")?))
+            }
+            _ => Err(Diagnostic::new(
+                node.span.clone(),
+                "`ready` as a table takes exactly one of `log` or `delay`",
+            )
+            .label("expected { log = \"REGEX\" } or { delay = \"300ms\" }")
+            .hint(HINT)),
+        },
+        _ => Err(type_error(node, "ready", "a string or a table").hint(HINT)),
+    }
+}
+
+/// `exit = N` (0 to 255) or `exit = "any"`.
+fn exit_expectation(node: &Node) -> Check<ExitExpectation> {
+    match &node.kind {
+        NodeKind::Int(code) if (0..=255).contains(code) => {
+            Ok(ExitExpectation::Status(*code as i32))
+        }
+        NodeKind::Int(code) => Err(Diagnostic::new(
+            node.span.clone(),
+            format!("`exit` is {code}, outside 0..=255"),
+        )
+        .label("an exit status is between 0 and 255")),
+        NodeKind::Str(text) if text == "any" => Ok(ExitExpectation::Any),
+        _ => Err(type_error(
+            node,
+            "exit",
+            "an exit status (0 to 255) or \"any\"",
+        )),
+    }
+}
+
 fn string_list(node: &Node, key: &str) -> Check<Vec<String>> {
     match &node.kind {
         NodeKind::Array(items) => items.iter().map(|item| string(item, key)).collect(),
@@ -430,8 +521,8 @@ impl Loader<'_> {
         let description = top
             .get("description")
             .and_then(|node| self.ok(string(node, "description")));
-        let timeout = self.duration_or(&mut top, "timeout", Duration::from_secs(10));
-        let step_timeout = self.duration_or(&mut top, "step_timeout", Duration::from_secs(2));
+        let timeout = self.deadline_or(&mut top, "timeout", Duration::from_secs(10));
+        let step_timeout = self.deadline_or(&mut top, "step_timeout", Duration::from_secs(2));
         let tags = top
             .get("tags")
             .and_then(|node| self.ok(string_list(node, "tags")))
@@ -482,6 +573,14 @@ impl Loader<'_> {
         fields
             .get(key)
             .and_then(|node| self.ok(duration(node, key)))
+            .unwrap_or(default)
+    }
+
+    /// A deadline key of `fields`, refusing zero.
+    fn deadline_or(&mut self, fields: &mut Fields, key: &str, default: Duration) -> Duration {
+        fields
+            .get(key)
+            .and_then(|node| self.ok(nonzero_duration(node, key)))
             .unwrap_or(default)
     }
 
@@ -546,7 +645,7 @@ impl Loader<'_> {
                             &context,
                             "an external server opens its own sockets",
                         );
-                        self.command_server(&mut fields)
+                        self.command_server(&mut fields, &name, bind, proto)
                     }
                     _ => {
                         self.refuse_socket_options(
@@ -740,10 +839,82 @@ impl Loader<'_> {
         })
     }
 
-    fn command_server(&mut self, fields: &mut Fields) -> Option<ServerKind> {
+    fn command_server(
+        &mut self,
+        fields: &mut Fields,
+        name: &str,
+        bind: SocketAddr,
+        proto: Proto,
+    ) -> Option<ServerKind> {
+        let command_span = fields.get("command").map(|node| node.span.clone());
+        let ready_timeout = match fields.get("ready_timeout") {
+            Some(node) => self.ok(nonzero_duration(node, "ready_timeout"))?,
+            None => Duration::from_secs(5),
+        };
+        let ready_delay = self.duration_or(fields, "ready_delay", Duration::ZERO);
+        let ready = match fields.get("ready") {
+            Some(node) => {
+                let ready = self.ok(readiness(node))?;
+                if matches!(ready, Readiness::Connect) && proto == Proto::Udp {
+                    self.push(
+                        Diagnostic::new(node.span.clone(), "a UDP server cannot be probed with a connect")
+                            .label("UDP has no handshake")
+                            .hint("leave `ready` out: \"listening\" sees the server's bound socket in the kernel's socket table"),
+                    );
+                    return None;
+                }
+                ready
+            }
+            None => Readiness::Listening,
+        };
+        let exit = match fields.get("exit") {
+            Some(node) => self.ok(exit_expectation(node))?,
+            None => ExitExpectation::Status(0),
+        };
+        let (argv, env, cwd) = self.program(fields, true)?;
+        let own_port = |t: &Template| {
+            t.placeholders().any(|p| {
+                *p == Placeholder::OwnPort
+                    || matches!(p, Placeholder::Port(n) | Placeholder::Addr(n) if n == name)
+            })
+        };
+        if bind.port() == 0 && !argv.iter().chain(env.iter().map(|(_, v)| v)).any(own_port) {
+            self.push(
+                Diagnostic::new(
+                    command_span.unwrap_or(0..0),
+                    format!("server `{name}` is never told its port"),
+                )
+                .label("no `{port}` in the command or its `env`, and `bind` picks a free port")
+                .hint("pass the port to the program: command = [\"python3\", \"server.py\", \"{port}\"]")
+                .hint("or, if the program always listens on one port, say which: bind = \"127.0.0.1:9000\""),
+            );
+            return None;
+        }
+        Some(ServerKind::Command(CommandSpec {
+            argv,
+            env,
+            cwd,
+            ready_timeout,
+            ready_delay,
+            ready,
+            exit,
+        }))
+    }
+
+    /// `command`, `env` and `cwd` of a program, server or client. `own_port`: the
+    /// program is a server, so `{port}` means its own port.
+    #[allow(clippy::type_complexity)]
+    fn program(
+        &mut self,
+        fields: &mut Fields,
+        own_port: bool,
+    ) -> Option<(Vec<Template>, Vec<(String, Template)>, PathBuf)> {
         let node = fields.get("command")?;
-        let argv = self.ok(string_list(node, "command"))?;
-        if argv.is_empty() {
+        let NodeKind::Array(items) = &node.kind else {
+            self.push(type_error(node, "command", "an array of strings"));
+            return None;
+        };
+        if items.is_empty() {
             self.push(
                 Diagnostic::new(node.span.clone(), "`command` is empty")
                     .label("needs at least the program")
@@ -751,32 +922,66 @@ impl Loader<'_> {
             );
             return None;
         }
+        let argv: Vec<Option<Template>> = items
+            .iter()
+            .map(|item| {
+                let check = self.template(item, "command", own_port);
+                self.ok(check)
+            })
+            .collect();
         let mut env = Vec::new();
+        let mut env_ok = true;
         if let Some(node) = fields.get("env") {
             let mut table = self.ok(Fields::of(node, "`env`"))?;
             for entry in table.entries {
-                if let Some(value) = self.ok(string(&entry.value, &entry.key)) {
-                    env.push((entry.key.clone(), value));
+                let check = self.template(&entry.value, &entry.key, own_port);
+                match self.ok(check) {
+                    Some(value) => env.push((entry.key.clone(), value)),
+                    None => env_ok = false,
                 }
             }
             table.used.fill(true);
         }
         let cwd = match fields.get("cwd") {
             Some(node) => {
-                let cwd = self.ok(string(node, "cwd"))?;
-                self.dir.join(cwd)
+                let text = self.ok(string(node, "cwd"))?;
+                let cwd = self.dir.join(&text);
+                if !cwd.is_dir() {
+                    let why = if cwd.exists() {
+                        "is not a folder"
+                    } else {
+                        "does not exist"
+                    };
+                    self.push(
+                        Diagnostic::new(
+                            node.span.clone(),
+                            format!("`cwd` {why}: {}", cwd.display()),
+                        )
+                        .label(format!("no such folder ({why})"))
+                        .hint("a relative `cwd` is taken relative to the scenario file's folder"),
+                    );
+                    return None;
+                }
+                cwd
             }
             None => self.dir.clone(),
         };
-        let ready_timeout = self.duration_or(fields, "ready_timeout", Duration::from_secs(5));
-        let ready_delay = self.duration_or(fields, "ready_delay", Duration::from_millis(100));
-        Some(ServerKind::Command(CommandSpec {
-            argv,
-            env,
-            cwd,
-            ready_timeout,
-            ready_delay,
-        }))
+        let argv: Option<Vec<Template>> = argv.into_iter().collect();
+        Some((argv?, env_ok.then_some(env)?, cwd))
+    }
+
+    /// A string with placeholders; errors point at the placeholder itself.
+    fn template(&self, node: &Node, key: &str, own_port: bool) -> Check<Template> {
+        let text = string(node, key)?;
+        let declared = &self.declared_servers;
+        Template::parse(&text, own_port, &|name| declared.contains(name)).map_err(|e| {
+            Diagnostic::new(
+                char_span_in_string(node, self.source, e.range.start, e.range.len()),
+                e.message,
+            )
+            .label("in this placeholder")
+            .hint(e.hint)
+        })
     }
 
     fn clients(&mut self, node: &Node, servers: &[ServerSpec]) -> Vec<ClientSpec> {
@@ -1014,7 +1219,7 @@ impl Loader<'_> {
                     )
                     .label("remove this"));
                 }
-                Some(duration(t, "timeout")?)
+                Some(nonzero_duration(t, "timeout")?)
             }
             None => None,
         };

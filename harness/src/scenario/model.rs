@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 pub use super::data::{Data, FileSlice};
 use crate::framing::FramingConfig;
+pub use crate::programs::placeholders::Template;
 use crate::servers::BuiltinConfig;
 pub use crate::vocab::{Proto, SocketOptions};
 
@@ -77,14 +78,87 @@ pub enum ServerKind {
 /// An external server started for the scenario.
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
-    /// Program and arguments; `{port}` is replaced by the chosen port.
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
+    /// Program and arguments, with placeholders (`{port}`, `{addr:NAME}`, ...).
+    pub argv: Vec<Template>,
+    /// Variables added to wirecheck's own environment; values take placeholders.
+    pub env: Vec<(String, Template)>,
     /// Working directory, already resolved against the scenario file's folder.
     pub cwd: PathBuf,
+    /// How long readiness may take.
     pub ready_timeout: Duration,
-    /// UDP servers have no connect to probe, so readiness is a fixed delay.
+    /// A pause after readiness, before the clients start.
     pub ready_delay: Duration,
+    /// How wirecheck knows the server is ready for clients.
+    pub ready: Readiness,
+    /// The exit status the server may end with before the scenario is over.
+    pub exit: ExitExpectation,
+}
+
+/// How wirecheck knows a `command` server is ready (`ready = ...`).
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    /// A socket of the started process or a descendant listens on the port (TCP) or
+    /// is bound to it (UDP), as the kernel's socket table shows. Nothing connects.
+    Listening,
+    /// A TCP connect to the port succeeds (the v1 probe; the server sees it).
+    Connect,
+    /// Ready as soon as it is started.
+    Immediately,
+    /// A line of its stdout or stderr matches.
+    Log(regex::Regex),
+    /// Ready after this long.
+    Delay(Duration),
+}
+
+impl Readiness {
+    /// How it is written in a file, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Readiness::Listening => "ready = \"listening\"".into(),
+            Readiness::Connect => "ready = \"connect\"".into(),
+            Readiness::Immediately => "ready = \"none\"".into(),
+            Readiness::Log(regex) => format!("ready = {{ log = {:?} }}", regex.as_str()),
+            Readiness::Delay(d) => format!(
+                "ready = {{ delay = \"{}\" }}",
+                crate::duration::format_duration(*d)
+            ),
+        }
+    }
+}
+
+/// The exit status a program must end with (`exit = 0`, `exit = "any"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitExpectation {
+    /// It must exit on its own with this status (not by a signal).
+    Status(i32),
+    /// Any way it ends is fine.
+    Any,
+}
+
+impl ExitExpectation {
+    /// Whether `status` is what was expected.
+    pub fn accepts(&self, status: &std::process::ExitStatus) -> bool {
+        match self {
+            ExitExpectation::Any => true,
+            ExitExpectation::Status(want) => status.code() == Some(*want),
+        }
+    }
+
+    /// Whether a server's exit before the scenario is over is allowed: the
+    /// expected status (0 by default), or anything with `"any"`.
+    pub fn accepts_early(&self, exit: &crate::programs::process::Exit) -> bool {
+        match exit.status {
+            Some(status) => self.accepts(&status),
+            None => *self == ExitExpectation::Any,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ExitExpectation::Any => "any exit status".into(),
+            ExitExpectation::Status(code) => format!("exit status {code}"),
+        }
+    }
 }
 
 /// A `[[clients]]` entry.

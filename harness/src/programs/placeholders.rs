@@ -1,0 +1,275 @@
+//! Placeholders in a program's `command` and `env` values, Python format-string
+//! style: `{port}`, `{port:NAME}`, `{host:NAME}`, `{addr:NAME}`; `{{` and `}}` are
+//! literal braces.
+//!
+//! A template is parsed once, when the scenario is loaded, so an unknown name or a
+//! stray brace is an error with its line and column before anything runs; at run
+//! time [`Template::expand`] only looks the addresses up.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+/// What a placeholder stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `{port}`: the port of the server whose command this is.
+    OwnPort,
+    /// `{port:NAME}`.
+    Port(String),
+    /// `{host:NAME}`: the IP address, without brackets (`127.0.0.1`, `::1`).
+    Host(String),
+    /// `{addr:NAME}`: `host:port` (`[::1]:9000` for IPv6).
+    Addr(String),
+}
+
+impl Placeholder {
+    /// The server (or proxy) this placeholder names, if any.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Placeholder::OwnPort => None,
+            Placeholder::Port(name) | Placeholder::Host(name) | Placeholder::Addr(name) => {
+                Some(name)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Slot(Placeholder),
+}
+
+/// A parsed string with placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pieces: Vec<Piece>,
+}
+
+/// A placeholder that cannot be parsed, with its byte range in the string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub range: Range<usize>,
+    pub message: String,
+    pub hint: String,
+}
+
+const FORMS: &str =
+    "placeholders: {port}, {port:NAME}, {host:NAME}, {addr:NAME}; write {{ and }} for literal braces";
+
+impl Template {
+    /// Parses `text`. `own_port` says whether `{port}` means anything here (a
+    /// server's own command); `known` says whether a server or proxy name exists.
+    pub fn parse(
+        text: &str,
+        own_port: bool,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, TemplateError> {
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text.char_indices().peekable();
+        while let Some((at, c)) = rest.next() {
+            match c {
+                '{' if rest.peek().map(|&(_, c)| c) == Some('{') => {
+                    rest.next();
+                    literal.push('{');
+                }
+                '}' if rest.peek().map(|&(_, c)| c) == Some('}') => {
+                    rest.next();
+                    literal.push('}');
+                }
+                '}' => {
+                    return Err(TemplateError {
+                        range: at..at + 1,
+                        message: "a single `}` in a template".into(),
+                        hint: "write `}}` for a literal brace".into(),
+                    })
+                }
+                '{' => {
+                    let Some(len) = text[at + 1..].find('}') else {
+                        return Err(TemplateError {
+                            range: at..text.len(),
+                            message: "a `{` that is never closed".into(),
+                            hint: format!("write `{{{{` for a literal brace; {FORMS}"),
+                        });
+                    };
+                    let inner = &text[at + 1..at + 1 + len];
+                    let range = at..at + len + 2;
+                    let slot = parse_slot(inner, own_port, known).map_err(|(message, hint)| {
+                        TemplateError {
+                            range: range.clone(),
+                            message,
+                            hint,
+                        }
+                    })?;
+                    // Skip the characters of the placeholder.
+                    while rest.peek().is_some_and(|&(i, _)| i < range.end) {
+                        rest.next();
+                    }
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(Piece::Slot(slot));
+                }
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Ok(Self { pieces })
+    }
+
+    /// A template without placeholders: `text` as it is.
+    pub fn literal(text: &str) -> Self {
+        Self {
+            pieces: vec![Piece::Text(text.to_owned())],
+        }
+    }
+
+    /// The placeholders it uses.
+    pub fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
+        self.pieces.iter().filter_map(|piece| match piece {
+            Piece::Slot(slot) => Some(slot),
+            Piece::Text(_) => None,
+        })
+    }
+
+    /// The text with every placeholder replaced. `own` is the port of the server
+    /// whose command this is; `lookup` gives the address of a server or proxy. A
+    /// name the loader accepted always resolves, so a missing one leaves the
+    /// placeholder as written (it shows in the program's error, never silently).
+    pub fn expand(&self, own: Option<u16>, lookup: &dyn Fn(&str) -> Option<SocketAddr>) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Slot(slot) => {
+                    let value = match slot {
+                        Placeholder::OwnPort => own.map(|p| p.to_string()),
+                        Placeholder::Port(name) => lookup(name).map(|a| a.port().to_string()),
+                        Placeholder::Host(name) => lookup(name).map(|a| a.ip().to_string()),
+                        Placeholder::Addr(name) => lookup(name).map(|a| a.to_string()),
+                    };
+                    match value {
+                        Some(value) => out.push_str(&value),
+                        None => out.push_str(&written(slot)),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn written(slot: &Placeholder) -> String {
+    match slot {
+        Placeholder::OwnPort => "{port}".into(),
+        Placeholder::Port(name) => format!("{{port:{name}}}"),
+        Placeholder::Host(name) => format!("{{host:{name}}}"),
+        Placeholder::Addr(name) => format!("{{addr:{name}}}"),
+    }
+}
+
+fn parse_slot(
+    inner: &str,
+    own_port: bool,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<Placeholder, (String, String)> {
+    if inner == "port" {
+        return if own_port {
+            Ok(Placeholder::OwnPort)
+        } else {
+            Err((
+                "`{port}` means a server's own port, and this is not a server's command".into(),
+                "name the server: `{port:NAME}`, `{host:NAME}` or `{addr:NAME}`".into(),
+            ))
+        };
+    }
+    let Some((kind, name)) = inner.split_once(':') else {
+        return Err((
+            format!("unknown placeholder `{{{inner}}}`"),
+            FORMS.to_string(),
+        ));
+    };
+    let make: fn(String) -> Placeholder = match kind {
+        "port" => Placeholder::Port,
+        "host" => Placeholder::Host,
+        "addr" => Placeholder::Addr,
+        _ => {
+            return Err((
+                format!("unknown placeholder `{{{inner}}}`"),
+                FORMS.to_string(),
+            ))
+        }
+    };
+    if !known(name) {
+        return Err((
+            format!("`{{{inner}}}` names no server: there is no server `{name}` in this file"),
+            FORMS.to_string(),
+        ));
+    }
+    Ok(make(name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(name: &str) -> bool {
+        matches!(name, "srv" | "db")
+    }
+
+    fn addr_of(name: &str) -> Option<SocketAddr> {
+        match name {
+            "srv" => Some("127.0.0.1:4000".parse().unwrap()),
+            "db" => Some("[::1]:5000".parse().unwrap()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn placeholders_are_replaced_and_double_braces_are_literal() {
+        let t = Template::parse(
+            "--to={addr:srv} -p {port} {{json}} {host:db}:{port:db}",
+            true,
+            &known,
+        )
+        .unwrap();
+        assert_eq!(
+            t.expand(Some(7), &addr_of),
+            "--to=127.0.0.1:4000 -p 7 {json} ::1:5000"
+        );
+        assert_eq!(
+            t.placeholders().filter_map(Placeholder::name).count(),
+            3,
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn bad_placeholders_point_at_themselves() {
+        let e = Template::parse("x {port:nope} y", true, &known).unwrap_err();
+        assert_eq!(e.range, 2..13);
+        assert!(e.message.contains("no server `nope`"), "{}", e.message);
+        let e = Template::parse("{port}", false, &known).unwrap_err();
+        assert!(e.message.contains("own port"), "{}", e.message);
+        let e = Template::parse("awk '{print $1}'", true, &known).unwrap_err();
+        assert!(e.message.contains("unknown placeholder"), "{}", e.message);
+        assert!(e.hint.contains("{{"), "{}", e.hint);
+        assert_eq!(
+            Template::parse("a } b", true, &known).unwrap_err().range,
+            2..3
+        );
+        assert_eq!(
+            Template::parse("a { b", true, &known).unwrap_err().range,
+            2..5
+        );
+    }
+
+    #[test]
+    fn non_ascii_text_survives() {
+        let t = Template::parse("é{port}ü", true, &known).unwrap();
+        assert_eq!(t.expand(Some(1), &addr_of), "é1ü");
+    }
+}

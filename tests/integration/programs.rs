@@ -1,0 +1,638 @@
+//! Programs under test (format v2): readiness without touching the server, a port
+//! held by another process, exit status checks, output, interrupts of the binary
+//! with every program and descendant stopped.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rstest::rstest;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use wirecheck::event::{EventKind, OutputStream};
+use wirecheck::runner::FailureKind;
+
+use crate::{assert_passed, events_of, failure, rendered, run_loaded, scenario_in};
+
+/// Writes a Python program into `dir` and returns its file name for `command`.
+fn program(dir: &Path, name: &str, text: &str) -> String {
+    std::fs::write(dir.join(name), text).expect("the program is written");
+    name.to_owned()
+}
+
+fn output_lines(outcome: &crate::Ran, actor: &str, which: OutputStream) -> Vec<String> {
+    events_of(outcome, actor)
+        .into_iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ProcessOutput { stream, line } if *stream == which => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The tutorials' first server: accept ONE connection, recv, send, exit. It prints
+/// the peer of every connection it accepts, so a probe connection would show.
+const ONE_SHOT: &str = r#"
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(1)
+conn, peer = srv.accept()
+print("accepted", "%s:%d" % peer)
+data = conn.recv(1024)
+conn.sendall(b"hi " + data)
+conn.close()
+"#;
+
+#[tokio::test]
+async fn a_one_shot_server_is_ready_by_its_listening_socket_and_sees_no_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(dir.path(), "one_shot.py", ONE_SHOT);
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}"]
+
+[[clients]]
+script = [ {{ send = "you" }}, {{ expect = "hi you" }}, {{ expect_eof = true }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    assert_passed(&outcome);
+    // The only connection the server ever accepted is the client's.
+    let client_local = events_of(&outcome, "client1")
+        .into_iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Connect { local, .. } => Some(*local),
+            _ => None,
+        })
+        .expect("the client connected");
+    assert_eq!(
+        output_lines(&outcome, "srv", OutputStream::Stdout),
+        vec![format!("accepted {client_local}")]
+    );
+}
+
+#[tokio::test]
+async fn the_v1_connect_probe_uses_up_the_one_shot_servers_accept() {
+    // The documented reason `listening` is the default: the probe is a connection.
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(dir.path(), "one_shot.py", ONE_SHOT);
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}"]
+ready = "connect"
+
+[[clients]]
+script = [ {{ send = "you" }}, {{ expect = "hi you" }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    failure(&outcome);
+    let accepted = output_lines(&outcome, "srv", OutputStream::Stdout);
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert!(
+        !events_of(&outcome, "client1").is_empty(),
+        "the client ran against a server whose only accept the probe took"
+    );
+}
+
+const UDP_TIME: &str = r#"
+import socket, sys, time
+time.sleep(0.3)  # a slow start: interpreters, imports, config files
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(1024)
+    s.sendto(b"time:" + data, peer)
+"#;
+
+#[tokio::test]
+async fn a_slow_starting_udp_server_is_ready_when_its_socket_is_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(dir.path(), "udp_time.py", UDP_TIME);
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.clock]
+proto = "udp"
+command = ["python3", "{file}", "{{port}}"]
+
+[[clients]]
+script = [ {{ send = "now" }}, {{ expect = "time:now" }} ]
+"#
+        ),
+    );
+    assert_passed(&run_loaded(&scenario).await.outcome);
+}
+
+#[rstest]
+#[case::log(r#"ready = { log = "^serving on \\d+$" }"#)]
+#[case::delay(
+    r#"ready = { delay = "1ms" }
+ready_delay = "0s""#
+)]
+#[case::connect(r#"ready = "connect""#)]
+#[tokio::test]
+async fn other_readiness_modes_start_the_clients_once_the_server_serves(#[case] ready: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    // Prints without flush: PYTHONUNBUFFERED=1 makes it reach the log at once.
+    let file = program(
+        dir.path(),
+        "echo.py",
+        r#"
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(8)
+print("serving on", sys.argv[1])
+while True:
+    conn, _ = srv.accept()
+    data = conn.recv(100)
+    if data:
+        conn.sendall(data)
+    conn.close()
+"#,
+    );
+    let delay_wait = if ready.contains("delay") {
+        // A delay is a guess; the client retries nothing, so give it one that holds.
+        r#"ready = { delay = "1s" }"#
+    } else {
+        ready
+    };
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}"]
+{delay_wait}
+
+[[clients]]
+script = [ {{ send = "x" }}, {{ expect = "x" }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    assert_passed(&outcome);
+    let printed = output_lines(&outcome, "srv", OutputStream::Stdout);
+    assert!(
+        printed
+            .first()
+            .is_some_and(|l| l.starts_with("serving on ")),
+        "{printed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_listening_elsewhere_is_told_where_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(
+        dir.path(),
+        "fixed.py",
+        r#"
+import socket, sys, time
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))   # ignores the port it was given
+srv.listen(1)
+time.sleep(60)
+"#,
+    );
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}"]
+ready_timeout = "5s"
+
+[[clients]]
+script = [ {{ send = "x" }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.kind, FailureKind::Setup);
+    assert!(
+        failure
+            .message
+            .contains("no process of the program listened on 127.0.0.1:"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("it listened on 127.0.0.1:")
+            && failure.message.contains("instead"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn a_port_held_by_another_process_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = program(
+        dir.path(),
+        "old_server.py",
+        r#"
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+print(srv.getsockname()[1], flush=True)
+sys.stdin.read()
+"#,
+    );
+    let mut holder = tokio::process::Command::new("python3")
+        .arg(dir.path().join(&old))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 starts");
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let port: u16 = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the old server printed its port in time")
+        .unwrap()
+        .expect("a line")
+        .trim()
+        .parse()
+        .unwrap();
+    let new = program(dir.path(), "one_shot.py", ONE_SHOT);
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+bind = "127.0.0.1:{port}"
+command = ["python3", "{new}", "{{port}}"]
+
+[[clients]]
+script = [ {{ send = "x" }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.kind, FailureKind::Setup);
+    let pid = holder.id().unwrap();
+    assert!(
+        failure
+            .message
+            .contains(&format!("is already in use by pid {pid} (")),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("old_server.py"),
+        "{}",
+        failure.message
+    );
+    // The new server was never started, so no client ran against the old one.
+    assert!(events_of(&outcome, "client1").is_empty());
+    drop(holder);
+}
+
+#[tokio::test]
+async fn a_crashing_server_fails_the_run_with_its_whole_traceback() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(
+        dir.path(),
+        "crash.py",
+        r#"
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(1)
+conn, _ = srv.accept()
+request = conn.recv(100)
+print("got", request)
+length = int(request)   # a tutorial bug: the request is not a number
+"#,
+    );
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}"]
+
+[[clients]]
+script = [ {{ send = "hello" }}, {{ expect = "ok", timeout = "5s" }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.kind, FailureKind::Program, "{}", rendered(&outcome));
+    assert!(
+        failure
+            .message
+            .contains("server `srv` (line 2) exited with exit status: 1"),
+        "{}",
+        failure.message
+    );
+    let text = rendered(&outcome);
+    assert!(text.contains("program failed: "), "{text}");
+    // The last line of the traceback made it into the report.
+    assert!(
+        text.contains("srv stderr: ValueError: invalid literal for int()"),
+        "{text}"
+    );
+    assert!(text.contains("srv stdout: got b'hello'"), "{text}");
+}
+
+#[rstest]
+#[case::default_zero("", false)]
+#[case::any(r#"exit = "any""#, true)]
+#[case::its_status(r#"exit = 3"#, true)]
+#[case::another_status(r#"exit = 4"#, false)]
+#[tokio::test]
+async fn exit_says_how_a_server_may_end_before_the_scenario_does(
+    #[case] exit: &str,
+    #[case] passes: bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(
+        dir.path(),
+        "quits.py",
+        r#"
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(1)
+conn, _ = srv.accept()
+conn.sendall(conn.recv(100))
+sys.exit(3)
+"#,
+    );
+    // The client outlasts the server (its end closes the connection), so the exit
+    // happens while the run goes on; a failing exit ends the run at once.
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}"]
+{exit}
+
+[[clients]]
+script = [ {{ send = "x" }}, {{ expect = "x" }}, {{ expect_eof = true }}, {{ sleep = "1s" }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    let exited = events_of(&outcome, "srv")
+        .into_iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ProcessExited { status } => Some(status.clone()),
+            _ => None,
+        })
+        .expect("the exit was recorded");
+    assert!(exited.starts_with("exit status: 3 (on its own"), "{exited}");
+    if passes {
+        assert_passed(&outcome);
+    } else {
+        let failure = failure(&outcome);
+        assert_eq!(failure.kind, FailureKind::Program, "{}", rendered(&outcome));
+        assert!(
+            failure.message.contains("exited with exit status: 3"),
+            "{}",
+            failure.message
+        );
+    }
+}
+
+/// A server that starts a child in its group and a `setsid` child in a session of
+/// its own, and writes the three pids to PIDFILE once a client connected.
+const FAMILY: &str = r#"
+import os, socket, subprocess, sys
+port, pidfile = int(sys.argv[1]), sys.argv[2]
+sleeper = [sys.executable, "-c", "import time; time.sleep(3600)"]
+child = subprocess.Popen(sleeper)
+escaped = subprocess.Popen(sleeper, start_new_session=True)
+srv = socket.socket()
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+conn, _ = srv.accept()
+with open(pidfile + ".tmp", "w") as f:
+    f.write("%d %d %d\n" % (os.getpid(), child.pid, escaped.pid))
+os.rename(pidfile + ".tmp", pidfile)
+print("family written", flush=True)
+conn.recv(100)
+"#;
+
+fn family_scenario(dir: &Path) -> String {
+    let file = program(dir, "family.py", FAMILY);
+    format!(
+        r#"
+name = "a server with a family"
+timeout = "120s"
+
+[servers.srv]
+command = ["python3", "{file}", "{{port}}", "pids.txt"]
+
+[[clients]]
+script = [ {{ expect = "never sent", timeout = "60s" }} ]
+"#
+    )
+}
+
+/// Whether a process is gone: no /proc entry, or only a zombie.
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("?");
+            state == "Z" || state == "X"
+        }
+    }
+}
+
+/// The pids in `path`, once a program wrote them (a readiness check with a
+/// deadline: the file appears atomically, by rename).
+async fn pids_written(path: &Path) -> Vec<u32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} was not written",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Kills what a failed test left running, so one failure does not leak processes.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_setsid_child_is_stopped_with_its_server_at_the_end_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(dir.path(), "family.py", FAMILY);
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}", "pids.txt"]
+
+[[clients]]
+script = [ {{ send = "bye" }}, {{ expect_eof = true }} ]
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    let pids = pids_written(&dir.path().join("pids.txt")).await;
+    let _cleanup = KillOnDrop(pids.clone());
+    assert_passed(&outcome);
+    let left: Vec<u32> = pids.iter().copied().filter(|pid| !is_gone(*pid)).collect();
+    assert!(left.is_empty(), "still running after the run: {left:?}");
+}
+
+#[rstest]
+#[case::sigterm(nix::sys::signal::Signal::SIGTERM, 143)]
+#[case::sigint(nix::sys::signal::Signal::SIGINT, 130)]
+#[case::sighup(nix::sys::signal::Signal::SIGHUP, 129)]
+#[tokio::test]
+async fn an_interrupt_mid_run_stops_every_program_and_descendant_and_writes_the_reports(
+    #[case] signal: nix::sys::signal::Signal,
+    #[case] code: i32,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("family.toml"), family_scenario(dir.path())).unwrap();
+    let junit = dir.path().join("report.xml");
+    let mut wirecheck = tokio::process::Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .arg("run")
+        .arg(dir.path().join("family.toml"))
+        .arg("--junit")
+        .arg(&junit)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wirecheck starts");
+    let pids = pids_written(&dir.path().join("pids.txt")).await;
+    let _cleanup = KillOnDrop(pids.clone());
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(wirecheck.id().unwrap() as i32),
+        signal,
+    )
+    .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), async {
+        let status = wirecheck.wait().await.unwrap();
+        let mut stdout = String::new();
+        use tokio::io::AsyncReadExt as _;
+        wirecheck
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
+        (status, stdout)
+    })
+    .await
+    .expect("wirecheck exits after the interrupt");
+    let (status, stdout) = output;
+    assert_eq!(status.code(), Some(code), "{stdout}");
+    let left: Vec<u32> = pids.iter().copied().filter(|pid| !is_gone(*pid)).collect();
+    assert!(left.is_empty(), "still running after {signal}: {left:?}");
+    assert!(stdout.contains("FAIL a server with a family"), "{stdout}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    let report = std::fs::read_to_string(&junit).expect("the JUnit report was written");
+    assert!(report.contains("interrupted"), "{report}");
+}
+
+/// The rendered load errors of `text`, which must not be valid.
+fn load_errors(text: &str) -> String {
+    match crate::load(text) {
+        Ok(_) => panic!("the scenario loaded but should not have:\n{text}"),
+        Err(e) => e.render(),
+    }
+}
+
+#[rstest]
+#[case::zero_timeout(
+    "timeout = \"0s\"\n[servers.s]\nbuiltin = \"echo\"\n[[clients]]\nscript = []\n",
+    "`timeout` is zero"
+)]
+#[case::zero_step_timeout(
+    "step_timeout = \"0ms\"\n[servers.s]\nbuiltin = \"echo\"\n[[clients]]\nscript = []\n",
+    "`step_timeout` is zero"
+)]
+#[case::zero_step("[servers.s]\nbuiltin = \"echo\"\n[[clients]]\nscript = [ { expect = \"x\", timeout = \"0s\" } ]\n", "`timeout` is zero")]
+#[case::zero_ready("[servers.s]\ncommand = [\"p\", \"{port}\"]\nready_timeout = \"0s\"\n[[clients]]\nscript = []\n", "`ready_timeout` is zero")]
+#[case::no_port(
+    "[servers.s]\ncommand = [\"python3\", \"srv.py\"]\n[[clients]]\nscript = []\n",
+    "server `s` is never told its port"
+)]
+#[case::missing_cwd("[servers.s]\ncommand = [\"p\", \"{port}\"]\ncwd = \"no/such/folder\"\n[[clients]]\nscript = []\n", "`cwd` does not exist")]
+#[case::bad_ready(
+    "[servers.s]\ncommand = [\"p\", \"{port}\"]\nready = \"listen\"\n[[clients]]\nscript = []\n",
+    "did you mean `listening`?"
+)]
+#[case::bad_regex("[servers.s]\ncommand = [\"p\", \"{port}\"]\nready = { log = \"(\" }\n[[clients]]\nscript = []\n", "`log` is not a valid regex")]
+#[case::udp_connect("[servers.s]\nproto = \"udp\"\ncommand = [\"p\", \"{port}\"]\nready = \"connect\"\n[[clients]]\nscript = []\n", "cannot be probed with a connect")]
+#[case::bad_exit(
+    "[servers.s]\ncommand = [\"p\", \"{port}\"]\nexit = 300\n[[clients]]\nscript = []\n",
+    "`exit` is 300"
+)]
+#[case::unknown_placeholder(
+    "[servers.s]\ncommand = [\"p\", \"{port}\", \"{addr:nope}\"]\n[[clients]]\nscript = []\n",
+    "there is no server `nope`"
+)]
+#[case::shell_braces(
+    "[servers.s]\ncommand = [\"sh\", \"-c\", \"awk '{print}' {port}\"]\n[[clients]]\nscript = []\n",
+    "unknown placeholder `{print}`"
+)]
+fn program_keys_are_checked_at_load_time(#[case] text: &str, #[case] message: &str) {
+    let errors = load_errors(text);
+    assert!(errors.contains(message), "{errors}");
+    assert!(errors.contains("inline.toml:"), "{errors}");
+}
+
+#[test]
+fn a_placeholder_error_points_at_the_placeholder() {
+    let text = "[servers.s]\ncommand = [\"p\", \"--to={addr:nope}\", \"{port}\"]\n[[clients]]\nscript = []\n";
+    let errors = load_errors(text);
+    // Line 2, at the `{` of the placeholder (column counted in characters).
+    let column = "command = [\"p\", \"--to=".chars().count() + 1;
+    assert!(
+        errors.contains(&format!("inline.toml:2:{column}")),
+        "{errors}"
+    );
+}
