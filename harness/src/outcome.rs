@@ -87,7 +87,8 @@ pub enum FailureKind {
 /// A step, identified the way a user finds it in the file.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRef {
-    /// 1-based position in the actor's script.
+    /// 1-based position in the actor's script; 0 for a key of a client program
+    /// (`exit`, `stdout`, `stderr`, `command`), which is not a script step.
     pub index: usize,
     pub keyword: &'static str,
     pub location: LocationRef,

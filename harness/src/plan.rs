@@ -31,6 +31,8 @@ pub struct Plan {
     pub step_timeout: Duration,
     pub servers: Vec<PlannedServer>,
     pub clients: Vec<PlannedClient>,
+    /// Client programs, started once every server is ready.
+    pub programs: Vec<crate::scenario::ClientProgram>,
 }
 
 /// A server of the plan, with its address known.
@@ -205,6 +207,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
         step_timeout: scenario.step_timeout,
         servers,
         clients,
+        programs: scenario.programs.clone(),
     })
 }
 

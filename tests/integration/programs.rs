@@ -636,3 +636,178 @@ fn a_placeholder_error_points_at_the_placeholder() {
         "{errors}"
     );
 }
+
+/// A client of the tutorials: reads a line from stdin, sends it, prints what one
+/// recv returned, says goodbye on stderr, exits with the status in argv[3].
+const LINE_CLIENT: &str = r#"
+import socket, sys
+host, port, status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+line = sys.stdin.readline()
+s = socket.create_connection((host, port))
+s.sendall(line.encode())
+data = s.recv(1024)
+print("received %d bytes: %r" % (len(data), data))
+print("bye", file=sys.stderr)
+sys.exit(status)
+"#;
+
+fn client_scenario(dir: &Path, client_keys: &str) -> wirecheck::scenario::Scenario {
+    let file = program(dir, "client.py", LINE_CLIENT);
+    scenario_in(
+        dir,
+        &format!(
+            r#"
+[servers.srv]
+builtin = "echo"
+
+[[clients]]
+name = "tutorial"
+command = ["python3", "{file}", "{{host:srv}}", "{{port:srv}}", "0"]
+stdin = "hello\nquit\n"
+{client_keys}
+"#
+        ),
+    )
+}
+
+#[rstest]
+#[case::exact(r#"stdout = "received 6 bytes: b'hello\\n'\n""#)]
+#[case::contains(
+    r#"stdout = { contains = "received 6 bytes" }
+stderr = { contains = "bye" }"#
+)]
+#[case::regex(r#"stdout = { regex = "^received (?P<n>\\d+) bytes" }"#)]
+#[case::len(r#"stderr = { len = 4 }"#)]
+#[case::any_exit(r#"exit = "any""#)]
+#[tokio::test]
+async fn a_client_program_passes_when_it_exits_as_expected_with_matching_output(
+    #[case] keys: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_loaded(&client_scenario(dir.path(), keys)).await;
+    assert_passed(&outcome);
+    assert_eq!(
+        output_lines(&outcome, "tutorial", OutputStream::Stderr),
+        vec!["bye"]
+    );
+    let exited = events_of(&outcome, "tutorial")
+        .into_iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ProcessExited { status } => Some(status.clone()),
+            _ => None,
+        })
+        .expect("the exit was recorded");
+    assert!(exited.starts_with("exit status: 0 (on its own"), "{exited}");
+}
+
+#[rstest]
+#[case::stdout(
+    r#"stdout = { contains = "received 7 bytes" }"#,
+    "stdout",
+    "does not contain"
+)]
+#[case::stderr(r#"stderr = "ciao\n""#, "stderr", "differ from the 5 expected")]
+#[case::exit("exit = 2", "exit", "ended with exit status: 0")]
+#[tokio::test]
+async fn a_client_program_fails_at_the_key_it_does_not_meet(
+    #[case] keys: &str,
+    #[case] keyword: &str,
+    #[case] message: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_loaded(&client_scenario(dir.path(), keys)).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.kind, FailureKind::Program);
+    assert_eq!(failure.actor.as_deref(), Some("tutorial"));
+    let step = failure.step.as_ref().expect("the key is named");
+    assert_eq!(step.keyword, keyword);
+    assert_eq!(step.location.line, 9, "{}", rendered(&outcome));
+    assert!(failure.message.contains(message), "{}", failure.message);
+    let text = rendered(&outcome);
+    assert!(
+        text.contains(&format!("actor `tutorial`, `{keyword}`: ")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_program_that_never_exits_is_named_at_the_scenario_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_in(
+        dir.path(),
+        r#"
+timeout = "1s"
+
+[servers.srv]
+builtin = "echo"
+
+[[clients]]
+name = "stuck"
+command = ["python3", "-c", "import sys; sys.stdin.read(); import time; time.sleep(60)", "{port:srv}"]
+"#,
+    );
+    let outcome = run_loaded(&scenario).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.kind, FailureKind::ScenarioTimeout);
+    assert!(
+        failure
+            .notes
+            .iter()
+            .any(|n| n.starts_with("stuck was at running `python3 -c ")),
+        "{:?}",
+        failure.notes
+    );
+}
+
+#[tokio::test]
+async fn client_program_copies_run_at_once_and_each_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(dir.path(), "client.py", LINE_CLIENT);
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+builtin = "echo"
+
+[[clients]]
+name = "many"
+count = 3
+command = ["python3", "{file}", "{{host:srv}}", "{{port:srv}}", "0"]
+stdin = {{ hex = "68 69 0a" }}
+stdout = "received 3 bytes: b'hi\\n'\n"
+"#
+        ),
+    );
+    let outcome = run_loaded(&scenario).await;
+    assert_passed(&outcome);
+    for copy in 1..=3 {
+        let name = format!("many#{copy}");
+        assert_eq!(
+            output_lines(&outcome, &name, OutputStream::Stdout),
+            vec!["received 3 bytes: b'hi\\n'"],
+            "{name}"
+        );
+    }
+}
+
+#[rstest]
+#[case::connect(
+    "connect = \"srv\"\n",
+    "`connect` does not apply to client program `c`"
+)]
+#[case::script("script = []\n", "`script` does not apply")]
+#[case::own_port("", "`{port}` means a server's own port")]
+#[case::unknown_key("stdot = \"x\"\n", "did you mean `stdout`?")]
+fn client_program_keys_are_checked_at_load_time(#[case] extra: &str, #[case] message: &str) {
+    let command = if extra.is_empty() {
+        r#"["p", "{port}"]"#
+    } else {
+        r#"["p", "{port:srv}"]"#
+    };
+    let text = format!(
+        "[servers.srv]\nbuiltin = \"echo\"\n[[clients]]\nname = \"c\"\ncommand = {command}\n{extra}"
+    );
+    let errors = load_errors(&text);
+    assert!(errors.contains(message), "{errors}");
+}

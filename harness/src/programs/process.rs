@@ -549,8 +549,15 @@ impl Program {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        self.drain_output(DRAIN_LIMIT).await;
         problem
+    }
+
+    /// [`Self::stop`], then everything it printed: the output pipes are read to
+    /// their end (every writer is dead by then), so the last lines are in the log.
+    pub async fn finish(&mut self, log: &EventStream) -> (Option<String>, Captured, Captured) {
+        let problem = self.stop(log).await;
+        let (stdout, stderr) = self.drain_output(DRAIN_LIMIT).await;
+        (problem, stdout, stderr)
     }
 
     /// Signals the process group and every known descendant.

@@ -24,14 +24,25 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
                 "  --> {path}:{}:{}",
                 step.location.line, step.location.column
             );
-            let _ = writeln!(
-                out,
-                "  actor `{}`, step {} ({}): {}",
-                failure.actor.as_deref().unwrap_or("?"),
-                step.index,
-                step.keyword,
-                step.text
-            );
+            if step.index == 0 {
+                // Not a script step: a key of a client program (`exit`, `stdout`).
+                let _ = writeln!(
+                    out,
+                    "  actor `{}`, `{}`: {}",
+                    failure.actor.as_deref().unwrap_or("?"),
+                    step.keyword,
+                    step.text
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  actor `{}`, step {} ({}): {}",
+                    failure.actor.as_deref().unwrap_or("?"),
+                    step.index,
+                    step.keyword,
+                    step.text
+                );
+            }
             // The step's line with carets under it, the way load errors point at a
             // key; nothing if the file changed since the run.
             let location = crate::scenario::Location::from(&step.location);

@@ -34,7 +34,7 @@ use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
 use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
-use crate::scenario::{ExitExpectation, Readiness, Scenario, Step};
+use crate::scenario::{Checked, ClientProgram, ExitExpectation, Readiness, Scenario, Step};
 use crate::servers::accept::{accept_exactly, Accepted};
 use crate::servers::{self, Bound, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
@@ -85,9 +85,19 @@ impl OutputTail {
 #[derive(Debug, Clone)]
 pub enum Doing {
     Connecting,
-    Accepting { number: usize, of: usize },
+    Accepting {
+        number: usize,
+        of: usize,
+    },
     WaitingForDescriptor,
-    Step { index: usize, step: Arc<Step> },
+    Step {
+        index: usize,
+        step: Arc<Step>,
+    },
+    /// A client program runs; the command line as started.
+    RunningProgram {
+        command: Arc<str>,
+    },
 }
 
 impl std::fmt::Display for Doing {
@@ -96,6 +106,9 @@ impl std::fmt::Display for Doing {
             Doing::Connecting => write!(f, "connecting"),
             Doing::Accepting { number, of } => write!(f, "accepting connection {number} of {of}"),
             Doing::WaitingForDescriptor => write!(f, "waiting for a free file descriptor"),
+            Doing::RunningProgram { command } => {
+                write!(f, "running `{command}`, which had not exited")
+            }
             Doing::Step { index, step } => write!(
                 f,
                 "step {index} `{}` (line {}:{})",
@@ -288,6 +301,109 @@ pub async fn run_collecting(
     (outcome, collected.take())
 }
 
+/// Runs one copy of a client program to its end and checks how it ended: its exit
+/// status, then its stdout and stderr against their MATCH. The scenario timeout
+/// bounds it; if the run ends first, dropping the program kills it.
+async fn client_program(
+    context: Arc<RunContext>,
+    spec: Arc<ClientProgram>,
+    name: Arc<str>,
+    addresses: Arc<HashMap<String, SocketAddr>>,
+) -> Result<(), Failure> {
+    let lookup = |server: &str| addresses.get(server).copied();
+    let argv: Vec<String> = spec.argv.iter().map(|t| t.expand(None, &lookup)).collect();
+    let launch = Launch {
+        argv: argv.clone(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expand(None, &lookup)))
+            .collect(),
+        cwd: spec.cwd.clone(),
+        stdin: Some(bytes::Bytes::clone(&spec.stdin)),
+        keep_output: true,
+        log_ready: None,
+    };
+    let fail = |checked: &Checked<()>, keyword: &'static str, text: &str, message: String| {
+        let mut failure = Failure::new(FailureKind::Program, message);
+        failure.actor = Some(name.to_string());
+        failure.step = Some(StepRef {
+            index: 0,
+            keyword,
+            location: (&checked.location).into(),
+            text: text.to_owned(),
+        });
+        failure
+    };
+    let command_at = &spec.command_at;
+    context.board.set(
+        &name,
+        Doing::RunningProgram {
+            command: Arc::from(argv.join(" ")),
+        },
+    );
+    let mut program = Program::spawn(launch, &context.log, &context.output, &name)
+        .map_err(|e| fail(command_at, "command", &command_at.text, e))?;
+    let exit = program.wait_exit().await;
+    let (problem, stdout, stderr) = program.finish(&context.log).await;
+    context.board.done(&name);
+    let at = |checked: &Checked<ExitExpectation>| Checked {
+        value: (),
+        location: checked.location.clone(),
+        text: checked.text.clone(),
+    };
+    if !spec.exit.value.accepts_early(&exit) {
+        return Err(fail(
+            &at(&spec.exit),
+            "exit",
+            &spec.exit.text,
+            format!(
+                "client program `{name}` ended with {} after {}; expected {}",
+                exit.describe(),
+                format_duration(exit.after),
+                spec.exit.value.describe()
+            ),
+        ));
+    }
+    for (which, check, output) in [
+        ("stdout", &spec.stdout, &stdout),
+        ("stderr", &spec.stderr, &stderr),
+    ] {
+        let Some(check) = check else { continue };
+        if let Some(why) = check.value.mismatch(&output.bytes) {
+            let place = Checked {
+                value: (),
+                location: check.location.clone(),
+                text: check.text.clone(),
+            };
+            let mut failure = fail(
+                &place,
+                which,
+                &check.text,
+                format!(
+                    "the {which} of client program `{name}` ({} bytes{}) does not match: {why}",
+                    output.bytes.len(),
+                    if output.truncated {
+                        ", cut at 1 MiB"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            failure.expected = check.value.expected_bytes();
+            // Without expected bytes the dump shows the output alone.
+            failure.actual = Some(bytes::Bytes::from(output.bytes.clone()));
+            return Err(failure);
+        }
+    }
+    if let Some(problem) = problem {
+        let mut failure = Failure::new(FailureKind::Cleanup, problem);
+        failure.actor = Some(name.to_string());
+        return Err(failure);
+    }
+    Ok(())
+}
+
 /// One line for a failure that is reported under another one.
 fn describe_briefly(failure: &Failure) -> String {
     let actor = failure.actor.as_deref().unwrap_or("?");
@@ -352,6 +468,23 @@ impl RunState {
         );
         for server in plan.servers {
             self.start_server(server, &addresses).await?;
+        }
+        // Client programs start with the clients: every server is ready by now.
+        for spec in plan.programs {
+            let spec = Arc::new(spec);
+            for copy in 1..=spec.count {
+                let name: Arc<str> = if spec.count == 1 {
+                    Arc::from(spec.name.as_str())
+                } else {
+                    Arc::from(format!("{}#{copy}", spec.name))
+                };
+                self.actors.spawn(client_program(
+                    Arc::clone(&self.context),
+                    Arc::clone(&spec),
+                    name,
+                    Arc::clone(&addresses),
+                ));
+            }
         }
         // Client declarations start their copies in file order: a declaration begins
         // once every copy of the one before it has started, so when descriptors run
@@ -446,7 +579,7 @@ impl RunState {
                 };
                 if let Err(e) = ready {
                     // Its last words explain the failure: wait for them.
-                    program.stop(&self.context.log).await;
+                    program.finish(&self.context.log).await;
                     return Err(setup_failure(e));
                 }
                 self.watch_exit(&actor, &program, spec.exit, server.location.line);
@@ -504,9 +637,9 @@ impl RunState {
         let stops = self
             .processes
             .iter_mut()
-            .map(|(_, program)| program.stop(log));
-        for problem in futures_join_all(stops).await.into_iter().flatten() {
-            problems.push(problem);
+            .map(|(_, program)| program.finish(log));
+        for (problem, _, _) in futures_join_all(stops).await {
+            problems.extend(problem);
         }
         self.processes.clear();
         problems

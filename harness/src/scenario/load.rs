@@ -61,6 +61,11 @@ const COMMAND_KEYS: &[&str] = &[
     "exit",
 ];
 const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
+/// Keys of a client program (`[[clients]]` with `command`).
+const PROGRAM_CLIENT_KEYS: &[&str] = &[
+    "name", "command", "env", "cwd", "count", "stdin", "exit", "stdout", "stderr",
+];
+const MATCH_HINT: &str = "a MATCH is data (exact bytes), { regex = \"...\" }, { contains = DATA }, { len = N } or { json = { key = value } }";
 const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat"];
 /// Keys of a data table.
 const DATA_TABLE_KEYS: &[&str] = &[
@@ -414,6 +419,31 @@ fn exit_expectation(node: &Node) -> Check<ExitExpectation> {
     }
 }
 
+/// A TOML value as JSON, for `{ json = { ... } }` matchers.
+fn json_value(node: &Node) -> Check<serde_json::Value> {
+    Ok(match &node.kind {
+        NodeKind::Str(s) => serde_json::Value::String(s.clone()),
+        NodeKind::Int(i) => serde_json::Value::from(*i),
+        NodeKind::Bool(b) => serde_json::Value::Bool(*b),
+        NodeKind::Array(items) => {
+            serde_json::Value::Array(items.iter().map(json_value).collect::<Check<_>>()?)
+        }
+        NodeKind::Table(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|e| Ok((e.key.clone(), json_value(&e.value)?)))
+                .collect::<Check<_>>()?,
+        ),
+        other => {
+            return Err(Diagnostic::new(
+                node.span.clone(),
+                format!("{} cannot be compared with JSON here", other.type_name()),
+            )
+            .label("use a string, integer, boolean, array or table"))
+        }
+    })
+}
+
 fn string_list(node: &Node, key: &str) -> Check<Vec<String>> {
     match &node.kind {
         NodeKind::Array(items) => items.iter().map(|item| string(item, key)).collect(),
@@ -537,9 +567,9 @@ impl Loader<'_> {
             }
             None => Vec::new(),
         };
-        let clients = match top.get("clients") {
+        let (clients, programs) = match top.get("clients") {
             Some(node) => self.clients(node, &servers),
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         let unknown = top.unknown_keys("the scenario's top level", TOP_KEYS);
         self.diagnostics.extend(unknown);
@@ -560,6 +590,7 @@ impl Loader<'_> {
             tags,
             servers,
             clients,
+            programs,
         };
         // With other errors, some scripts were dropped, and their signals with them:
         // checking waits now would report signals that do exist.
@@ -984,7 +1015,11 @@ impl Loader<'_> {
         })
     }
 
-    fn clients(&mut self, node: &Node, servers: &[ServerSpec]) -> Vec<ClientSpec> {
+    fn clients(
+        &mut self,
+        node: &Node,
+        servers: &[ServerSpec],
+    ) -> (Vec<ClientSpec>, Vec<ClientProgram>) {
         let servers = Servers {
             list: servers,
             protos: servers.iter().map(|s| (s.name.as_str(), s.proto)).collect(),
@@ -996,26 +1031,180 @@ impl Loader<'_> {
                     type_error(node, "clients", "an array of tables")
                         .hint("declare each client with a `[[clients]]` header"),
                 );
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
         };
         let mut clients: Vec<ClientSpec> = Vec::new();
+        let mut programs: Vec<ClientProgram> = Vec::new();
         let mut names: HashSet<String> = HashSet::new();
         for (index, item) in items.iter().enumerate() {
-            if let Some(client) = self.client(item, index, &servers) {
-                if !names.insert(client.name.clone()) {
+            let is_program = matches!(&item.kind, NodeKind::Table(entries) if entries.iter().any(|e| e.key == "command"));
+            let named = if is_program {
+                self.program_client(item, index).map(|program| {
+                    let named = (program.name.clone(), program.location.span.clone());
+                    programs.push(program);
+                    named
+                })
+            } else {
+                self.client(item, index, &servers).map(|client| {
+                    let named = (client.name.clone(), client.location.span.clone());
+                    clients.push(client);
+                    named
+                })
+            };
+            if let Some((name, span)) = named {
+                if !names.insert(name.clone()) {
                     self.push(
-                        Diagnostic::new(
-                            client.location.span.clone(),
-                            format!("two clients are named `{}`", client.name),
-                        )
-                        .label("client names must be unique"),
+                        Diagnostic::new(span, format!("two clients are named `{name}`"))
+                            .label("client names must be unique"),
                     );
                 }
-                clients.push(client);
             }
         }
-        clients
+        (clients, programs)
+    }
+
+    /// A `[[clients]]` entry with `command`: a client program under test.
+    fn program_client(&mut self, node: &Node, index: usize) -> Option<ClientProgram> {
+        let mut fields = self.ok(Fields::of(node, "a client"))?;
+        let name = match fields.get("name") {
+            Some(node) => self.ok(string(node, "name"))?,
+            None => format!("client{}", index + 1),
+        };
+        let context = format!("client program `{name}`");
+        let anchor = fields
+            .entries
+            .first()
+            .map_or_else(|| node.span.clone(), |e| e.key_span.clone());
+        let location = self.location(&anchor);
+        let count = match fields.get("count") {
+            Some(node) => self.ok(count(node, "count", 1, MAX_CLIENT_COUNT)),
+            None => Some(1),
+        };
+        let stdin = match fields.get("stdin") {
+            Some(node) => self.ok(self.data_now(node, "stdin")),
+            None => Some(Bytes::new()),
+        };
+        let exit = match fields.get("exit") {
+            Some(node) => self
+                .ok(exit_expectation(node))
+                .map(|value| self.checked(&fields, "exit", value)),
+            None => Some(self.checked(&fields, "command", ExitExpectation::Status(0))),
+        };
+        let mut outputs = [None, None];
+        let mut outputs_ok = true;
+        for (slot, key) in outputs.iter_mut().zip(["stdout", "stderr"]) {
+            if let Some(node) = fields.get(key) {
+                match self.ok(self.output_match(node, key)) {
+                    Some(value) => *slot = Some(self.checked(&fields, key, value)),
+                    None => outputs_ok = false,
+                }
+            }
+        }
+        let command_at = self.checked(&fields, "command", ());
+        let program = self.program(&mut fields, false);
+        for key in ["connect", "script", "proto"]
+            .iter()
+            .chain(SOCKET_OPTION_KEYS)
+        {
+            if fields.has(key) {
+                self.push(
+                    Diagnostic::new(
+                        fields.key_span(key),
+                        format!("`{key}` does not apply to {context}"),
+                    )
+                    .label("a client program opens its own sockets")
+                    .hint("give it the server's address in its command: \"{addr:NAME}\", \"{port:NAME}\" or \"{host:NAME}\""),
+                );
+                fields.get(key);
+            }
+        }
+        let unknown = fields.unknown_keys(&context, PROGRAM_CLIENT_KEYS);
+        self.diagnostics.extend(unknown);
+        let (argv, env, cwd) = program?;
+        let [stdout, stderr] = outputs;
+        if !outputs_ok {
+            return None;
+        }
+        Some(ClientProgram {
+            name,
+            location,
+            count: count?,
+            argv,
+            env,
+            cwd,
+            stdin: stdin?,
+            exit: exit?,
+            stdout,
+            stderr,
+            command_at,
+        })
+    }
+
+    /// `value` with where `key` is written in `fields`, for reports.
+    fn checked<T>(&self, fields: &Fields, key: &str, value: T) -> Checked<T> {
+        let entry = fields.entries.iter().find(|e| e.key == key);
+        let span = entry.map_or_else(
+            || fields.span.clone(),
+            |e| e.key_span.start..e.value.span.end.max(e.key_span.end),
+        );
+        Checked {
+            value,
+            location: self.location(&span),
+            text: self.source.get(span).unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// DATA whose bytes are needed now (stdin, an output to match): a file slice is
+    /// read at load time.
+    fn data_now(&self, node: &Node, key: &str) -> Check<Bytes> {
+        match self.data(node, key)? {
+            Data::Bytes(bytes) => Ok(bytes),
+            Data::File(slice) => self.read_slice(&slice, &node.span),
+        }
+    }
+
+    /// A MATCH on a program's whole output: DATA (exact bytes), or one of
+    /// `{ regex }`, `{ contains = DATA }`, `{ len = N }`, `{ json = { ... } }`.
+    fn output_match(&self, node: &Node, key: &str) -> Check<OutputMatch> {
+        let NodeKind::Table(entries) = &node.kind else {
+            return Ok(OutputMatch::Exact(self.data_now(node, key)?));
+        };
+        let Some(entry) = entries
+            .iter()
+            .find(|e| matches!(e.key.as_str(), "regex" | "contains" | "len" | "json"))
+        else {
+            return Ok(OutputMatch::Exact(self.data_now(node, key)?));
+        };
+        if let Some(extra) = entries.iter().find(|e| e.key != entry.key) {
+            return Err(Diagnostic::new(
+                extra.key_span.clone(),
+                format!("`{key}` has `{}` and `{}`", entry.key, extra.key),
+            )
+            .label("a MATCH is one of regex, contains, len, json, or data")
+            .hint(MATCH_HINT));
+        }
+        let value = &entry.value;
+        Ok(match entry.key.as_str() {
+            "regex" => {
+                let text = string(value, "regex")?;
+                OutputMatch::Regex(regex::bytes::Regex::new(&text).map_err(|e| {
+                    Diagnostic::new(value.span.clone(), "`regex` is not a valid regex")
+                        .label(
+                            e.to_string()
+                                .lines()
+                                .last()
+                                .unwrap_or("invalid")
+                                .trim()
+                                .to_owned(),
+                        )
+                        .hint("Rust regex syntax: https://docs.rs/regex/latest/regex/#syntax")
+                })?)
+            }
+            "contains" => OutputMatch::Contains(self.data_now(value, "contains")?),
+            "len" => OutputMatch::Len(count(value, "len", 0, MAX_DATA_BYTES)?),
+            _ => OutputMatch::Json(json_value(value)?),
+        })
     }
 
     fn client(&mut self, node: &Node, index: usize, servers: &Servers) -> Option<ClientSpec> {

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub servers: Vec<ServerSpec>,
     /// Client declarations in file order (each may run `count` copies).
     pub clients: Vec<ClientSpec>,
+    /// Client programs (`[[clients]]` with `command`), in file order.
+    pub programs: Vec<ClientProgram>,
 }
 
 /// A `[servers.NAME]` table.
@@ -158,6 +160,122 @@ impl ExitExpectation {
             ExitExpectation::Any => "any exit status".into(),
             ExitExpectation::Status(code) => format!("exit status {code}"),
         }
+    }
+}
+
+/// A `[[clients]]` entry with a `command`: a client program under test. It starts
+/// once every server is ready and passes when it exits as `exit` says, within the
+/// scenario's timeout, with output that matches `stdout` and `stderr`.
+#[derive(Debug, Clone)]
+pub struct ClientProgram {
+    pub name: String,
+    pub location: Location,
+    /// Copies run at once.
+    pub count: usize,
+    /// Program and arguments, with placeholders (`{port:NAME}`, ...).
+    pub argv: Vec<Template>,
+    pub env: Vec<(String, Template)>,
+    pub cwd: PathBuf,
+    /// Written to its stdin, which is then closed.
+    pub stdin: Bytes,
+    pub exit: Checked<ExitExpectation>,
+    pub stdout: Option<Checked<OutputMatch>>,
+    pub stderr: Option<Checked<OutputMatch>>,
+    /// Where `command` is written, for a report about the program as a whole.
+    pub command_at: Checked<()>,
+}
+
+/// A value of the file with where it is written, so a report can point at it.
+#[derive(Debug, Clone)]
+pub struct Checked<T> {
+    pub value: T,
+    pub location: Location,
+    /// The `key = value` text as written.
+    pub text: String,
+}
+
+/// A MATCH on a whole output (a client program's `stdout`/`stderr`).
+#[derive(Debug, Clone)]
+pub enum OutputMatch {
+    /// Exactly these bytes.
+    Exact(Bytes),
+    /// The bytes contain these.
+    Contains(Bytes),
+    /// The regex (on bytes, unanchored) finds a match.
+    Regex(regex::bytes::Regex),
+    /// Exactly this many bytes.
+    Len(usize),
+    /// A JSON document holding at least these keys with these values.
+    Json(serde_json::Value),
+}
+
+impl OutputMatch {
+    /// Why `output` does not match, or `None` when it does.
+    pub fn mismatch(&self, output: &[u8]) -> Option<String> {
+        match self {
+            OutputMatch::Exact(want) => (output != want.as_ref()).then(|| {
+                format!(
+                    "it is {} bytes that differ from the {} expected",
+                    output.len(),
+                    want.len()
+                )
+            }),
+            OutputMatch::Contains(want) => (!output
+                .windows(want.len().max(1))
+                .any(|w| w == want.as_ref())
+                && !want.is_empty())
+            .then(|| format!("it does not contain the {} bytes expected", want.len())),
+            OutputMatch::Regex(regex) => (!regex.is_match(output))
+                .then(|| format!("the regex `{}` finds no match in it", regex.as_str())),
+            OutputMatch::Len(want) => (output.len() != *want)
+                .then(|| format!("it is {} bytes long, not {want}", output.len())),
+            OutputMatch::Json(want) => match serde_json::from_slice::<serde_json::Value>(output) {
+                Err(e) => Some(format!("it is not a JSON document: {e}")),
+                Ok(got) => json_subset_mismatch(want, &got, "")
+                    .map(|why| format!("the JSON document does not match: {why}")),
+            },
+        }
+    }
+
+    /// The bytes to show as "expected" beside the output, when there are any.
+    pub fn expected_bytes(&self) -> Option<Bytes> {
+        match self {
+            OutputMatch::Exact(bytes) | OutputMatch::Contains(bytes) => Some(bytes.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Why `got` does not hold every key of `want` with its value (tables nest), or
+/// `None` when it does.
+fn json_subset_mismatch(
+    want: &serde_json::Value,
+    got: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    match (want, got) {
+        (serde_json::Value::Object(want), serde_json::Value::Object(got)) => {
+            want.iter().find_map(|(key, value)| {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match got.get(key) {
+                    None => Some(format!("no key `{here}`")),
+                    Some(found) => json_subset_mismatch(value, found, &here),
+                }
+            })
+        }
+        _ if want == got => None,
+        _ => Some(format!(
+            "`{}` is {got}, expected {want}",
+            if path.is_empty() {
+                "the document"
+            } else {
+                path
+            }
+        )),
     }
 }
 
