@@ -23,6 +23,7 @@ pub mod programs;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod select;
 pub mod servers;
 pub mod suite;
 pub mod trace;

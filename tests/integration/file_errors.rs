@@ -100,7 +100,7 @@ fn unknown_top_level_key() {
     let e = invalid(&format!("nmae = \"typo\"\n{ECHO}"));
     e.reports("unknown key `nmae` in the scenario's top level", "nmae");
     e.says("did you mean `name`?")
-        .says("valid keys: name, description, timeout, step_timeout, tags, servers, clients");
+        .says("valid keys: name, description, timeout, step_timeout, tags, group, retries, servers, clients");
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod fuzz_corpora;
 mod programs;
 mod shipped;
 mod steps;
+mod suite;
 mod timeouts;
 mod traces;
 

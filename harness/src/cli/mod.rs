@@ -14,8 +14,14 @@ use crate::outcome::ScenarioOutcome;
 use crate::report::{self, console::Console};
 use crate::scenario::{self, LoadError, Proto, Scenario, SocketOptions};
 use crate::servers::{self, BuiltinConfig, BuiltinKind, ServerContext};
-use crate::suite::{run_suite, NoSubscribers, Reporter, RunSetup, SubscriberFactory, SuiteSummary};
+use crate::suite::{
+    run_suite, NoSubscribers, Reporter, RunId, RunRecord, RunSetup, SubscriberFactory,
+    SuiteOptions, SuiteSummary,
+};
 use crate::trace::{self, TraceFormat, TraceSettings};
+
+mod selection;
+pub use selection::SelectionArgs;
 
 /// Exit code: every scenario passed.
 pub const EXIT_PASSED: i32 = 0;
@@ -56,16 +62,32 @@ pub struct RunArgs {
     /// Scenario files or folders (searched recursively for *.toml).
     #[arg(default_value = "scenarios")]
     pub paths: Vec<PathBuf>,
-    /// Run only scenarios whose name or path contains TEXT, or that carry the tag
-    /// TEXT. Repeat to widen the selection.
-    #[arg(long, value_name = "TEXT")]
-    pub filter: Vec<String>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// How many scenario runs at once (default: the number of cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
     /// Run each scenario N times (the determinism check).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub repeat: u32,
+    /// Try a failed run up to N more times; a run that then passes is FLAKY.
+    /// Overrides every scenario's own `retries`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: Option<u32>,
+    /// What a flaky run counts as: pass (the default) or fail.
+    #[arg(long, value_enum, default_value_t = FlakyResult::Pass)]
+    pub flaky_result: FlakyResult,
+    /// After the first failed run, start no new run; the rest count as skipped.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Run only the scenarios that did not pass in the previous run of the same
+    /// selection (recorded under target/wirecheck/, or in --record FILE).
+    #[arg(long)]
+    pub rerun_failed: bool,
+    /// Where to keep the record --rerun-failed reads (default:
+    /// target/wirecheck/rerun-HASH.json, HASH naming the selection).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Write a JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -88,6 +110,13 @@ pub struct RunArgs {
     /// synthesizing them. Without the privilege, traces are synthesized.
     #[arg(long, requires = "pcap")]
     pub capture: bool,
+}
+
+/// `--flaky-result` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlakyResult {
+    Pass,
+    Fail,
 }
 
 /// `--pcap-format` values.
@@ -126,6 +155,8 @@ pub struct CheckArgs {
     /// Scenario files or folders.
     #[arg(default_value = "scenarios")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -238,20 +269,17 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// `wirecheck run`: loads the files first (no runtime needed), then runs them on
-/// a runtime sized for the work.
+/// `wirecheck run`: loads and selects the files first (no runtime needed), then
+/// runs them on a runtime sized for the work.
 fn run_command(args: RunArgs) -> i32 {
     // Raise the open-file soft limit to the hard limit before anything opens a
     // socket; the client copies' descriptor budget is made from it.
     crate::runner::descriptors::open_file_limit();
-    let loaded = match load_all(&args.paths) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+    let prepared = match prepare_run(&args) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
-    let runs = loaded.0.len() * args.repeat as usize;
+    let runs = prepared.selected.len() * args.repeat as usize;
     let parallel = runs > 1 && args.jobs != Some(1);
     let Some(runtime) = runtime(parallel) else {
         return EXIT_USAGE;
@@ -259,10 +287,100 @@ fn run_command(args: RunArgs) -> i32 {
     // Orphans of the programs under test (a `setsid` child whose parent exited) are
     // re-parented to wirecheck instead of init, so they are still found and stopped.
     crate::programs::tree::become_subreaper();
-    let code = runtime.block_on(run(args, loaded));
+    let code = runtime.block_on(run(args, prepared));
     // Whatever a program left behind that escaped every group is ended here.
     crate::programs::tree::kill_all_descendants();
     code
+}
+
+/// A run's selection, loaded and narrowed, before anything runs.
+pub struct PreparedRun {
+    /// The scenarios to run, in order.
+    pub selected: Vec<Arc<Scenario>>,
+    /// Files that did not load (reported, counted as failed).
+    pub errors: Vec<LoadError>,
+    /// Where this selection's rerun record lives.
+    pub record_path: PathBuf,
+    /// The selection before `--rerun-failed` narrowed it (the record's key).
+    pub full_selection: Vec<PathBuf>,
+    /// What the previous run recorded as not passed, when `--rerun-failed` used it.
+    pub previous_failed: Option<Vec<PathBuf>>,
+}
+
+/// Loads the files, applies the selection flags and `--rerun-failed`, and handles
+/// `--list`. `Err` is the exit code when there is nothing more to do.
+fn prepare_run(args: &RunArgs) -> Result<PreparedRun, i32> {
+    let selection = args.selection.selection().map_err(|message| {
+        eprint!("{message}");
+        EXIT_USAGE
+    })?;
+    let (scenarios, errors) = load_all(&args.paths).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })?;
+    let selected: Vec<Scenario> = selection.apply(scenarios, |s| s);
+    let full_selection: Vec<PathBuf> = selected.iter().map(|s| s.path.clone()).collect();
+    let record_path = args.record.clone().unwrap_or_else(|| {
+        let paths: Vec<&Path> = full_selection.iter().map(PathBuf::as_path).collect();
+        crate::select::rerun::default_path(&paths)
+    });
+    let mut previous_failed = None;
+    let selected = if args.rerun_failed {
+        match crate::select::rerun::load(&record_path) {
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(EXIT_USAGE);
+            }
+            Ok(None) => {
+                eprintln!(
+                    "note: no record of a previous run of this selection ({}); running all of it",
+                    record_path.display()
+                );
+                selected
+            }
+            Ok(Some(record)) => {
+                let rerun: Vec<Scenario> = selected
+                    .into_iter()
+                    .filter(|s| record.failed.contains(&s.path))
+                    .collect();
+                if rerun.is_empty() {
+                    eprintln!(
+                        "note: nothing failed in the previous run of this selection ({})",
+                        record_path.display()
+                    );
+                } else {
+                    eprintln!(
+                        "note: re-running the {} scenario(s) that did not pass last time ({})",
+                        rerun.len(),
+                        record_path.display()
+                    );
+                }
+                previous_failed = Some(record.failed);
+                rerun
+            }
+        }
+    } else {
+        selected
+    };
+    if args.selection.list {
+        for error in &errors {
+            eprint!("{}", error.render());
+        }
+        selection::print_list(&selected);
+        eprintln!("{} scenarios selected", selected.len());
+        return Err(if errors.is_empty() {
+            EXIT_PASSED
+        } else {
+            EXIT_USAGE
+        });
+    }
+    Ok(PreparedRun {
+        selected: selected.into_iter().map(Arc::new).collect(),
+        errors,
+        record_path,
+        full_selection,
+        previous_failed,
+    })
 }
 
 /// Expands folders into their *.toml files (sorted, recursive); files stay as given.
@@ -309,36 +427,36 @@ fn load_all(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<LoadError>), String
     Ok((scenarios, errors))
 }
 
-fn matches_filter(scenario: &Scenario, filters: &[String]) -> bool {
-    filters.is_empty()
-        || filters.iter().any(|f| {
-            scenario.name.contains(f.as_str())
-                || scenario.path.to_string_lossy().contains(f.as_str())
-                || scenario.tags.iter().any(|t| t == f)
-        })
-}
-
-async fn run(args: RunArgs, (scenarios, errors): (Vec<Scenario>, Vec<LoadError>)) -> i32 {
+async fn run(args: RunArgs, prepared: PreparedRun) -> i32 {
+    let PreparedRun {
+        selected,
+        errors,
+        record_path,
+        full_selection,
+        previous_failed,
+    } = prepared;
     for error in &errors {
         eprint!("{}", error.render());
     }
-    let selected: Vec<Arc<Scenario>> = scenarios
-        .into_iter()
-        .filter(|s| matches_filter(s, &args.filter))
-        .map(Arc::new)
-        .collect();
-    if selected.is_empty() && errors.is_empty() {
+    let nothing_to_rerun = previous_failed.is_some() && selected.is_empty();
+    if selected.is_empty() && errors.is_empty() && !nothing_to_rerun {
         eprintln!(
-            "error: no scenario matched (paths: {:?}, filters: {:?})",
-            args.paths, args.filter
+            "error: no scenario matched (paths: {:?}, filters: {:?}, expressions: {:?}, partition: {:?})",
+            args.paths, args.selection.filter, args.selection.exprs, args.selection.partition
         );
         return EXIT_USAGE;
     }
     let repeat = args.repeat as usize;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
+    let options = SuiteOptions {
+        repeat,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1),
+        retries: args.retries.map(|n| n as usize),
+        fail_fast: args.fail_fast,
+        flaky_fails: args.flaky_result == FlakyResult::Fail,
+    };
     let cancel = CancellationToken::new();
     let interrupted_by = match interrupt_listener(cancel.clone()) {
         Ok(signal) => signal,
@@ -357,40 +475,47 @@ async fn run(args: RunArgs, (scenarios, errors): (Vec<Scenario>, Vec<LoadError>)
         },
         None => Arc::new(NoSubscribers),
     };
-    let mut reporters: Vec<Box<dyn Reporter>> =
-        vec![Box::new(Console::new(selected.len() * repeat, repeat))];
+    let total = selected.len() * repeat;
+    let console =
+        Console::new(total, repeat).with_progress(report::progress::Progress::for_terminal(total));
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
     if let Some(path) = &args.junit {
         reporters.push(Box::new(report::junit::JunitReporter::new(path)));
     }
     if let Some(path) = &args.json {
         reporters.push(Box::new(report::json::JsonReporter::new(path, repeat)));
     }
-    let result = run_suite(
-        &selected,
-        repeat,
-        jobs,
-        cancel.clone(),
-        factory,
-        &mut reporters,
-    )
-    .await;
+    let result = run_suite(&selected, &options, cancel.clone(), factory, &mut reporters).await;
     let summary = SuiteSummary {
         scenarios: selected.len(),
         repeat,
         invalid_files: errors.len(),
+        skipped: result.skipped.clone(),
+        flaky_fails: options.flaky_fails,
     };
     let mut report_errors = 0;
     for reporter in &mut reporters {
-        if let Err(e) = reporter.finish(&result.outcomes, &summary) {
+        if let Err(e) = reporter.finish(&result.records, &summary) {
             eprintln!("error: {e}");
             report_errors += 1;
         }
     }
+    let record = rerun_record(
+        full_selection,
+        previous_failed,
+        &selected,
+        &result.records,
+        options.flaky_fails,
+    );
+    if let Err(e) = crate::select::rerun::save(&record_path, &record) {
+        eprintln!("warning: {e}");
+    }
+    let (_, failed) = summary.counts(&result.records);
     if cancel.is_cancelled() {
         128 + interrupted_by.load(std::sync::atomic::Ordering::SeqCst)
     } else if !errors.is_empty() || report_errors > 0 || result.subscriber_errors > 0 {
         EXIT_USAGE
-    } else if result.outcomes.iter().all(ScenarioOutcome::passed) {
+    } else if failed == 0 && result.skipped.is_empty() {
         EXIT_PASSED
     } else {
         EXIT_FAILED
@@ -439,6 +564,38 @@ fn interrupt_listener(
     Ok(received)
 }
 
+/// The record the next `--rerun-failed` reads: every scenario of this run that
+/// did not pass every run (failed, skipped, interrupted), plus, after a
+/// `--rerun-failed`, what failed before and was not run this time.
+fn rerun_record(
+    full_selection: Vec<PathBuf>,
+    previous_failed: Option<Vec<PathBuf>>,
+    ran: &[Arc<Scenario>],
+    records: &[RunRecord],
+    flaky_fails: bool,
+) -> crate::select::rerun::RerunRecord {
+    let passed = |path: &Path| {
+        let runs: Vec<&RunRecord> = records.iter().filter(|r| r.outcome.path == path).collect();
+        !runs.is_empty() && runs.iter().all(|r| !r.counts_as_failed(flaky_fails))
+    };
+    let ran_paths: Vec<&Path> = ran.iter().map(|s| s.path.as_path()).collect();
+    let mut failed: Vec<PathBuf> = Vec::new();
+    for path in &full_selection {
+        let not_passed = if ran_paths.contains(&path.as_path()) {
+            !passed(path) || records.iter().filter(|r| &r.outcome.path == path).count() == 0
+        } else {
+            previous_failed.as_ref().is_some_and(|f| f.contains(path))
+        };
+        if not_passed && !failed.contains(path) {
+            failed.push(path.clone());
+        }
+    }
+    crate::select::rerun::RerunRecord {
+        selection: full_selection,
+        failed,
+    }
+}
+
 /// Runs every scenario `repeat` times with at most `jobs` runs at once, printing
 /// progress as runs finish. Outcomes come back in scenario order.
 pub async fn run_all(
@@ -449,16 +606,23 @@ pub async fn run_all(
 ) -> Vec<ScenarioOutcome> {
     let mut reporters: Vec<Box<dyn Reporter>> =
         vec![Box::new(Console::new(scenarios.len() * repeat, repeat))];
-    run_suite(
-        scenarios,
+    let options = SuiteOptions {
         repeat,
         jobs,
+        ..SuiteOptions::default()
+    };
+    run_suite(
+        scenarios,
+        &options,
         cancel,
         Arc::new(NoSubscribers),
         &mut reporters,
     )
     .await
-    .outcomes
+    .records
+    .into_iter()
+    .map(|r| r.outcome)
+    .collect()
 }
 
 /// Where and how `run --pcap` writes traces: the subscriber factory that gives
@@ -501,10 +665,19 @@ impl TraceConfig {
         })
     }
 
-    fn path_for(&self, index: usize, run: usize) -> PathBuf {
+    /// `STEM-runN.pcapng`; a retry's attempt K (K > 1) gets `STEM-runN-tryK.pcapng`,
+    /// so a flaky run keeps the trace of the attempt that failed.
+    fn path_for(&self, index: usize, id: RunId) -> PathBuf {
         let stem = self.stems.get(index).map_or("scenario", String::as_str);
-        self.dir
-            .join(trace::trace_file_name(stem, run, self.settings.format))
+        let name = match id.attempt {
+            1 => trace::trace_file_name(stem, id.run, self.settings.format),
+            attempt => format!(
+                "{stem}-run{}-try{attempt}.{}",
+                id.run,
+                self.settings.format.extension()
+            ),
+        };
+        self.dir.join(name)
     }
 }
 
@@ -520,14 +693,14 @@ impl SubscriberFactory for TraceConfig {
         &self,
         scenario: &Scenario,
         index: usize,
-        run: usize,
+        id: RunId,
         stream: &EventStream,
     ) -> Result<RunSetup, String> {
-        let path = self.path_for(index, run);
+        let path = self.path_for(index, id);
         let label = trace::RunLabel {
             scenario: scenario.name.clone(),
             path: scenario.path.clone(),
-            run,
+            run: id.run,
         };
         let mut writer =
             trace::TraceWriter::create(&path, &label, stream.started_at(), &self.settings)
@@ -698,25 +871,37 @@ fn import(args: ImportArgs) -> i32 {
     EXIT_PASSED
 }
 
+/// `wirecheck check`: loads every file; with selection flags, reports only the
+/// selected scenarios as valid (a file that does not load is always reported: its
+/// name and tags are unknown, so no filter can tell it is not wanted).
 fn check(args: CheckArgs) -> i32 {
-    let files = match discover(&args.paths) {
-        Ok(files) => files,
+    let selection = match args.selection.selection() {
+        Ok(selection) => selection,
+        Err(message) => {
+            eprint!("{message}");
+            return EXIT_USAGE;
+        }
+    };
+    let (scenarios, errors) = match load_all(&args.paths) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
-    let mut invalid = 0;
-    for file in &files {
-        match scenario::load_file(file) {
-            Ok(s) => outln!("ok   {} ({})", file.display(), s.name),
-            Err(e) => {
-                invalid += 1;
-                eprint!("{}", e.render());
-            }
+    let selected = selection.apply(scenarios, |s| s);
+    for error in &errors {
+        eprint!("{}", error.render());
+    }
+    let invalid = errors.len();
+    if args.selection.list {
+        selection::print_list(&selected);
+    } else {
+        for s in &selected {
+            outln!("ok   {} ({})", s.path.display(), s.name);
         }
     }
-    outln!("{} valid, {invalid} invalid", files.len() - invalid);
+    outln!("{} valid, {invalid} invalid", selected.len());
     if invalid == 0 {
         EXIT_PASSED
     } else {

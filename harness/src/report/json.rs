@@ -11,13 +11,20 @@ use serde::Serialize;
 
 use crate::event::Event;
 use crate::outcome::ScenarioOutcome;
-use crate::suite::{Reporter, SuiteEvent, SuiteSummary};
+use crate::suite::{Reporter, RunRecord, SuiteEvent, SuiteSummary};
 
 #[derive(Serialize)]
 struct JsonRun<'a> {
     #[serde(flatten)]
     outcome: &'a ScenarioOutcome,
     passed: bool,
+    /// Failed, then passed on a retry.
+    flaky: bool,
+    /// Attempts the run took (1 without retries).
+    attempts: usize,
+    /// The failed attempts before the last, without their events.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    failed_attempts: &'a [ScenarioOutcome],
     events: &'a [Event],
 }
 
@@ -42,17 +49,29 @@ impl JsonReporter {
 }
 
 /// One run as a JSON object.
-pub fn render_run(outcome: &ScenarioOutcome, events: &[Event]) -> serde_json::Result<String> {
+pub fn render_run(record: &RunRecord, events: &[Event]) -> serde_json::Result<String> {
     serde_json::to_string(&JsonRun {
-        outcome,
-        passed: outcome.passed(),
+        outcome: &record.outcome,
+        passed: record.passed(),
+        flaky: record.flaky(),
+        attempts: record.attempts(),
+        failed_attempts: &record.failed_attempts,
         events,
     })
 }
 
-/// The whole report from runs already rendered by [`render_run`], in order.
-pub fn render(passed: usize, failed: usize, runs: &[&str]) -> String {
-    let mut out = format!("{{\"passed\":{passed},\"failed\":{failed},\"runs\":[");
+/// The whole report from runs already rendered by [`render_run`], in order: the
+/// closing line's counts (`skipped` and `flaky` too), then the runs.
+pub fn render(counts: &Counts, runs: &[&str]) -> String {
+    let Counts {
+        passed,
+        failed,
+        skipped,
+        flaky,
+    } = counts;
+    let mut out = format!(
+        "{{\"passed\":{passed},\"failed\":{failed},\"skipped\":{skipped},\"flaky\":{flaky},\"runs\":["
+    );
     for (i, run) in runs.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -63,31 +82,50 @@ pub fn render(passed: usize, failed: usize, runs: &[&str]) -> String {
     out
 }
 
+/// The counts at the top of the report, as the closing line has them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub flaky: usize,
+}
+
 impl Reporter for JsonReporter {
     fn wants_events(&self) -> bool {
         true
     }
 
     fn event(&mut self, event: &SuiteEvent<'_>) {
-        if let SuiteEvent::RunFinished { outcome, events } = event {
+        if let SuiteEvent::RunFinished { record, events } = event {
+            let outcome = &record.outcome;
             let events = if outcome.passed() && !self.keep_passing_events {
                 &[]
             } else {
                 *events
             };
-            if let Ok(text) = render_run(outcome, events) {
+            if let Ok(text) = render_run(record, events) {
                 self.runs.insert((outcome.path.clone(), outcome.run), text);
             }
         }
     }
 
-    fn finish(&mut self, outcomes: &[ScenarioOutcome], _: &SuiteSummary) -> Result<(), String> {
-        let passed = outcomes.iter().filter(|o| o.passed()).count();
-        let runs: Vec<&str> = outcomes
+    fn finish(&mut self, records: &[RunRecord], summary: &SuiteSummary) -> Result<(), String> {
+        let (passed, failed) = summary.counts(records);
+        let counts = Counts {
+            passed,
+            failed: failed - summary.invalid_files,
+            skipped: summary.skipped.len(),
+            flaky: records.iter().filter(|r| r.flaky()).count(),
+        };
+        let runs: Vec<&str> = records
             .iter()
-            .filter_map(|o| self.runs.get(&(o.path.clone(), o.run)).map(String::as_str))
+            .filter_map(|r| {
+                let o = &r.outcome;
+                self.runs.get(&(o.path.clone(), o.run)).map(String::as_str)
+            })
             .collect();
-        std::fs::write(&self.path, render(passed, outcomes.len() - passed, &runs))
+        std::fs::write(&self.path, render(&counts, &runs))
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
     }
 }

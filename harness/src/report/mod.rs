@@ -6,6 +6,7 @@ pub mod console;
 pub mod dump;
 pub mod json;
 pub mod junit;
+pub mod progress;
 
 use std::fmt::Write as _;
 

@@ -45,9 +45,15 @@ const TOP_KEYS: &[&str] = &[
     "timeout",
     "step_timeout",
     "tags",
+    "group",
+    "retries",
     "servers",
     "clients",
 ];
+
+/// The most retries a scenario (or `run --retries`) may ask for: a scenario that
+/// needs more is broken, not flaky.
+pub const MAX_RETRIES: usize = 100;
 const SOCKET_OPTION_KEYS: &[&str] = &["nodelay", "recv_buffer", "send_buffer", "linger"];
 const SERVER_KIND_KEYS: &[&str] = &["builtin", "script", "command", "address"];
 const SERVER_COMMON_KEYS: &[&str] = &["proto", "bind"];
@@ -284,6 +290,18 @@ fn string(node: &Node, key: &str) -> Check<String> {
         NodeKind::Str(s) => Ok(s.clone()),
         _ => Err(type_error(node, key, "a string")),
     }
+}
+
+/// `group = "NAME"`: scenarios sharing a name never run at once, so an empty name
+/// (which would look like "no group") is refused.
+fn group_name(node: &Node) -> Check<String> {
+    let name = string(node, "group")?;
+    if name.trim().is_empty() {
+        return Err(Diagnostic::new(node.span.clone(), "`group` is empty")
+            .label("name the resource the scenarios share")
+            .hint("e.g. `group = \"port-8080\"`, or remove the key"));
+    }
+    Ok(name)
 }
 
 fn boolean(node: &Node, key: &str) -> Check<bool> {
@@ -557,6 +575,10 @@ impl Loader<'_> {
             .get("tags")
             .and_then(|node| self.ok(string_list(node, "tags")))
             .unwrap_or_default();
+        let group = top.get("group").and_then(|node| self.ok(group_name(node)));
+        let retries = top
+            .get("retries")
+            .and_then(|node| self.ok(count(node, "retries", 0, MAX_RETRIES)));
 
         let servers = match top.get("servers") {
             Some(node) => {
@@ -588,6 +610,8 @@ impl Loader<'_> {
             timeout,
             step_timeout,
             tags,
+            group,
+            retries,
             servers,
             clients,
             programs,

@@ -40,6 +40,12 @@ pub struct Scenario {
     /// Default deadline for every step that waits.
     pub step_timeout: Duration,
     pub tags: Vec<String>,
+    /// `group = "NAME"`: scenarios of one group never run at the same time (they
+    /// share a fixed port or a file), whatever `-j` says.
+    pub group: Option<String>,
+    /// `retries = N`: how many more times a failed run is tried; one that then
+    /// passes is flaky. `run --retries` overrides it.
+    pub retries: Option<usize>,
     /// Servers in file order.
     pub servers: Vec<ServerSpec>,
     /// Client declarations in file order (each may run `count` copies).

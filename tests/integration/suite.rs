@@ -1,0 +1,603 @@
+//! The suite runner as a CI user drives it through the binary: selection (`-E`,
+//! `--partition`, `--list`, `check`), retries and flaky runs, `--fail-fast`,
+//! `group`, `--rerun-failed`, colour. Every scenario runs over real loopback sockets.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+/// How long one invocation of the binary may take (a watchdog, not a timing).
+const BOUND: Duration = Duration::from_secs(60);
+
+/// A passing scenario named `NAME` with tags.
+fn passing(name: &str, tags: &[&str]) -> String {
+    format!(
+        r#"name = "{name}"
+tags = {tags:?}
+
+[servers.echo]
+builtin = "echo"
+
+[[clients]]
+script = [ {{ send = "hi\n" }}, {{ expect = "hi\n" }} ]
+"#
+    )
+}
+
+/// A failing scenario: the echo server sends back what it got, not `hI`.
+fn failing(name: &str) -> String {
+    format!(
+        r#"name = "{name}"
+
+[servers.echo]
+builtin = "echo"
+
+[[clients]]
+script = [ {{ send = "hi\n" }}, {{ expect = "hI\n" }} ]
+"#
+    )
+}
+
+/// A server program that answers wrongly the first time it is started in `dir`
+/// and correctly every time after: a flaky server under test, with its state in a
+/// marker file beside it.
+const FLAKY_SERVER: &str = r#"
+import os, socket, sys
+port = int(sys.argv[1])
+marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "started-before")
+first = not os.path.exists(marker)
+open(marker, "a").close()
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(4)
+while True:
+    conn, _ = server.accept()
+    data = conn.recv(100)
+    conn.sendall(b"wrong\n" if first else data)
+    conn.close()
+"#;
+
+fn flaky_scenario(extra_top: &str) -> String {
+    format!(
+        r#"name = "flaky once"
+{extra_top}
+
+[servers.srv]
+command = ["python3", "flaky.py", "{{port}}"]
+
+[[clients]]
+connect = "srv"
+script = [ {{ send = "ping\n" }}, {{ expect = "ping\n" }} ]
+"#
+    )
+}
+
+async fn wirecheck_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wirecheck"));
+    command.args(args).current_dir(dir);
+    command.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    crate::output_within(command, BOUND, &format!("wirecheck {}", args.join(" "))).await
+}
+
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn last_line(output: &Output) -> String {
+    stdout(output).lines().last().unwrap_or_default().to_owned()
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Ten small scenarios in three folders, names and tags varied.
+fn library() -> tempfile::TempDir {
+    let mut files = Vec::new();
+    for (folder, count) in [("alpha", 4), ("beta", 3), ("gamma", 3)] {
+        for i in 0..count {
+            let tags: &[&str] = if i % 2 == 0 {
+                &["even", "tcp"]
+            } else {
+                &["odd"]
+            };
+            files.push((
+                format!("s/{folder}/case{i}.toml"),
+                passing(&format!("{folder} Case {i}"), tags),
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn listed(output: &Output) -> Vec<String> {
+    stdout(output)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_partition_kind_runs_each_scenario_in_exactly_one_job() {
+    let dir = library();
+    let all = listed(&wirecheck_in(dir.path(), &["run", "s", "--list"], &[]).await);
+    assert_eq!(all.len(), 10, "{all:?}");
+    for kind in ["count", "hash", "slice"] {
+        let mut union = BTreeSet::new();
+        let mut total = 0;
+        for shard in 1..=3 {
+            let spec = format!("{kind}:{shard}/3");
+            let output = wirecheck_in(
+                dir.path(),
+                &["run", "s", "--list", "--partition", &spec],
+                &[],
+            )
+            .await;
+            assert_exit(&output, 0);
+            let share = listed(&output);
+            total += share.len();
+            union.extend(share);
+        }
+        assert_eq!(total, 10, "{kind}: a scenario ran in two jobs");
+        assert_eq!(union.len(), 10, "{kind}: a scenario ran in no job");
+    }
+    // count: round-robin within each folder: job 1 of 3 takes case0 and (alpha) case3.
+    let output = wirecheck_in(
+        dir.path(),
+        &["run", "s", "--list", "--partition", "count:1/3"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        listed(&output),
+        [
+            "s/alpha/case0.toml",
+            "s/alpha/case3.toml",
+            "s/beta/case0.toml",
+            "s/gamma/case0.toml"
+        ]
+    );
+    // slice: round-robin over the whole selection: positions 1, 4, 7, 10.
+    let output = wirecheck_in(
+        dir.path(),
+        &["run", "s", "--list", "--partition", "slice:1/3"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        listed(&output),
+        [
+            "s/alpha/case0.toml",
+            "s/alpha/case3.toml",
+            "s/beta/case2.toml",
+            "s/gamma/case2.toml"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_partition_runs_its_share_and_says_so_in_the_closing_line() {
+    let dir = library();
+    let output = wirecheck_in(dir.path(), &["run", "s", "--partition", "slice:2/3"], &[]).await;
+    assert_exit(&output, 0);
+    assert_eq!(last_line(&output), "3 passed, 0 failed");
+}
+
+#[tokio::test]
+async fn filter_expressions_select_by_name_tag_and_path() {
+    let dir = library();
+    let cases: &[(&str, usize)] = &[
+        ("name(ALPHA*)", 4),
+        ("tag(even) and not path(*gamma*)", 4),
+        ("tag(odd) | name(*case 0)", 7),
+        ("!(tag(even) or tag(odd))", 0),
+        ("all() & none()", 0),
+        ("path(s/beta/*)", 3),
+    ];
+    for (expr, expected) in cases {
+        let output = wirecheck_in(dir.path(), &["run", "s", "--list", "-E", expr], &[]).await;
+        assert_exit(&output, 0);
+        assert_eq!(
+            listed(&output).len(),
+            *expected,
+            "-E {expr}: {}",
+            stdout(&output)
+        );
+    }
+    // Two expressions widen; --filter narrows what they select.
+    let output = wirecheck_in(
+        dir.path(),
+        &[
+            "run",
+            "s",
+            "--list",
+            "-E",
+            "path(*beta*)",
+            "-E",
+            "path(*gamma*)",
+            "--filter",
+            "odd",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(listed(&output), ["s/beta/case1.toml", "s/gamma/case1.toml"]);
+}
+
+#[tokio::test]
+async fn a_bad_expression_or_partition_is_a_usage_error_with_a_caret() {
+    let dir = library();
+    let output = wirecheck_in(dir.path(), &["run", "s", "-E", "tag(x) or nmae(y)"], &[]).await;
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    assert!(err.contains("unknown function `nmae`"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let quoted = lines
+        .iter()
+        .position(|l| *l == "  tag(x) or nmae(y)")
+        .expect(&err);
+    assert_eq!(lines[quoted + 1], "            ^^^^", "{err}");
+    assert!(stdout(&output).is_empty(), "nothing may run");
+
+    let output = wirecheck_in(dir.path(), &["run", "s", "--partition", "hash:4/3"], &[]).await;
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    assert!(err.contains("K must be from 1 to N (3)"), "{err}");
+    assert!(err.contains("  hash:4/3\n       ^\n"), "{err}");
+
+    // `check` takes the same flags, with the same errors.
+    let output = wirecheck_in(dir.path(), &["check", "s", "-E", "(tag(x)"], &[]).await;
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("never closed"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn list_runs_nothing() {
+    let dir = folder(&[("fail.toml", &failing("would fail"))]);
+    let output = wirecheck_in(dir.path(), &["run", ".", "--list"], &[]).await;
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "./fail.toml\twould fail\n");
+    assert!(stderr(&output).contains("1 scenarios selected"));
+}
+
+#[tokio::test]
+async fn check_takes_the_selection_flags() {
+    let dir = library();
+    let output = wirecheck_in(
+        dir.path(),
+        &["check", "s", "-E", "tag(odd)", "--partition", "hash:1/1"],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 0);
+    let out = stdout(&output);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        4,
+        "{out}"
+    );
+    assert!(out.ends_with("4 valid, 0 invalid\n"), "{out}");
+}
+
+#[tokio::test]
+async fn a_run_that_fails_then_passes_is_flaky() {
+    let dir = folder(&[
+        ("flaky.toml", &flaky_scenario("")),
+        ("flaky.py", FLAKY_SERVER),
+    ]);
+    let output = wirecheck_in(
+        dir.path(),
+        &[
+            "run",
+            "flaky.toml",
+            "--retries",
+            "2",
+            "--junit",
+            "junit.xml",
+            "--json",
+            "r.json",
+        ],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 0);
+    let out = stdout(&output);
+    assert!(out.contains("TRY 1 FAIL flaky once"), "{out}");
+    assert!(out.contains("FLAKY flaky once"), "{out}");
+    assert!(out.contains("passed on attempt 2"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[lines.len() - 1], "1 passed, 0 failed");
+    assert!(
+        lines[lines.len() - 2].contains("flaky.toml): passed on attempt 2"),
+        "{out}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<flakyFailure"), "{junit}");
+    assert!(!junit.contains("<failure"), "{junit}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(json["flaky"], 1);
+    assert_eq!(json["runs"][0]["attempts"], 2);
+    assert_eq!(json["runs"][0]["flaky"], true);
+}
+
+#[tokio::test]
+async fn flaky_result_fail_fails_the_suite_and_scenario_retries_apply() {
+    // `retries = 1` in the file, no --retries on the command line.
+    let dir = folder(&[
+        ("flaky.toml", &flaky_scenario("retries = 1")),
+        ("flaky.py", FLAKY_SERVER),
+    ]);
+    let output = wirecheck_in(
+        dir.path(),
+        &[
+            "run",
+            "flaky.toml",
+            "--flaky-result",
+            "fail",
+            "--junit",
+            "junit.xml",
+        ],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "0 passed, 1 failed");
+    assert!(stdout(&output).contains("counted as failed (--flaky-result fail)"));
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+}
+
+#[tokio::test]
+async fn without_retries_the_same_server_fails() {
+    let dir = folder(&[
+        ("flaky.toml", &flaky_scenario("")),
+        ("flaky.py", FLAKY_SERVER),
+    ]);
+    let output = wirecheck_in(dir.path(), &["run", "flaky.toml"], &[]).await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "0 passed, 1 failed");
+    // --retries 0 overrides a scenario's own retries.
+    std::fs::remove_file(dir.path().join("started-before")).unwrap();
+    std::fs::write(dir.path().join("flaky.toml"), flaky_scenario("retries = 3")).unwrap();
+    let output = wirecheck_in(dir.path(), &["run", "flaky.toml", "--retries", "0"], &[]).await;
+    assert_exit(&output, 1);
+}
+
+#[tokio::test]
+async fn retries_above_100_are_refused() {
+    let dir = library();
+    let output = wirecheck_in(dir.path(), &["run", "s", "--retries", "101"], &[]).await;
+    assert_exit(&output, 2);
+    let dir = folder(&[("r.toml", &format!("retries = 101\n{}", passing("r", &[])))]);
+    let output = wirecheck_in(dir.path(), &["run", "r.toml"], &[]).await;
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("`retries` is 101, outside 0..=100"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn fail_fast_starts_nothing_after_the_first_failure() {
+    let dir = folder(&[
+        ("a-fails.toml", &failing("first fails")),
+        ("b.toml", &passing("second", &[])),
+        ("c.toml", &passing("third", &[])),
+    ]);
+    let output = wirecheck_in(
+        dir.path(),
+        &["run", ".", "-j", "1", "--fail-fast", "--junit", "junit.xml"],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "0 passed, 1 failed, 2 skipped");
+    let out = stdout(&output);
+    assert!(!out.contains("PASS"), "{out}");
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<skipped").count(), 2, "{junit}");
+    // Without --fail-fast every scenario runs.
+    let output = wirecheck_in(dir.path(), &["run", ".", "-j", "1"], &[]).await;
+    assert_eq!(last_line(&output), "2 passed, 1 failed");
+}
+
+/// A scenario whose scripted server listens on a fixed port and holds it for a
+/// while: two of these at once collide on the port.
+fn fixed_port(name: &str, port: u16, group: Option<&str>) -> String {
+    let group = group.map_or(String::new(), |g| format!("group = \"{g}\"\n"));
+    format!(
+        r#"name = "{name}"
+{group}
+[servers.srv]
+bind = "127.0.0.1:{port}"
+script = [ {{ expect = "x" }}, {{ sleep = "300ms" }}, {{ send = "y" }} ]
+
+[[clients]]
+connect = "srv"
+script = [ {{ send = "x" }}, {{ expect = "y" }} ]
+"#
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_group_never_runs_two_of_its_scenarios_at_once() {
+    let port = free_port();
+    let dir = folder(&[
+        ("one.toml", &fixed_port("one", port, Some("port"))),
+        ("two.toml", &fixed_port("two", port, Some("port"))),
+        ("three.toml", &fixed_port("three", port, Some("port"))),
+    ]);
+    let output = wirecheck_in(dir.path(), &["run", ".", "-j", "3"], &[]).await;
+    assert_exit(&output, 0);
+    assert_eq!(last_line(&output), "3 passed, 0 failed");
+    // The control: without the group, the same files collide on the port.
+    let dir = folder(&[
+        ("one.toml", &fixed_port("one", port, None)),
+        ("two.toml", &fixed_port("two", port, None)),
+    ]);
+    let output = wirecheck_in(dir.path(), &["run", ".", "-j", "2"], &[]).await;
+    assert_exit(&output, 1);
+}
+
+#[tokio::test]
+async fn rerun_failed_runs_only_what_failed_last_time() {
+    let dir = folder(&[
+        ("pass.toml", &passing("always passes", &[])),
+        ("fail.toml", &failing("fails until fixed")),
+    ]);
+    let record = dir.path().join("record.json");
+    let record = record.to_str().unwrap();
+    let output = wirecheck_in(dir.path(), &["run", ".", "--record", record], &[]).await;
+    assert_eq!(last_line(&output), "1 passed, 1 failed");
+    let output = wirecheck_in(
+        dir.path(),
+        &["run", ".", "--rerun-failed", "--record", record],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 1);
+    assert_eq!(last_line(&output), "0 passed, 1 failed");
+    assert!(!stdout(&output).contains("always passes"));
+    // Fixed: the rerun passes, and the next rerun has nothing to do.
+    std::fs::write(
+        dir.path().join("fail.toml"),
+        passing("fails until fixed", &[]),
+    )
+    .unwrap();
+    let output = wirecheck_in(
+        dir.path(),
+        &["run", ".", "--rerun-failed", "--record", record],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 0);
+    assert_eq!(last_line(&output), "1 passed, 0 failed");
+    let output = wirecheck_in(
+        dir.path(),
+        &["run", ".", "--rerun-failed", "--record", record],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 0);
+    assert_eq!(last_line(&output), "0 passed, 0 failed");
+    assert!(
+        stderr(&output).contains("nothing failed"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn the_default_record_lives_under_target_per_selection() {
+    let dir = folder(&[
+        ("pass.toml", &passing("p", &[])),
+        ("fail.toml", &failing("f")),
+    ]);
+    wirecheck_in(dir.path(), &["run", "."], &[]).await;
+    let records: Vec<_> = std::fs::read_dir(dir.path().join("target/wirecheck"))
+        .expect("the record folder")
+        .collect();
+    assert_eq!(records.len(), 1);
+    // Another selection keeps its own record and does not disturb this one.
+    wirecheck_in(dir.path(), &["run", ".", "-E", "name(p)"], &[]).await;
+    let output = wirecheck_in(dir.path(), &["run", ".", "--rerun-failed"], &[]).await;
+    assert_eq!(last_line(&output), "0 passed, 1 failed");
+}
+
+#[tokio::test]
+async fn colour_only_when_asked_for_or_on_a_terminal() {
+    let dir = folder(&[
+        ("pass.toml", &passing("p", &[])),
+        ("fail.toml", &failing("f")),
+    ]);
+    let plain = wirecheck_in(dir.path(), &["run", "."], &[]).await;
+    assert!(!stdout(&plain).contains('\x1b'), "a pipe gets no colour");
+    let forced = wirecheck_in(dir.path(), &["run", "."], &[("CLICOLOR_FORCE", "1")]).await;
+    let out = stdout(&forced);
+    assert!(
+        out.contains("\x1b["),
+        "CLICOLOR_FORCE=1 gives colour: {out:?}"
+    );
+    // The closing line stays exactly the same, colour or not.
+    assert_eq!(last_line(&forced), "1 passed, 1 failed");
+    let vetoed = wirecheck_in(
+        dir.path(),
+        &["run", "."],
+        &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+    )
+    .await;
+    assert!(!stdout(&vetoed).contains('\x1b'), "NO_COLOR wins");
+}
+
+#[tokio::test]
+async fn repeat_mode_groups_failures_by_signature() {
+    let dir = folder(&[
+        ("fail.toml", &failing("always wrong")),
+        ("pass.toml", &passing("fine", &[])),
+    ]);
+    let output = wirecheck_in(dir.path(), &["run", ".", "--repeat", "6"], &[]).await;
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    // One full explanation; the other five failing runs take a line each.
+    assert_eq!(out.matches("  --> ").count(), 1, "{out}");
+    assert_eq!(
+        out.matches(": the same failure as run ").count(),
+        5,
+        "{out}"
+    );
+    assert!(
+        out.contains("always wrong (./fail.toml): 6 of 6 runs failed (100.0%)"),
+        "{out}"
+    );
+    assert!(out.contains("    6x actor `client1`, step 2: "), "{out}");
+    assert!(!out.contains("fine (./pass.toml):"), "{out}");
+    assert_eq!(last_line(&output), "6 passed, 6 failed");
+}
