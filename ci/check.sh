@@ -14,6 +14,13 @@ if ! command -v tshark >/dev/null || ! command -v capinfos >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
 fi
 tshark --version | head -n 1
+# Chromium renders the HTML report in the test suite (tests/integration/html.rs); its
+# screenshot is kept as target/html-report/report.png.
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+chromium --version 2>/dev/null | head -n 1
 
 echo "== fmt"
 cargo fmt --all -- --check
@@ -26,7 +33,9 @@ cargo build --release --workspace
 
 echo "== shipped scenarios"
 rm -rf target/traces
-./target/release/wirecheck run scenarios/ --junit target/wirecheck-junit.xml --pcap target/traces
+mkdir -p target/html-report
+./target/release/wirecheck run scenarios/ --junit target/wirecheck-junit.xml --pcap target/traces \
+  --tap target/wirecheck.tap --html target/html-report/scenarios.html
 
 echo "== pcap traces (tshark judges the trace of every shipped scenario)"
 bad_checksum='tcp.checksum.status == "Bad" || ip.checksum.status == "Bad" || udp.checksum.status == "Bad"'

@@ -10,6 +10,7 @@ mod core;
 mod external;
 mod file_errors;
 mod fuzz_corpora;
+mod html;
 mod programs;
 mod shipped;
 mod steps;

@@ -601,3 +601,60 @@ async fn repeat_mode_groups_failures_by_signature() {
     assert!(!out.contains("fine (./pass.toml):"), "{out}");
     assert_eq!(last_line(&output), "6 passed, 6 failed");
 }
+
+#[tokio::test]
+async fn tap_14_has_a_point_per_run_with_yaml_diagnostics() {
+    let dir = folder(&[
+        ("a-fails.toml", &failing("first # fails")),
+        ("b.toml", &passing("second", &[])),
+        ("c.toml", &passing("third", &[])),
+        (
+            "d-bad.toml",
+            "name = \"broken\"\n[servers.s]\nbuiltin = \"nope\"\n",
+        ),
+    ]);
+    let output = wirecheck_in(
+        dir.path(),
+        &["run", ".", "-j", "1", "--fail-fast", "--tap", "out.tap"],
+        &[],
+    )
+    .await;
+    assert_exit(&output, 2);
+    let tap = std::fs::read_to_string(dir.path().join("out.tap")).unwrap();
+    let lines: Vec<&str> = tap.lines().collect();
+    assert_eq!(lines[0], "TAP version 14");
+    assert_eq!(lines[1], "1..4");
+    assert_eq!(lines[2], "not ok 1 - first \\# fails");
+    assert_eq!(lines[3], "  ---");
+    let end = lines
+        .iter()
+        .position(|l| *l == "  ...")
+        .expect("the YAML block ends");
+    let block = lines[3..end].join("\n");
+    assert!(
+        block.contains("  message: \"the bytes that arrived differ"),
+        "{block}"
+    );
+    assert!(block.contains("  severity: fail"), "{block}");
+    assert!(block.contains("    line: 7"), "{block}");
+    // Everything inside the block is indented past the test point.
+    assert!(lines[3..=end].iter().all(|l| l.starts_with("  ")), "{tap}");
+    let points: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("not ok "))
+        .collect();
+    assert_eq!(points.len(), 4, "{tap}");
+    assert_eq!(
+        *points[1],
+        "ok 2 - second # SKIP not started: --fail-fast stopped the suite"
+    );
+    assert_eq!(
+        *points[2],
+        "ok 3 - third # SKIP not started: --fail-fast stopped the suite"
+    );
+    assert!(
+        points[3].starts_with("not ok 4 - ./d-bad.toml is not a valid scenario file"),
+        "{tap}"
+    );
+    assert_eq!(*lines.last().unwrap(), "# 0 passed, 2 failed, 2 skipped");
+}

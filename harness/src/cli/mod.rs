@@ -94,6 +94,13 @@ pub struct RunArgs {
     /// Write a JSON report (runs, failures, events) here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write a TAP version 14 report here (one test point per run).
+    #[arg(long, value_name = "FILE")]
+    pub tap: Option<PathBuf>,
+    /// Write a self-contained HTML report here: a summary table and a sequence
+    /// diagram of every run drawn from its events.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write a packet trace of every run into DIR (`STEM-runN.pcapng`), synthesized
     /// from the run's events. A failed run's report names its trace.
     #[arg(long, value_name = "DIR")]
@@ -484,6 +491,22 @@ async fn run(args: RunArgs, prepared: PreparedRun) -> i32 {
     }
     if let Some(path) = &args.json {
         reporters.push(Box::new(report::json::JsonReporter::new(path, repeat)));
+    }
+    if let Some(path) = &args.tap {
+        let invalid = errors
+            .iter()
+            .map(|e| (e.path().to_owned(), e.render()))
+            .collect();
+        reporters.push(Box::new(report::tap::TapReporter::new(path, invalid)));
+    }
+    if let Some(path) = &args.html {
+        let invalid = errors
+            .iter()
+            .map(|e| (e.path().to_owned(), e.render()))
+            .collect();
+        reporters.push(Box::new(report::html::HtmlReporter::new(
+            path, repeat, invalid,
+        )));
     }
     let result = run_suite(&selected, &options, cancel.clone(), factory, &mut reporters).await;
     let summary = SuiteSummary {

@@ -1,12 +1,15 @@
-//! Everything that turns outcomes into words: the console, JUnit and JSON files.
+//! Everything that turns outcomes into words: the console, JUnit, JSON, TAP and HTML
+//! files.
 //! Reporters consume the suite's events ([`crate::suite::Reporter`]); they never touch
 //! sockets.
 
 pub mod console;
 pub mod dump;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod progress;
+pub mod tap;
 
 use std::fmt::Write as _;
 
