@@ -48,6 +48,19 @@ pub fn queued_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
     Ok(queued.max(0) as usize)
 }
 
+/// One non-blocking `recv(MSG_PEEK)`: copies queued bytes into `buf` without
+/// taking them off the socket. `Ok(0)` means the peer closed its side and nothing
+/// is queued; `WouldBlock` means nothing is queued yet.
+pub fn peek(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    use nix::sys::socket::{recv, MsgFlags};
+    recv(
+        socket.as_raw_fd(),
+        buf,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Whether an I/O error means the peer reset the connection.
 pub fn is_reset(error: &io::Error) -> bool {
     matches!(

@@ -29,6 +29,8 @@ pub struct Plan {
     pub path: PathBuf,
     pub timeout: Duration,
     pub step_timeout: Duration,
+    /// The scenario's `unread` policy.
+    pub unread: crate::scenario::UnreadPolicy,
     pub servers: Vec<PlannedServer>,
     pub clients: Vec<PlannedClient>,
     /// Client programs, started once every server is ready.
@@ -205,6 +207,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
         path: scenario.path.clone(),
         timeout: scenario.timeout,
         step_timeout: scenario.step_timeout,
+        unread: scenario.unread,
         servers,
         clients,
         programs: scenario.programs.clone(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rstest::rstest;
 use wirecheck::scenario::{
-    load_file, load_str, Action, Diagnostic, LoadError, ServerKind, Step, Target,
+    load_file, load_str, Action, Diagnostic, Expected, LoadError, ServerKind, Step, Target,
 };
 
 use crate::{line_column, load, position_of, SCENARIO_FILE};
@@ -99,8 +99,9 @@ fn invalid_toml_syntax() {
 fn unknown_top_level_key() {
     let e = invalid(&format!("nmae = \"typo\"\n{ECHO}"));
     e.reports("unknown key `nmae` in the scenario's top level", "nmae");
-    e.says("did you mean `name`?")
-        .says("valid keys: name, description, timeout, step_timeout, tags, group, retries, servers, clients");
+    e.says("did you mean `name`?").says(
+        "valid keys: name, description, timeout, step_timeout, tags, group, retries, unread, servers, clients",
+    );
 }
 
 #[test]
@@ -108,7 +109,7 @@ fn unknown_step() {
     let e = invalid(&with_client_script("{ sned = \"hi\" }"));
     e.reports("unknown step `sned`", "sned");
     e.says("did you mean `send`?").says(
-        "steps: send, recv, expect, send_frame, expect_frame, expect_eof, expect_reset, \
+        "steps: send, recv, expect, expect_line, expect_silence, send_frame, expect_frame, expect_eof, expect_reset, \
          await_queued, shutdown, close, sleep, signal, wait, connect",
     );
 }
@@ -386,7 +387,7 @@ fn file_slices_are_checked_at_load_and_not_read() {
     );
     let script = &scenario.clients[0].script;
     let slice = |i: usize| match &script[i].action {
-        Action::Send { data, .. } | Action::Expect(data) => match data {
+        Action::Send { data, .. } | Action::Expect(Expected::Data(data)) => match data {
             wirecheck::scenario::Data::File(slice) => (slice.offset, slice.len),
             other => panic!("not a file slice: {other:?}"),
         },
@@ -821,9 +822,10 @@ fn count_goes_up_to_100000() {
 
 fn step_data(step: &Step) -> &Bytes {
     match &step.action {
-        Action::Send { data, .. } | Action::Expect(data) => data
-            .as_bytes()
-            .unwrap_or_else(|| panic!("not in-memory data: {data:?}")),
+        Action::Send { data, .. } | Action::Expect(wirecheck::scenario::Expected::Data(data)) => {
+            data.as_bytes()
+                .unwrap_or_else(|| panic!("not in-memory data: {data:?}"))
+        }
         other => panic!("no data in {other:?}"),
     }
 }
@@ -906,4 +908,74 @@ fn a_100000_step_file_loads_with_exact_positions() {
     assert!(script
         .iter()
         .all(|s| step_data(s).as_ptr() == step_data(&script[0]).as_ptr()));
+}
+
+// ------------------------------------------------------------ matchers
+
+#[test]
+fn an_invalid_regex_points_at_its_bad_part() {
+    let e = invalid(&with_client_script(
+        r#"{ expect = { regex = "ok (\\d+" } }"#,
+    ));
+    e.reports("invalid `regex` in `expect`", "(\\\\d+");
+    e.says("unclosed group");
+}
+
+#[test]
+fn a_capture_group_name_must_be_a_variable_name() {
+    let e = invalid(&with_client_script(
+        r#"{ expect_line = { regex = '(?P<a.b>\d+)' } }"#,
+    ));
+    e.reports("invalid `regex` in `expect_line`", "a.b>");
+    e.says("not a valid variable name");
+    let e = invalid(&with_client_script(
+        r#"{ expect_line = { regex = '(?P<port>\d+)' } }"#,
+    ));
+    e.reports("invalid `regex` in `expect_line`", "port>");
+}
+
+#[test]
+fn matcher_tables_are_checked() {
+    let e = invalid(&with_client_script(r#"{ expect = { json = "ok" } }"#));
+    e.reports("`json` must be a table of the keys to find", "\"ok\"");
+    let e = invalid(&with_client_script(
+        r#"{ expect = { regex = "a", contains = "b" } }"#,
+    ));
+    e.reports("`expect` has both `regex` and `contains`", "contains");
+    let e = invalid(&with_client_script(
+        r#"{ expect = { regex = "a", text = "b" } }"#,
+    ));
+    e.reports("`expect` has both `regex` and `text`", "text");
+    let e = invalid(&with_client_script(
+        r#"{ expect_line = { regex = "a", max = 5 } }"#,
+    ));
+    e.reports("`max` has no meaning in this `expect_line`", "max");
+    let e = invalid(&with_client_script(
+        r#"{ expect = { text = "a", max = 5 } }"#,
+    ));
+    e.reports("`max` has no meaning beside exact data", "max");
+    let e = invalid(&with_client_script(r#"{ expect = { contains = "" } }"#));
+    e.reports("invalid `contains` in `expect`", "\"\"");
+    let e = invalid(&with_client_script(r#"{ expect = { regxe = "a" } }"#));
+    e.says("regxe");
+    let e = invalid(&with_client_script(r#"{ expect_silence = "soon" }"#));
+    e.reports("`expect_silence` is not a valid duration", "\"soon\"");
+    let e = invalid(&with_client_script(
+        r#"{ expect_silence = "1s", timeout = "2s" }"#,
+    ));
+    e.reports("`expect_silence` does not wait for anything", "timeout");
+    let e = invalid(&with_client_script(
+        r#"{ recv = { max = 2, expect = { len = 3 } } }"#,
+    ));
+    e.reports("can never return these 3 bytes", "{ len = 3 }");
+}
+
+#[test]
+fn unread_takes_three_values() {
+    let e = invalid(&format!("unread = \"warning\"\n{ECHO}"));
+    e.reports("`unread` cannot be `warning`", "\"warning\"");
+    e.says("\"warn\", \"fail\" or \"ignore\"");
+    for value in ["warn", "fail", "ignore"] {
+        crate::scenario(&format!("unread = \"{value}\"\n{ECHO}"));
+    }
 }

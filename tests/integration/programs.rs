@@ -726,7 +726,7 @@ async fn a_client_program_passes_when_it_exits_as_expected_with_matching_output(
 #[case::stdout(
     r#"stdout = { contains = "received 7 bytes" }"#,
     "stdout",
-    "does not contain"
+    "not contain \"received 7 bytes\""
 )]
 #[case::stderr(r#"stderr = "ciao\n""#, "stderr", "differ from the 5 expected")]
 #[case::exit("exit = 2", "exit", "ended with exit status: 0")]

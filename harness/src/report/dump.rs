@@ -42,14 +42,99 @@ fn hex_cell(data: &[u8], row_start: usize) -> String {
     cell
 }
 
+/// The text column of one row: printable ASCII as itself, valid UTF-8 as its
+/// characters (a Chinese chat message reads as Chinese), everything else as `.`.
+/// Each row is exactly `ROW` columns wide whatever it holds, so the columns after
+/// it stay aligned: a multi-byte character is narrower than its bytes, so the row
+/// is padded at its end; one whose bytes straddle two rows is shown in the row
+/// where its width fits within its bytes.
 fn text_cell(data: &[u8], row_start: usize) -> String {
-    (row_start..row_start + ROW)
-        .map(|i| match data.get(i) {
-            Some(&b) if b.is_ascii_graphic() || b == b' ' => b as char,
-            Some(_) => '.',
-            None => ' ',
-        })
-        .collect()
+    let row_end = row_start + ROW;
+    let mut cell = String::with_capacity(ROW * 3);
+    let mut columns = 0;
+    // A character that started in the previous row may own this row's first bytes:
+    // back up to its first byte (at most 3 continuation bytes).
+    let mut at = row_start;
+    while at > row_start.saturating_sub(3) && at > 0 && at < data.len() && is_continuation(data[at])
+    {
+        at -= 1;
+    }
+    if at < row_start && !starts_char(data, at) {
+        at = row_start;
+    }
+    while at < row_end {
+        let Some(&byte) = data.get(at) else {
+            break;
+        };
+        let (shown, len) = display_unit(&data[at..]);
+        match shown {
+            Some((c, width)) => {
+                // Bytes of the character in the row where it starts.
+                let in_first_row = if at < row_start {
+                    row_start - at
+                } else {
+                    len.min(row_end - at)
+                };
+                // The row that shows the character: its own if it fits there.
+                let shown_here = if width <= in_first_row {
+                    at >= row_start
+                } else {
+                    at < row_start
+                };
+                if shown_here {
+                    cell.push(c);
+                    columns += width;
+                }
+            }
+            None => {
+                cell.push(if byte.is_ascii_graphic() || byte == b' ' {
+                    byte as char
+                } else {
+                    '.'
+                });
+                columns += 1;
+            }
+        }
+        at += len;
+    }
+    cell.extend(std::iter::repeat_n(' ', ROW - columns.min(ROW)));
+    cell
+}
+
+fn is_continuation(byte: u8) -> bool {
+    byte & 0xc0 == 0x80
+}
+
+/// Whether a printable multi-byte character starts at `at`.
+fn starts_char(data: &[u8], at: usize) -> bool {
+    matches!(display_unit(&data[at..]), (Some(_), _))
+}
+
+/// The display unit at the start of `bytes`: a printable non-ASCII character with
+/// its display width and length in bytes, or `None` and length 1 for a byte shown
+/// on its own (ASCII, invalid UTF-8, control or zero-width characters).
+fn display_unit(bytes: &[u8]) -> (Option<(char, usize)>, usize) {
+    let first = bytes[0];
+    if first < 0x80 {
+        return (None, 1);
+    }
+    let len = match first {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return (None, 1),
+    };
+    let Some(c) = bytes
+        .get(..len)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.chars().next())
+    else {
+        return (None, 1);
+    };
+    match unicode_width::UnicodeWidthChar::width(c) {
+        Some(width @ 1..=2) if width <= len && !c.is_control() => (Some((c, width)), len),
+        _ => (None, 1),
+    }
 }
 
 /// Renders both byte strings row by row, the row of the first difference marked
@@ -166,6 +251,29 @@ mod tests {
         let caret_line = dump.lines().find(|l| l.contains("^^")).unwrap();
         // The caret sits under byte 5 of the expected hex column.
         assert_eq!(caret_line.find("^^"), Some(8 + 5 * 3), "{dump}");
+    }
+
+    #[test]
+    fn utf8_text_shows_as_text_and_keeps_the_columns_aligned() {
+        use unicode_width::UnicodeWidthStr;
+        let message = "hi 你好, wörld 🎉!\n\u{7}".as_bytes();
+        let rows: Vec<String> = (0..message.len().div_ceil(ROW))
+            .map(|row| text_cell(message, row * ROW))
+            .collect();
+        for row in &rows {
+            assert_eq!(row.width(), ROW, "{rows:?}");
+        }
+        let joined: String = rows.concat();
+        for word in ["你", "好", "ö", "🎉"] {
+            assert!(joined.contains(word), "{word} in {rows:?}");
+        }
+        // Every start offset of a row, including one inside a character.
+        for start in 0..message.len() {
+            assert_eq!(text_cell(message, start).width(), ROW, "at {start}");
+        }
+        assert_eq!(text_cell(b"\xff\xfe a", 0), ".. a    ");
+        let dump = single("received", "聊天消息：你好".as_bytes());
+        assert!(dump.contains("聊天"), "{dump}");
     }
 
     #[test]

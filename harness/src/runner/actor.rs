@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Decoder;
@@ -15,9 +16,10 @@ use tokio_util::codec::Decoder;
 use super::{Doing, RunContext};
 use crate::event::{EventKind, ShutdownHow};
 use crate::framing::FramingConfig;
-use crate::net::{apply_socket_options, is_reset, queued_bytes, Recorder};
+use crate::matcher::{self, Captures, GiveUp, LineSplitter, Match, Mismatch, Progress};
+use crate::net::{apply_socket_options, is_reset, peek, queued_bytes, Recorder};
 use crate::outcome::{Failure, FailureKind, StepRef};
-use crate::scenario::{Action, Data, Step};
+use crate::scenario::{Action, Data, Expected, Step, UnreadPolicy};
 use crate::vocab::SocketOptions;
 
 /// How often `await_queued` looks at the receive queue. The kernel offers no
@@ -94,6 +96,11 @@ impl StepError {
         self.bytes(Some(expected), Some(actual.freeze()))
     }
 
+    /// A matcher's verdict, with the bytes it judged.
+    fn mismatch(mismatch: Mismatch, actual: &[u8]) -> Self {
+        Self::new(mismatch.message).bytes(mismatch.expected, Some(Bytes::copy_from_slice(actual)))
+    }
+
     fn bytes(mut self, expected: Option<Bytes>, actual: Option<Bytes>) -> Self {
         self.expected = expected;
         self.actual = actual;
@@ -114,6 +121,24 @@ pub struct Actor {
     /// The buffer `expect` reads into, kept across steps so a bulk transfer does
     /// not allocate (and zero) a buffer per step.
     read_buf: Vec<u8>,
+    /// Bytes that were waiting unread when a `close` step closed the socket, with
+    /// the first of them, for the `unread` policy at the end of the script.
+    unread_at_close: Option<(usize, Bytes)>,
+}
+
+/// How much a peeking step looks at first; the window doubles while the matcher
+/// needs more and more is queued, up to the step's limit.
+const PEEK_START: usize = 4096;
+
+/// How many unread bytes an `unread` note or failure quotes.
+const UNREAD_QUOTE: usize = 64;
+
+/// What a peeking read saw when it stopped without a verdict.
+enum PeekEnd {
+    /// The peer closed its side (possibly after bytes that are still queued).
+    Eof,
+    Timeout,
+    Failed(StepError),
 }
 
 /// Largest single read of an `expect`. Reading big pieces keeps the receive
@@ -138,6 +163,7 @@ impl Actor {
             context,
             write_closed: false,
             read_buf: Vec::new(),
+            unread_at_close: None,
         }
     }
 
@@ -219,7 +245,50 @@ impl Actor {
             }
         }
         self.context.board.done(&self.name);
-        Ok(())
+        self.check_unread(script)
+    }
+
+    /// Applies the scenario's `unread` policy to bytes that arrived but that no
+    /// step read: still queued at the end of the script, or dropped by `close`.
+    fn check_unread(&mut self, script: &[Arc<Step>]) -> Result<(), Failure> {
+        let policy = self.context.unread;
+        if policy == UnreadPolicy::Ignore {
+            return Ok(());
+        }
+        let unread = match (&self.conn, self.unread_at_close.take()) {
+            (_, Some(at_close)) => Some(at_close),
+            (Conn::Tcp { stream, .. }, None) => unread_bytes(stream),
+            _ => None,
+        };
+        let Some((count, first)) = unread else {
+            return Ok(());
+        };
+        let message = format!(
+            "{count} bytes arrived that no step read: {}",
+            matcher::quote(&first)
+        );
+        if policy == UnreadPolicy::Warn {
+            self.context.note(format!(
+                "{}: {message} (top-level `unread = \"fail\"` makes this a failure, `\"ignore\"` hides it)",
+                self.name
+            ));
+            return Ok(());
+        }
+        let mut failure = Failure::new(
+            FailureKind::Step,
+            format!("the script ended, but {message} (top-level `unread = \"fail\"`)"),
+        );
+        failure.actor = Some(self.name.to_string());
+        failure.actual = Some(first);
+        if let Some(last) = script.last() {
+            failure.step = Some(StepRef {
+                index: script.len(),
+                keyword: last.action.keyword(),
+                location: (&last.location).into(),
+                text: last.source_text.clone(),
+            });
+        }
+        Err(failure)
     }
 
     async fn step(&mut self, action: &Action, deadline: Instant) -> StepResult {
@@ -230,7 +299,12 @@ impl Actor {
                 delay,
             } => self.send(data, chunks, *delay, deadline).await,
             Action::Recv { max, expect } => self.recv(*max, expect.as_ref(), deadline).await,
-            Action::Expect(data) => self.expect(data, deadline).await,
+            Action::Expect(Expected::Data(data)) => self.expect(data, deadline).await,
+            Action::Expect(Expected::Match { matcher, max }) => {
+                self.expect_match(matcher, *max, deadline).await
+            }
+            Action::ExpectLine(matcher) => self.expect_line(matcher, deadline).await,
+            Action::ExpectSilence(quiet) => self.expect_silence(*quiet).await,
             Action::SendFrame { framing, payload } => {
                 let mut frame = BytesMut::new();
                 framing
@@ -246,12 +320,17 @@ impl Actor {
             Action::ExpectReset => self.expect_reset(deadline).await,
             Action::AwaitQueued(n) => self.await_queued(*n, deadline).await,
             Action::Shutdown(how) => self.shutdown(*how),
-            Action::Close => match self.conn {
-                Conn::Tcp { .. } | Conn::Udp { .. } => {
+            Action::Close => match &self.conn {
+                Conn::Tcp { stream, .. } => {
+                    self.unread_at_close = unread_bytes(stream);
                     self.close();
                     Ok(())
                 }
-                ref other => Err(not_open(other)),
+                Conn::Udp { .. } => {
+                    self.close();
+                    Ok(())
+                }
+                other => Err(not_open(other)),
             },
             Action::Sleep(duration) => {
                 tokio::time::sleep(*duration).await;
@@ -425,36 +504,61 @@ impl Actor {
         Ok(())
     }
 
-    async fn recv(&mut self, max: usize, expect: Option<&Data>, deadline: Instant) -> StepResult {
-        // The loader made sure the expected bytes fit in one read of `max`.
-        let expect = expect
-            .map(|data| data.head(max))
-            .transpose()
-            .map_err(data_error)?;
-        let expect = expect.as_ref();
+    async fn recv(
+        &mut self,
+        max: usize,
+        expect: Option<&Expected>,
+        deadline: Instant,
+    ) -> StepResult {
+        // The loader made sure exact bytes fit in one read of `max`.
+        let exact_data;
+        let expect = match expect {
+            None => None,
+            Some(Expected::Data(data)) => {
+                exact_data = Match::Exact(data.head(max).map_err(data_error)?);
+                Some(&exact_data)
+            }
+            Some(Expected::Match { matcher, .. }) => Some(matcher),
+        };
         let mut buf = vec![0u8; max];
+        let exact = expect.and_then(Match::exact);
         let got = match &mut self.conn {
             Conn::Tcp { stream, recorder } => {
                 match timeout_at(deadline, recorder.read(stream, &mut buf)).await {
                     Ok(Ok(n)) => Bytes::copy_from_slice(&buf[..n]),
-                    Ok(Err(e)) => return Err(read_error(e, expect)),
+                    Ok(Err(e)) => return Err(read_error(e, exact)),
                     Err(_) => {
                         return Err(StepError::timeout(format!(
                             "timed out: no bytes arrived for a recv of up to {max}"
                         ))
-                        .bytes(expect.cloned(), None))
+                        .bytes(exact.cloned(), None))
                     }
                 }
             }
-            Conn::Udp { .. } => self.recv_datagram(&mut buf, deadline, expect).await?,
+            Conn::Udp { .. } => self.recv_datagram(&mut buf, deadline, exact).await?,
             other => return Err(not_open(other)),
         };
-        let Some(expected) = expect else {
+        let Some(matcher) = expect else {
             return Ok(());
         };
-        if got == expected {
-            return Ok(());
-        }
+        let mismatch = match matcher.match_whole(&got) {
+            Ok(captures) => {
+                self.captured(captures);
+                return Ok(());
+            }
+            Err(mismatch) => mismatch,
+        };
+        let Some(expected) = exact else {
+            let message = if got.is_empty() && matches!(self.conn, Conn::Tcp { .. }) {
+                format!(
+                    "recv returned 0 bytes (the peer closed the connection); expected {}",
+                    matcher.describe()
+                )
+            } else {
+                format!("one recv of up to {max} bytes: {}", mismatch.message)
+            };
+            return Err(StepError::new(message).bytes(None, Some(got)));
+        };
         let message = if got.is_empty() && !expected.is_empty() {
             "recv returned 0 bytes: the peer closed the connection".to_owned()
         } else if got.len() != expected.len() {
@@ -470,6 +574,13 @@ impl Actor {
             )
         };
         Err(StepError::new(message).bytes(Some(expected.clone()), Some(got)))
+    }
+
+    /// Makes a step's captures visible to every actor of the run.
+    fn captured(&self, captures: Captures) {
+        if !captures.is_empty() {
+            self.context.variables.set(captures);
+        }
     }
 
     /// Receives one datagram into `buf` (truncated to its size, as the kernel does).
@@ -594,24 +705,266 @@ impl Actor {
         Ok(())
     }
 
+    /// `expect = MATCH` for everything but exact data: `len` reads exactly its
+    /// length; a regex, `contains` or `json` peeks at the stream until the bytes so
+    /// far match and then reads only through the match, so the rest stays queued
+    /// for the next step (and for `await_queued`, `recv`, `unread`).
+    async fn expect_match(&mut self, matcher: &Match, max: usize, deadline: Instant) -> StepResult {
+        if let Conn::Udp { .. } = self.conn {
+            return self.expect_datagram(matcher, deadline, |d| d).await;
+        }
+        let mut judge = matcher.stream(max);
+        let limit = judge.limit();
+        let outcome = self
+            .peek_until(limit, deadline, |bytes| judge.advance(bytes))
+            .await;
+        match outcome {
+            Ok(captures) => {
+                self.captured(captures);
+                Ok(())
+            }
+            Err((end, arrived)) => Err(match end {
+                PeekEnd::Failed(error) => error,
+                PeekEnd::Eof => StepError::mismatch(judge.give_up(&arrived, GiveUp::Eof), &arrived),
+                PeekEnd::Timeout => {
+                    let mut e =
+                        StepError::mismatch(judge.give_up(&arrived, GiveUp::Timeout), &arrived);
+                    e.timed_out = true;
+                    e
+                }
+            }),
+        }
+    }
+
+    /// `expect_line = MATCH`: one line, found by peeking so only the line and its
+    /// end are read; matched without its LF (and a CR before it).
+    async fn expect_line(&mut self, matcher: &Match, deadline: Instant) -> StepResult {
+        if let Conn::Udp { .. } = self.conn {
+            return self
+                .expect_datagram(matcher, deadline, |d| {
+                    let d = d.strip_suffix(b"\n").unwrap_or(d);
+                    d.strip_suffix(b"\r").unwrap_or(d)
+                })
+                .await;
+        }
+        let mut lines = LineSplitter::default();
+        let outcome = self
+            .peek_until(lines.limit(), deadline, |bytes| {
+                match lines.advance(bytes) {
+                    Ok(None) => Progress::NeedMore {
+                        up_to: matcher::MAX_LINE + 2,
+                    },
+                    Ok(Some(line)) => match matcher.match_whole(&bytes[..line.content]) {
+                        Ok(captures) => Progress::Matched {
+                            consumed: line.consumed,
+                            captures,
+                        },
+                        Err(mismatch) => Progress::Failed(Mismatch {
+                            message: format!(
+                                "the line {}: {}",
+                                matcher::quote(&bytes[..line.content]),
+                                mismatch.message
+                            ),
+                            ..mismatch
+                        }),
+                    },
+                    Err(too_long) => Progress::Failed(too_long),
+                }
+            })
+            .await;
+        match outcome {
+            Ok(captures) => {
+                self.captured(captures);
+                Ok(())
+            }
+            Err((PeekEnd::Failed(error), _)) => Err(error),
+            Err((PeekEnd::Eof, arrived)) => Err(StepError::new(format!(
+                "the peer closed the connection after {} bytes without a line end (LF); expected a line matching {}",
+                arrived.len(),
+                matcher.describe()
+            ))
+            .bytes(None, Some(arrived))),
+            Err((PeekEnd::Timeout, arrived)) => Err(StepError::timeout(format!(
+                "timed out after {} bytes without a line end (LF); expected a line matching {}",
+                arrived.len(),
+                matcher.describe()
+            ))
+            .bytes(None, Some(arrived))),
+        }
+    }
+
+    /// The next datagram, cut by `view` (a line's end), judged whole.
+    async fn expect_datagram(
+        &mut self,
+        matcher: &Match,
+        deadline: Instant,
+        view: impl Fn(&[u8]) -> &[u8],
+    ) -> StepResult {
+        let mut buf = vec![0u8; 65_536];
+        let got = self
+            .recv_datagram(&mut buf, deadline, matcher.exact())
+            .await?;
+        match matcher.match_whole(view(&got)) {
+            Ok(captures) => {
+                self.captured(captures);
+                Ok(())
+            }
+            Err(mismatch) => Err(
+                StepError::new(format!("the datagram: {}", mismatch.message))
+                    .bytes(mismatch.expected, Some(got)),
+            ),
+        }
+    }
+
+    /// Peeks at the TCP stream, window by window, until `judge` gives a verdict on
+    /// the bytes queued so far; then reads exactly the bytes it consumed. Each call
+    /// of `judge` sees the previous bytes plus what arrived since.
+    async fn peek_until(
+        &mut self,
+        limit: usize,
+        deadline: Instant,
+        mut judge: impl FnMut(&[u8]) -> Progress,
+    ) -> Result<Captures, (PeekEnd, Bytes)> {
+        let Conn::Tcp { stream, recorder } = &mut self.conn else {
+            return Err((PeekEnd::Failed(not_open(&self.conn)), Bytes::new()));
+        };
+        let mut window = PEEK_START.min(limit).max(1);
+        if self.read_buf.len() < window {
+            self.read_buf.resize(window, 0);
+        }
+        let buf = &mut self.read_buf;
+        let mut have = 0;
+        loop {
+            let peeked = timeout_at(deadline, peek_more(stream, &mut buf[..window], have)).await;
+            let arrived = |buf: &[u8], n: usize| Bytes::copy_from_slice(&buf[..n]);
+            match peeked {
+                Err(_) => return Err((PeekEnd::Timeout, arrived(buf, have))),
+                Ok(Ok(None)) => return Err((PeekEnd::Eof, arrived(buf, have))),
+                Ok(Err(e)) => {
+                    if is_reset(&e) {
+                        recorder.record(EventKind::PeerReset {
+                            conn: recorder.conn,
+                        });
+                    }
+                    return Err((PeekEnd::Failed(read_error(e, None)), arrived(buf, have)));
+                }
+                Ok(Ok(Some(n))) => have = n,
+            }
+            match judge(&buf[..have]) {
+                Progress::NeedMore { .. } => {
+                    if have == window && window < limit {
+                        window = (window * 2).min(limit);
+                        if buf.len() < window {
+                            buf.resize(window, 0);
+                        }
+                    }
+                }
+                Progress::Failed(mismatch) => {
+                    let got = arrived(buf, have);
+                    return Err((PeekEnd::Failed(StepError::mismatch(mismatch, &got)), got));
+                }
+                Progress::Matched { consumed, captures } => {
+                    // The bytes are queued: reads return them at once.
+                    let mut read = 0;
+                    while read < consumed {
+                        match recorder.read(stream, &mut buf[read..consumed]).await {
+                            Ok(0) => break,
+                            Ok(n) => read += n,
+                            Err(e) => {
+                                return Err((PeekEnd::Failed(read_error(e, None)), Bytes::new()))
+                            }
+                        }
+                    }
+                    return Ok(captures);
+                }
+            }
+        }
+    }
+
+    /// `expect_silence`: nothing arrives (no byte, no end of stream, no datagram)
+    /// for `quiet`. Bytes that arrived earlier and wait unread fail it too: the
+    /// peer was not silent.
+    async fn expect_silence(&mut self, quiet: Duration) -> StepResult {
+        let until = Instant::now() + quiet;
+        let mut probe = [0u8; UNREAD_QUOTE];
+        let noise = |n: usize, probe: &[u8], queued: usize| {
+            StepError::new(format!(
+                "expected {} of silence, but {queued} bytes arrived",
+                crate::duration::format_duration(quiet)
+            ))
+            .bytes(None, Some(Bytes::copy_from_slice(&probe[..n])))
+        };
+        match &mut self.conn {
+            Conn::Tcp { stream, .. } => loop {
+                let ready = match timeout_at(until, stream.ready(Interest::READABLE)).await {
+                    Err(_) => return Ok(()),
+                    Ok(Err(e)) => return Err(read_error(e, None)),
+                    Ok(Ok(ready)) => ready,
+                };
+                match stream.try_io(Interest::READABLE, || peek(stream, &mut probe)) {
+                    Ok(0) => {
+                        return Err(StepError::new(format!(
+                            "expected {} of silence, but the peer closed the connection",
+                            crate::duration::format_duration(quiet)
+                        )))
+                    }
+                    Ok(n) => {
+                        let queued = queued_bytes(stream).unwrap_or(n).max(n);
+                        return Err(noise(n, &probe, queued));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if ready.is_read_closed() {
+                            return Err(StepError::new(format!(
+                                "expected {} of silence, but the peer closed the connection",
+                                crate::duration::format_duration(quiet)
+                            )));
+                        }
+                    }
+                    Err(e) if is_reset(&e) => {
+                        return Err(StepError::new(format!(
+                            "expected {} of silence, but the peer reset the connection",
+                            crate::duration::format_duration(quiet)
+                        )))
+                    }
+                    Err(e) => return Err(read_error(e, None)),
+                }
+            },
+            Conn::Udp { socket, .. } => {
+                let mut buf = vec![0u8; 65_536];
+                match timeout_at(until, socket.peek_from(&mut buf)).await {
+                    Err(_) => Ok(()),
+                    Ok(Ok((n, from))) => Err(StepError::new(format!(
+                        "expected {} of silence, but a datagram of {n} bytes arrived from {from}",
+                        crate::duration::format_duration(quiet)
+                    ))
+                    .bytes(None, Some(Bytes::copy_from_slice(&buf[..n])))),
+                    Ok(Err(e)) => Err(StepError::new(format!(
+                        "receiving failed while waiting for silence: {e}"
+                    ))),
+                }
+            }
+            other => Err(not_open(other)),
+        }
+    }
+
     async fn expect_frame(
         &mut self,
         framing: &FramingConfig,
-        payload: &Bytes,
+        payload: &Match,
         deadline: Instant,
     ) -> StepResult {
         let mut codec = framing.codec();
         if let Conn::Udp { .. } = self.conn {
             let mut buf = vec![0u8; 65_536];
             let datagram = self
-                .recv_datagram(&mut buf, deadline, Some(payload))
+                .recv_datagram(&mut buf, deadline, payload.exact())
                 .await?;
             let mut bytes = BytesMut::from(&datagram[..]);
             let frame = match codec.decode_eof(&mut bytes) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
                     return Err(StepError::new("the datagram holds no frame")
-                        .bytes(Some(payload.clone()), Some(datagram)))
+                        .bytes(payload.exact().cloned(), Some(datagram)))
                 }
                 Err(e) => {
                     return Err(StepError::new(format!(
@@ -628,7 +981,9 @@ impl Actor {
                 ))
                 .bytes(None, Some(datagram)));
             }
-            return compare_frame(payload, frame.payload);
+            let captures = compare_frame(payload, frame.payload)?;
+            self.captured(captures);
+            return Ok(());
         }
         let Conn::Tcp { stream, recorder } = &mut self.conn else {
             return Err(not_open(&self.conn));
@@ -638,7 +993,11 @@ impl Actor {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match codec.decode(&mut buffered) {
-                Ok(Some(frame)) => return compare_frame(payload, frame.payload),
+                Ok(Some(frame)) => {
+                    let captures = compare_frame(payload, frame.payload)?;
+                    self.captured(captures);
+                    return Ok(());
+                }
                 Ok(None) => {}
                 Err(e) => {
                     return Err(StepError::new(format!(
@@ -808,16 +1167,55 @@ pub fn split_chunks(data: &Bytes, chunks: &[usize]) -> Vec<Bytes> {
     pieces
 }
 
-fn compare_frame(expected: &Bytes, got: Bytes) -> StepResult {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(StepError::new(format!(
-            "the frame's payload ({} bytes) differs from the expected one ({} bytes)",
-            got.len(),
-            expected.len()
-        ))
-        .bytes(Some(expected.clone()), Some(got)))
+fn compare_frame(expected: &Match, got: Bytes) -> Result<Captures, StepError> {
+    expected.match_whole(&got).map_err(|mismatch| {
+        let message = match expected.exact() {
+            Some(bytes) => format!(
+                "the frame's payload ({} bytes) differs from the expected one ({} bytes)",
+                got.len(),
+                bytes.len()
+            ),
+            None => format!("the frame's payload: {}", mismatch.message),
+        };
+        StepError::new(message).bytes(mismatch.expected, Some(got))
+    })
+}
+
+/// How many bytes wait unread on `stream`, with the first of them; `None` when
+/// nothing does (or the socket cannot tell).
+fn unread_bytes(stream: &TcpStream) -> Option<(usize, Bytes)> {
+    let queued = queued_bytes(stream).ok().filter(|&n| n > 0)?;
+    let mut first = [0u8; UNREAD_QUOTE];
+    let n = peek(stream, &mut first).unwrap_or(0);
+    Some((queued, Bytes::copy_from_slice(&first[..n])))
+}
+
+/// Waits until a peek of `buf` shows more than the `have` bytes seen before (or
+/// fills `buf`); `None` once the peer closed its side and nothing more is queued.
+/// Peeking leaves the bytes in the socket, so a step reads only what it consumes.
+async fn peek_more(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    have: usize,
+) -> std::io::Result<Option<usize>> {
+    loop {
+        let ready = stream.ready(Interest::READABLE).await?;
+        // Returning WouldBlock from the closure clears the readiness tokio saw, so
+        // the next `ready` waits for new bytes instead of spinning.
+        let peeked = stream.try_io(Interest::READABLE, || {
+            let n = peek(stream, buf)?;
+            if n > have || n == buf.len() {
+                Ok(Some(n))
+            } else if n == 0 || ready.is_read_closed() {
+                Ok(None)
+            } else {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+        });
+        match peeked {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 mod actor;
 pub mod descriptors;
 mod signals;
+pub mod variables;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -29,12 +30,15 @@ pub use actor::split_chunks;
 use actor::{Actor, Conn};
 use descriptors::DescriptorUse;
 use signals::Signals;
+use variables::Variables;
 
 use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
 use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
-use crate::scenario::{Checked, ClientProgram, ExitExpectation, Readiness, Scenario, Step};
+use crate::scenario::{
+    Checked, ClientProgram, ExitExpectation, Readiness, Scenario, Step, UnreadPolicy,
+};
 use crate::servers::accept::{accept_exactly, Accepted};
 use crate::servers::{self, Bound, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
@@ -56,6 +60,43 @@ pub struct RunContext {
     pub board: Board,
     /// The last lines external programs printed, quoted under a failure.
     pub output: OutputTail,
+    /// What to do with bytes no step read when a TCP script ends.
+    pub unread: UnreadPolicy,
+    /// Values captured by matchers so far, shared by every actor.
+    pub variables: Variables,
+    /// Notes for the report, whatever the run's result (`unread` warnings).
+    notes: Mutex<RunNotes>,
+}
+
+/// At most this many notes of one kind are kept; the rest are counted.
+const MAX_NOTES: usize = 20;
+
+#[derive(Debug, Default)]
+struct RunNotes {
+    kept: Vec<String>,
+    dropped: usize,
+}
+
+impl RunContext {
+    /// Adds a note to the run's report (a thousand clients warning about the same
+    /// thing keep the first twenty and a count).
+    pub fn note(&self, note: String) {
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        if notes.kept.len() < MAX_NOTES {
+            notes.kept.push(note);
+        } else {
+            notes.dropped += 1;
+        }
+    }
+
+    fn take_notes(&self) -> Vec<String> {
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = std::mem::take(&mut notes.kept);
+        if notes.dropped > 0 {
+            kept.push(format!("... and {} more notes like these", notes.dropped));
+        }
+        kept
+    }
 }
 
 /// The last lines every external program of a run printed: a small ring, so a
@@ -209,6 +250,9 @@ pub async fn run_plan(
         step_timeout: plan.step_timeout,
         board: Board::default(),
         output: OutputTail::default(),
+        unread: plan.unread,
+        variables: Variables::default(),
+        notes: Mutex::default(),
     });
     let mut run_state = RunState {
         context: Arc::clone(&context),
@@ -266,7 +310,7 @@ pub async fn run_plan(
     if let Some(failure) = failure.as_mut() {
         failure.notes.extend(context.output.lines());
     }
-    let mut notes = Vec::new();
+    let mut notes = context.take_notes();
     if let Some(note) = run_state.descriptors.note() {
         notes.push(note);
     }

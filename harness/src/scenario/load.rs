@@ -26,6 +26,7 @@ use super::tree::{self, Entry, Node, NodeKind};
 use crate::duration::{parse_duration, DURATION_HINT};
 use crate::event::ShutdownHow;
 use crate::framing::{FramingConfig, FramingKind};
+use crate::matcher::{self, Match, MatchSpec};
 use crate::programs::placeholders::Placeholder;
 use crate::servers::{BuiltinConfig, BuiltinKind, OptionValue};
 
@@ -47,6 +48,7 @@ const TOP_KEYS: &[&str] = &[
     "tags",
     "group",
     "retries",
+    "unread",
     "servers",
     "clients",
 ];
@@ -71,7 +73,6 @@ const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
 const PROGRAM_CLIENT_KEYS: &[&str] = &[
     "name", "command", "env", "cwd", "count", "stdin", "exit", "stdout", "stderr",
 ];
-const MATCH_HINT: &str = "a MATCH is data (exact bytes), { regex = \"...\" }, { contains = DATA }, { len = N } or { json = { key = value } }";
 const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat"];
 /// Keys of a data table.
 const DATA_TABLE_KEYS: &[&str] = &[
@@ -96,6 +97,11 @@ const FRAME_KEYS: &[&str] = &[
     "max_line",
     "length_includes_header",
 ];
+/// The keys that make a table a matcher instead of DATA.
+const MATCHER_KEYS: &[&str] = &["regex", "contains", "len", "json"];
+const MATCH_HINT: &str = "a MATCH is DATA (exact bytes), or `{ regex = \"...\" }`, `{ contains = \"...\" }`, `{ len = N }` or `{ json = { key = value } }`";
+/// Keys of an `expect_frame` whose payload is a matcher.
+const FRAME_MATCH_KEYS: &[&str] = &["framing", "max_frame", "max_line", "length_includes_header"];
 const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`, `base64`, `file` (with `offset` and `len` for a slice), or `repeat` (with `times`)";
 
 /// Reads and loads a scenario file.
@@ -437,31 +443,6 @@ fn exit_expectation(node: &Node) -> Check<ExitExpectation> {
     }
 }
 
-/// A TOML value as JSON, for `{ json = { ... } }` matchers.
-fn json_value(node: &Node) -> Check<serde_json::Value> {
-    Ok(match &node.kind {
-        NodeKind::Str(s) => serde_json::Value::String(s.clone()),
-        NodeKind::Int(i) => serde_json::Value::from(*i),
-        NodeKind::Bool(b) => serde_json::Value::Bool(*b),
-        NodeKind::Array(items) => {
-            serde_json::Value::Array(items.iter().map(json_value).collect::<Check<_>>()?)
-        }
-        NodeKind::Table(entries) => serde_json::Value::Object(
-            entries
-                .iter()
-                .map(|e| Ok((e.key.clone(), json_value(&e.value)?)))
-                .collect::<Check<_>>()?,
-        ),
-        other => {
-            return Err(Diagnostic::new(
-                node.span.clone(),
-                format!("{} cannot be compared with JSON here", other.type_name()),
-            )
-            .label("use a string, integer, boolean, array or table"))
-        }
-    })
-}
-
 fn string_list(node: &Node, key: &str) -> Check<Vec<String>> {
     match &node.kind {
         NodeKind::Array(items) => items.iter().map(|item| string(item, key)).collect(),
@@ -579,6 +560,10 @@ impl Loader<'_> {
         let retries = top
             .get("retries")
             .and_then(|node| self.ok(count(node, "retries", 0, MAX_RETRIES)));
+        let unread = top
+            .get("unread")
+            .and_then(|node| self.ok(unread_policy(node)))
+            .unwrap_or_default();
 
         let servers = match top.get("servers") {
             Some(node) => {
@@ -612,6 +597,7 @@ impl Loader<'_> {
             tags,
             group,
             retries,
+            unread,
             servers,
             clients,
             programs,
@@ -1190,45 +1176,10 @@ impl Loader<'_> {
 
     /// A MATCH on a program's whole output: DATA (exact bytes), or one of
     /// `{ regex }`, `{ contains = DATA }`, `{ len = N }`, `{ json = { ... } }`.
+    /// A client program's `stdout`/`stderr`: a MATCH on the whole output, the
+    /// same matchers as the steps'.
     fn output_match(&self, node: &Node, key: &str) -> Check<OutputMatch> {
-        let NodeKind::Table(entries) = &node.kind else {
-            return Ok(OutputMatch::Exact(self.data_now(node, key)?));
-        };
-        let Some(entry) = entries
-            .iter()
-            .find(|e| matches!(e.key.as_str(), "regex" | "contains" | "len" | "json"))
-        else {
-            return Ok(OutputMatch::Exact(self.data_now(node, key)?));
-        };
-        if let Some(extra) = entries.iter().find(|e| e.key != entry.key) {
-            return Err(Diagnostic::new(
-                extra.key_span.clone(),
-                format!("`{key}` has `{}` and `{}`", entry.key, extra.key),
-            )
-            .label("a MATCH is one of regex, contains, len, json, or data")
-            .hint(MATCH_HINT));
-        }
-        let value = &entry.value;
-        Ok(match entry.key.as_str() {
-            "regex" => {
-                let text = string(value, "regex")?;
-                OutputMatch::Regex(regex::bytes::Regex::new(&text).map_err(|e| {
-                    Diagnostic::new(value.span.clone(), "`regex` is not a valid regex")
-                        .label(
-                            e.to_string()
-                                .lines()
-                                .last()
-                                .unwrap_or("invalid")
-                                .trim()
-                                .to_owned(),
-                        )
-                        .hint("Rust regex syntax: https://docs.rs/regex/latest/regex/#syntax")
-                })?)
-            }
-            "contains" => OutputMatch::Contains(self.data_now(value, "contains")?),
-            "len" => OutputMatch::Len(count(value, "len", 0, MAX_DATA_BYTES)?),
-            _ => OutputMatch::Json(json_value(value)?),
-        })
+        self.matcher(node, key)
     }
 
     fn client(&mut self, node: &Node, index: usize, servers: &Servers) -> Option<ClientSpec> {
@@ -1461,13 +1412,15 @@ impl Loader<'_> {
         Ok(match kind {
             StepKind::Send => self.send(node)?,
             StepKind::Recv => self.recv(node)?,
-            StepKind::Expect => Action::Expect(self.data(node, key)?),
+            StepKind::Expect => Action::Expect(self.expected(node, key, true)?),
+            StepKind::ExpectLine => Action::ExpectLine(self.matcher(node, key)?),
+            StepKind::ExpectSilence => Action::ExpectSilence(duration(node, key)?),
             StepKind::SendFrame => {
                 let (framing, payload) = self.frame(node, key)?;
                 Action::SendFrame { framing, payload }
             }
             StepKind::ExpectFrame => {
-                let (framing, payload) = self.frame(node, key)?;
+                let (framing, payload) = self.expect_frame(node)?;
                 Action::ExpectFrame { framing, payload }
             }
             StepKind::ExpectEof => {
@@ -1554,19 +1507,26 @@ impl Loader<'_> {
         };
         let expect = match fields.get("expect") {
             Some(node) => {
-                let data = self.data(node, "expect")?;
-                if data.len() > max as u64 {
+                let expected = self.expected(node, "expect", false)?;
+                let needs = match &expected {
+                    Expected::Data(data) => data.len(),
+                    Expected::Match {
+                        matcher: Match::Len(n),
+                        ..
+                    } => *n as u64,
+                    Expected::Match { .. } => 0,
+                };
+                if needs > max as u64 {
                     return Err(Diagnostic::new(
                         node.span.clone(),
                         format!(
-                            "one read of at most {max} bytes can never return these {} bytes",
-                            data.len()
+                            "one read of at most {max} bytes can never return these {needs} bytes"
                         ),
                     )
                     .label("longer than `max`")
                     .hint("raise `max`, or use `expect = ...` to read across several calls"));
                 }
-                Some(data)
+                Some(expected)
             }
             None => None,
         };
@@ -1575,11 +1535,54 @@ impl Loader<'_> {
     }
 
     fn frame(&self, node: &Node, key: &str) -> Check<(FramingConfig, Bytes)> {
-        let mut fields = Fields::of(node, &format!("`{key}`")).map_err(|d| {
+        let mut fields = self.frame_fields(node, key)?;
+        let framing = self.framing(node, &mut fields, key)?;
+        let payload = self.data_bytes(&mut fields, key)?;
+        // Refuse at load time what could never be sent, rather than mid-run.
+        let mut scratch = bytes::BytesMut::new();
+        framing.encode(&payload, &mut scratch).map_err(|e| {
+            Diagnostic::new(
+                node.span.clone(),
+                format!("this payload cannot be a {} frame", framing.kind.name()),
+            )
+            .label(e.to_string())
+        })?;
+        first_unknown(&fields, format_args!("`{key}`"), FRAME_KEYS)?;
+        Ok((framing, payload))
+    }
+
+    /// `expect_frame`: the framing keys, and a MATCH for the payload whose keys
+    /// (`regex`, `contains`, `len`, `json`, or DATA's) sit beside `framing`.
+    fn expect_frame(&self, node: &Node) -> Check<(FramingConfig, Match)> {
+        let key = "expect_frame";
+        let mut fields = self.frame_fields(node, key)?;
+        let framing = self.framing(node, &mut fields, key)?;
+        let payload = match self.matcher_fields(&mut fields, key)? {
+            Some(matcher) => {
+                first_unknown(&fields, format_args!("`{key}`"), FRAME_MATCH_KEYS)?;
+                matcher
+            }
+            None => {
+                let data = self
+                    .data_bytes(&mut fields, key)
+                    .map_err(|d| d.hint(MATCH_HINT))?;
+                first_unknown(&fields, format_args!("`{key}`"), FRAME_KEYS)?;
+                Match::Exact(data)
+            }
+        };
+        Ok((framing, payload))
+    }
+
+    fn frame_fields<'n>(&self, node: &'n Node, key: &str) -> Check<Fields<'n>> {
+        Fields::of(node, &format!("`{key}`")).map_err(|d| {
             d.hint(format!(
                 "write `{key} = {{ framing = \"u32le\", text = \"hi\" }}`"
             ))
-        })?;
+        })
+    }
+
+    /// The framing keys of a frame step: `framing` and its limits.
+    fn framing(&self, node: &Node, fields: &mut Fields, key: &str) -> Check<FramingConfig> {
         let framing = match fields.get("framing") {
             Some(node) => {
                 let name = string(node, "framing")?;
@@ -1613,20 +1616,133 @@ impl Loader<'_> {
         if let Some(node) = fields.get("length_includes_header") {
             framing.length_includes_header = boolean(node, "length_includes_header")?;
         }
-        let payload = self.data_bytes(&mut fields, key)?;
-        if key == "send_frame" {
-            // Refuse at load time what could never be sent, rather than mid-run.
-            let mut scratch = bytes::BytesMut::new();
-            framing.encode(&payload, &mut scratch).map_err(|e| {
-                Diagnostic::new(
-                    node.span.clone(),
-                    format!("this payload cannot be a {} frame", framing.kind.name()),
-                )
-                .label(e.to_string())
-            })?;
+        Ok(framing)
+    }
+
+    /// MATCH where exact bytes are needed at load time (`expect_line`): a file
+    /// slice is read now.
+    fn matcher(&self, node: &Node, key: &str) -> Check<Match> {
+        Ok(match self.expected(node, key, false)? {
+            Expected::Data(Data::Bytes(bytes)) => Match::Exact(bytes),
+            Expected::Data(Data::File(slice)) => Match::Exact(self.read_slice(&slice, &node.span)?),
+            Expected::Match { matcher, .. } => matcher,
+        })
+    }
+
+    /// MATCH: DATA (exact bytes), or a table with one of `regex`, `contains`, `len`,
+    /// `json`. With `with_max`, a regex, `contains` or `json` may carry `max`: the
+    /// most bytes a stream expectation reads.
+    fn expected(&self, node: &Node, key: &str, with_max: bool) -> Check<Expected> {
+        if let NodeKind::Str(_) = &node.kind {
+            return Ok(Expected::Data(self.data(node, key)?));
         }
-        first_unknown(&fields, format_args!("`{key}`"), FRAME_KEYS)?;
-        Ok((framing, payload))
+        let mut fields = Fields::of(node, &format!("`{key}`"))
+            .map_err(|_| type_error(node, key, "a MATCH").hint(MATCH_HINT))?;
+        let max =
+            match (with_max, fields.get("max")) {
+                (true, Some(n)) => Some(count(n, "max", 1, MAX_RECV_BYTES)?),
+                (false, Some(_)) => return Err(Diagnostic::new(
+                    fields.key_span("max"),
+                    format!("`max` has no meaning in this `{key}`"),
+                )
+                .label("not a key here")
+                .hint("`max` limits how far `expect = { regex | contains | json }` reads a stream")
+                .hint(if key == "expect" {
+                    "in `recv`, `max` sits beside `expect`: `recv = { max = 10, expect = ... }`"
+                } else {
+                    "a line is at most 65536 bytes"
+                })),
+                (_, None) => None,
+            };
+        match self.matcher_fields(&mut fields, key)? {
+            Some(matcher) => {
+                if max.is_some() && matches!(matcher, Match::Len(_)) {
+                    return Err(Diagnostic::new(
+                        fields.key_span("max"),
+                        "`max` has no meaning beside `len`",
+                    )
+                    .label("`len` reads exactly its length"));
+                }
+                first_unknown(&fields, format_args!("`{key}`"), &["max"])?;
+                Ok(Expected::Match {
+                    matcher,
+                    max: max.unwrap_or(matcher::DEFAULT_STREAM_MAX),
+                })
+            }
+            None => {
+                let data = self
+                    .data_fields(&mut fields, key)
+                    .map_err(|d| d.hint(MATCH_HINT))?;
+                if max.is_some() {
+                    return Err(Diagnostic::new(
+                        fields.key_span("max"),
+                        "`max` has no meaning beside exact data",
+                    )
+                    .label("exact data reads exactly its length"));
+                }
+                first_unknown(&fields, format_args!("`{key}`"), DATA_TABLE_KEYS)
+                    .map_err(|d| d.hint(MATCH_HINT))?;
+                Ok(Expected::Data(data))
+            }
+        }
+    }
+
+    /// The matcher a table's `regex`, `contains`, `len` or `json` key makes, or
+    /// `None` when it has none of them (it is DATA then).
+    fn matcher_fields(&self, fields: &mut Fields, key: &str) -> Check<Option<Match>> {
+        // Beside `file`, `len` is the length of the file slice, not a matcher.
+        let present: Vec<&str> = MATCHER_KEYS
+            .iter()
+            .copied()
+            .filter(|k| fields.has(k) && !(*k == "len" && fields.has("file")))
+            .collect();
+        let which = match present.as_slice() {
+            [] => return Ok(None),
+            [one] => *one,
+            [first, second, ..] => {
+                return Err(Diagnostic::new(
+                    fields.key_span(second),
+                    format!("`{key}` has both `{first}` and `{second}`"),
+                )
+                .label("one matcher per MATCH")
+                .hint(MATCH_HINT))
+            }
+        };
+        if let Some(data_key) = DATA_KEYS.iter().find(|k| fields.has(k)) {
+            return Err(Diagnostic::new(
+                fields.key_span(data_key),
+                format!("`{key}` has both `{which}` and `{data_key}`"),
+            )
+            .label("exact data and a matcher cannot both apply")
+            .hint(MATCH_HINT));
+        }
+        let node = fields.get(which).expect("key is present");
+        let spec = match which {
+            "regex" => MatchSpec::Regex(string(node, which)?),
+            "contains" => MatchSpec::Contains(match self.data(node, which)? {
+                Data::Bytes(bytes) => bytes,
+                Data::File(slice) => self.read_slice(&slice, &node.span)?,
+            }),
+            "len" => MatchSpec::Len(count(node, which, 0, MAX_RECV_BYTES)?),
+            _ => {
+                if !matches!(node.kind, NodeKind::Table(_)) {
+                    return Err(type_error(node, "json", "a table of the keys to find")
+                        .hint("e.g. `{ json = { status = \"ok\", user = { id = 7 } } }`"));
+                }
+                MatchSpec::Json(json_value(node)?)
+            }
+        };
+        Match::compile(spec).map(Some).map_err(|e| {
+            let span = match &e.pattern_span {
+                Some(range) => {
+                    char_span_in_string(node, self.source, range.start, range.end - range.start)
+                }
+                None => node.span.clone(),
+            };
+            Diagnostic::new(span, format!("invalid `{which}` in `{key}`"))
+                .label(e.message)
+                .hint("regex syntax: https://docs.rs/regex/latest/regex/#syntax; named groups `(?P<name>...)` capture variables")
+        })
     }
 
     /// DATA: a string, or a table with exactly one data key.
@@ -1882,6 +1998,46 @@ impl Loader<'_> {
             }
         }
     }
+}
+
+/// The top-level `unread` policy.
+fn unread_policy(node: &Node) -> Check<UnreadPolicy> {
+    let text = string(node, "unread")?;
+    UnreadPolicy::from_str(&text).map_err(|_| {
+        Diagnostic::new(node.span.clone(), format!("`unread` cannot be `{text}`"))
+            .label("expected \"warn\", \"fail\" or \"ignore\"")
+            .hint("what happens when a TCP actor's script ends with bytes no step read; default \"warn\"")
+    })
+}
+
+/// A TOML value as the JSON a `json` matcher looks for.
+fn json_value(node: &Node) -> Check<serde_json::Value> {
+    use serde_json::Value;
+    Ok(match &node.kind {
+        NodeKind::Str(s) => Value::String(s.clone()),
+        NodeKind::Int(i) => Value::from(*i),
+        NodeKind::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| {
+                Diagnostic::new(node.span.clone(), "JSON has no infinity or NaN")
+                    .label("not a JSON number")
+            })?,
+        NodeKind::Bool(b) => Value::Bool(*b),
+        NodeKind::Datetime => {
+            return Err(
+                Diagnostic::new(node.span.clone(), "JSON has no date-time values")
+                    .label("write it as a string")
+                    .hint("quote it: `at = \"2024-01-01T00:00:00Z\"`"),
+            )
+        }
+        NodeKind::Array(items) => Value::Array(items.iter().map(json_value).collect::<Check<_>>()?),
+        NodeKind::Table(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|e| Ok((e.key.clone(), json_value(&e.value)?)))
+                .collect::<Check<_>>()?,
+        ),
+    })
 }
 
 /// The first unknown key of `fields`, as an error. The context is only formatted

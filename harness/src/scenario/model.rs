@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 pub use super::data::{Data, FileSlice};
 use crate::framing::FramingConfig;
+use crate::matcher::Match;
 pub use crate::programs::placeholders::Template;
 use crate::servers::BuiltinConfig;
 pub use crate::vocab::{Proto, SocketOptions};
@@ -46,12 +47,28 @@ pub struct Scenario {
     /// `retries = N`: how many more times a failed run is tried; one that then
     /// passes is flaky. `run --retries` overrides it.
     pub retries: Option<usize>,
+    /// What to do when a TCP actor's script ends with bytes no step read.
+    pub unread: UnreadPolicy,
     /// Servers in file order.
     pub servers: Vec<ServerSpec>,
     /// Client declarations in file order (each may run `count` copies).
     pub clients: Vec<ClientSpec>,
     /// Client programs (`[[clients]]` with `command`), in file order.
     pub programs: Vec<ClientProgram>,
+}
+
+/// The top-level `unread` key: what happens when a TCP actor's script ends (or
+/// closes its socket) while bytes that no step read have arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum UnreadPolicy {
+    /// A note on the report, under a passing run too.
+    #[default]
+    Warn,
+    /// The actor fails.
+    Fail,
+    /// Nothing.
+    Ignore,
 }
 
 /// A `[servers.NAME]` table.
@@ -200,90 +217,9 @@ pub struct Checked<T> {
     pub text: String,
 }
 
-/// A MATCH on a whole output (a client program's `stdout`/`stderr`).
-#[derive(Debug, Clone)]
-pub enum OutputMatch {
-    /// Exactly these bytes.
-    Exact(Bytes),
-    /// The bytes contain these.
-    Contains(Bytes),
-    /// The regex (on bytes, unanchored) finds a match.
-    Regex(regex::bytes::Regex),
-    /// Exactly this many bytes.
-    Len(usize),
-    /// A JSON document holding at least these keys with these values.
-    Json(serde_json::Value),
-}
-
-impl OutputMatch {
-    /// Why `output` does not match, or `None` when it does.
-    pub fn mismatch(&self, output: &[u8]) -> Option<String> {
-        match self {
-            OutputMatch::Exact(want) => (output != want.as_ref()).then(|| {
-                format!(
-                    "it is {} bytes that differ from the {} expected",
-                    output.len(),
-                    want.len()
-                )
-            }),
-            OutputMatch::Contains(want) => (!output
-                .windows(want.len().max(1))
-                .any(|w| w == want.as_ref())
-                && !want.is_empty())
-            .then(|| format!("it does not contain the {} bytes expected", want.len())),
-            OutputMatch::Regex(regex) => (!regex.is_match(output))
-                .then(|| format!("the regex `{}` finds no match in it", regex.as_str())),
-            OutputMatch::Len(want) => (output.len() != *want)
-                .then(|| format!("it is {} bytes long, not {want}", output.len())),
-            OutputMatch::Json(want) => match serde_json::from_slice::<serde_json::Value>(output) {
-                Err(e) => Some(format!("it is not a JSON document: {e}")),
-                Ok(got) => json_subset_mismatch(want, &got, "")
-                    .map(|why| format!("the JSON document does not match: {why}")),
-            },
-        }
-    }
-
-    /// The bytes to show as "expected" beside the output, when there are any.
-    pub fn expected_bytes(&self) -> Option<Bytes> {
-        match self {
-            OutputMatch::Exact(bytes) | OutputMatch::Contains(bytes) => Some(bytes.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// Why `got` does not hold every key of `want` with its value (tables nest), or
-/// `None` when it does.
-fn json_subset_mismatch(
-    want: &serde_json::Value,
-    got: &serde_json::Value,
-    path: &str,
-) -> Option<String> {
-    match (want, got) {
-        (serde_json::Value::Object(want), serde_json::Value::Object(got)) => {
-            want.iter().find_map(|(key, value)| {
-                let here = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match got.get(key) {
-                    None => Some(format!("no key `{here}`")),
-                    Some(found) => json_subset_mismatch(value, found, &here),
-                }
-            })
-        }
-        _ if want == got => None,
-        _ => Some(format!(
-            "`{}` is {got}, expected {want}",
-            if path.is_empty() {
-                "the document"
-            } else {
-                path
-            }
-        )),
-    }
-}
+/// A MATCH on a whole output (a client program's `stdout`/`stderr`): the matchers
+/// of the steps, judged on the whole buffer.
+pub type OutputMatch = Match;
 
 /// A `[[clients]]` entry.
 #[derive(Debug, Clone)]
@@ -317,6 +253,16 @@ pub struct Step {
     pub source_text: String,
 }
 
+/// What `expect`, and `recv`'s `expect`, compare the bytes with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expected {
+    /// Exact DATA: bytes known at load time, or a file slice read as the step runs.
+    Data(Data),
+    /// Any other MATCH. `max` bounds how far a stream `expect` reads (in `recv`,
+    /// the read's own `max` bounds it).
+    Match { matcher: Match, max: usize },
+}
+
 /// What a step does.
 ///
 /// This enum is the one description of the step kinds: [`StepKind`] is derived from
@@ -347,22 +293,29 @@ pub enum Action {
         chunks: Vec<usize>,
         delay: Option<Duration>,
     },
-    /// One read call with a buffer of `max` bytes.
+    /// One read call with a buffer of `max` bytes; the bytes it returned must
+    /// match `expect`.
     Recv {
         max: usize,
-        expect: Option<Data>,
+        expect: Option<Expected>,
     },
-    /// Read exactly this many bytes, however they split, and compare.
-    Expect(Data),
+    /// TCP: read until the expectation's verdict (exact data and `len` read exactly
+    /// their length; a regex, `contains` or `json` read until the bytes so far match,
+    /// at most `max` bytes) and consume through the match. UDP: the next datagram.
+    Expect(Expected),
+    /// Read one line (LF, a trailing CR stripped) and match it without its end.
+    ExpectLine(Match),
+    /// Nothing (no byte, no end of stream, no datagram) arrives for this long.
+    ExpectSilence(Duration),
     /// Encode the payload as one frame and send it.
     SendFrame {
         framing: FramingConfig,
         payload: Bytes,
     },
-    /// Read one whole frame and compare its payload.
+    /// Read one whole frame and match its payload.
     ExpectFrame {
         framing: FramingConfig,
-        payload: Bytes,
+        payload: Match,
     },
     ExpectEof,
     ExpectReset,
@@ -391,7 +344,11 @@ impl Action {
     pub fn waits(&self) -> bool {
         !matches!(
             self,
-            Action::Shutdown(_) | Action::Close | Action::Sleep(_) | Action::Signal(_)
+            Action::Shutdown(_)
+                | Action::Close
+                | Action::Sleep(_)
+                | Action::Signal(_)
+                | Action::ExpectSilence(_)
         )
     }
 }
@@ -445,6 +402,8 @@ mod tests {
                 "send",
                 "recv",
                 "expect",
+                "expect_line",
+                "expect_silence",
                 "send_frame",
                 "expect_frame",
                 "expect_eof",
@@ -472,7 +431,7 @@ mod tests {
     fn an_action_knows_its_keyword() {
         assert_eq!(Action::Connect.keyword(), "connect");
         assert_eq!(
-            Action::Expect(Data::Bytes(Bytes::new())).kind(),
+            Action::Expect(Expected::Data(Data::Bytes(Bytes::new()))).kind(),
             StepKind::Expect
         );
         assert_eq!(

@@ -22,7 +22,8 @@ pub struct Node {
 pub enum NodeKind {
     Str(String),
     Int(i64),
-    Float,
+    /// The value, for `json` matchers (NaN when the text could not be read).
+    Float(f64),
     Bool(bool),
     Datetime,
     Array(Vec<Node>),
@@ -43,7 +44,7 @@ impl NodeKind {
         match self {
             NodeKind::Str(_) => "a string",
             NodeKind::Int(_) => "an integer",
-            NodeKind::Float => "a float",
+            NodeKind::Float(_) => "a float",
             NodeKind::Bool(_) => "a boolean",
             NodeKind::Datetime => "a date-time",
             NodeKind::Array(_) => "an array",
@@ -98,7 +99,10 @@ fn from_value(value: DeValue<'_>, span: Range<usize>) -> Result<Node, SyntaxErro
                 })
             }
         },
-        DeValue::Float(_) => NodeKind::Float,
+        DeValue::Float(f) => NodeKind::Float(
+            // TOML allows `_` between digits; Rust's parser does not.
+            f.as_str().replace('_', "").parse().unwrap_or(f64::NAN),
+        ),
         DeValue::Boolean(b) => NodeKind::Bool(b),
         DeValue::Datetime(_) => NodeKind::Datetime,
         DeValue::Array(array) => {
