@@ -18,10 +18,11 @@ use std::process::{Command, Output};
 use wirecheck::cli::discover;
 use wirecheck::event::{Event, EventKind};
 use wirecheck::scenario::{load_file, load_str};
+use wirecheck::trace::decode::{decode, Decoded};
 use wirecheck::trace::frame::normalize;
-use wirecheck::trace::import::{import_from, import_trace, ImportOptions};
-use wirecheck::trace::read::{decode, read_frames};
-use wirecheck::trace::reassemble::{FlowProto, Item, Reassembler};
+use wirecheck::trace::import::{conversations, import_from, import_trace, Content, ImportOptions};
+use wirecheck::trace::read::read_frames;
+use wirecheck::trace::reassemble::FlowProto;
 use wirecheck::trace::{self, TraceFormat, TraceSettings};
 
 use crate::{assert_passed, run_loaded, scenarios_dir, Ran};
@@ -120,28 +121,21 @@ fn recorded_streams(events: &[Event]) -> Streams {
 
 /// The streams in a trace, as our reader and reassembler see them.
 fn trace_streams(path: &Path) -> Streams {
-    let mut reassembler = Reassembler::new();
-    read_frames(path, |frame| {
-        if let Some(packet) =
-            decode(&frame).unwrap_or_else(|e| panic!("packet {}: {e}", frame.number))
-        {
-            reassembler.push(frame.timestamp, &packet);
-        }
-        Ok(())
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{e}"));
+    let conversations = conversations(file, path).unwrap_or_else(|e| panic!("{e}"));
     let mut streams = Streams::default();
-    for flow in reassembler.finish().unwrap_or_else(|e| panic!("{e}")) {
-        for item in flow.items {
-            let Item::Data { from_client, bytes } = item else {
+    for conversation in conversations {
+        assert_eq!(conversation.gap, None, "{}", conversation.describe());
+        for item in conversation.items.clone() {
+            let Content::Data { from_client, bytes } = item else {
                 continue;
             };
             let direction = if from_client {
-                (flow.client, flow.server)
+                (conversation.client, conversation.server)
             } else {
-                (flow.server, flow.client)
+                (conversation.server, conversation.client)
             };
-            match flow.proto {
+            match conversation.proto {
                 FlowProto::Tcp => streams.tcp.entry(direction).or_default().extend(bytes),
                 FlowProto::Udp => streams.udp.entry(direction).or_default().push(bytes),
             }
@@ -771,28 +765,45 @@ async fn truncated_damaged_and_random_traces_are_clear_errors_never_panics() {
             .unwrap();
         let good = std::fs::read(&path).unwrap();
         import_bytes(&good).expect("the whole trace imports");
-        // Cut at every length: an error that says so, or (cut exactly between two
-        // packets) a shorter trace that still imports or reports a gap.
-        let mut truncated_errors = 0;
+        // Cut at every length: the packets before the cut import (the cut one is
+        // skipped with a warning), or the error says why (not a trace, a gap).
+        let mut warned = 0;
         for len in 0..good.len() {
-            match import_bytes(&good[..len]) {
-                Ok(_) => {}
-                Err(message) => {
-                    assert!(!message.is_empty());
-                    if message.contains("truncated") {
-                        truncated_errors += 1;
+            match import_from(
+                &good[..len],
+                Path::new("bad.pcapng"),
+                &ImportOptions::default(),
+            ) {
+                Ok(imported) => {
+                    if imported
+                        .warnings
+                        .iter()
+                        .any(|w| w.contains("the file ends inside packet"))
+                    {
+                        warned += 1;
                     }
                 }
+                Err(error) => assert!(!error.to_string().is_empty()),
             }
         }
         assert!(
-            truncated_errors > good.len() / 2,
-            "{format:?}: {truncated_errors} of {}",
+            warned > good.len() / 2,
+            "{format:?}: {warned} of {}",
             good.len()
         );
-        assert!(import_bytes(&good[..good.len() - 3])
-            .unwrap_err()
-            .contains("truncated"));
+        let cut = import_from(
+            &good[..good.len() - 3],
+            Path::new("cut"),
+            &ImportOptions::default(),
+        )
+        .expect("a file cut in its last packet imports");
+        assert!(
+            cut.warnings
+                .iter()
+                .any(|w| w.contains("ends inside packet")),
+            "{:?}",
+            cut.warnings
+        );
         // Damage: flip bytes all over the file.
         let mut random = Random(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3_000 {
@@ -816,7 +827,7 @@ async fn truncated_damaged_and_random_traces_are_clear_errors_never_panics() {
         let error = import_bytes(&noise).unwrap_err();
         assert!(
             error.contains("not a pcap or pcapng file")
-                || error.contains("truncated")
+                || error.contains("cannot be imported")
                 || error.contains("damaged"),
             "{error}"
         );
@@ -835,8 +846,12 @@ async fn truncated_damaged_and_random_traces_are_clear_errors_never_panics() {
     let good = std::fs::read(dir.path().join("good.pcapng")).unwrap();
     std::fs::write(&cut, &good[..good.len() - 10]).unwrap();
     let output = wirecheck(&["import", cut.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).contains("truncated"), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        text(&output).contains("warning: the file ends inside packet"),
+        "{}",
+        text(&output)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -874,8 +889,8 @@ fn a_real_capture_on_lo_records_the_runs_packets_or_falls_back() {
     // Only this run's connection, with no outgoing duplicates: one handshake.
     let mut syns = 0;
     read_frames(&path, |frame| {
-        if let Some(packet) = decode(&frame).unwrap() {
-            if let wirecheck::trace::read::Transport::Tcp { flags, .. } = packet.transport {
+        if let Decoded::Packet(packet) = decode(&frame).unwrap() {
+            if let wirecheck::trace::decode::Transport::Tcp { flags, .. } = packet.transport {
                 if flags.syn && !flags.ack {
                     syns += 1;
                 }

@@ -144,17 +144,40 @@ impl From<PcapFormat> for TraceFormat {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// A pcap or pcapng file (Ethernet, raw IP or Linux cooked capture).
+    /// A pcap or pcapng file (Ethernet with VLAN tags, raw IP, Linux cooked v1/v2,
+    /// BSD loopback, PPP; tunnels inside them).
     pub trace: PathBuf,
     /// Replay against the server at HOST:PORT instead of scripted servers.
     #[arg(long, value_name = "HOST:PORT")]
     pub address: Option<String>,
-    /// Write the scenario here instead of to standard output.
+    /// Write the scenario here, and its payloads to OUT.bin beside it. Without it
+    /// the scenario goes to standard output with its payloads inline (up to 16 MiB).
     #[arg(long, short = 'o', value_name = "OUT.toml")]
     pub output: Option<PathBuf>,
     /// The scenario's name (default: `imported from FILE`).
     #[arg(long)]
     pub name: Option<String>,
+    /// `keep`: each recorded segment is one write call; `merge`: one write per run
+    /// of one side's bytes.
+    #[arg(long, value_name = "keep|merge", default_value = "keep", value_parser = parse_import_option::<trace::import::Boundaries>)]
+    pub boundaries: trace::import::Boundaries,
+    /// `keep`: replay the recorded gaps as sleeps (each at most 60 s); `none`: as
+    /// fast as the peers go; `scaled:F`: the gaps times F.
+    #[arg(long, value_name = "keep|none|scaled:F", default_value = "keep", value_parser = parse_import_option::<trace::import::Timing>)]
+    pub timing: trace::import::Timing,
+    /// Import only these conversations: tcp:N or udp:N (numbered as --list shows,
+    /// like tshark's tcp.stream; a bare N is tcp:N), port:P, an address, or
+    /// ADDRESS:PORT. Repeat to import several.
+    #[arg(long = "conversation", value_name = "WHICH", value_parser = parse_import_option::<trace::import::Selector>)]
+    pub conversations: Vec<trace::import::Selector>,
+    /// Print the conversations of the trace (protocol, endpoints, bytes each way,
+    /// packets, gaps) and write nothing.
+    #[arg(long)]
+    pub list: bool,
+}
+
+fn parse_import_option<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, String> {
+    text.parse()
 }
 
 #[derive(Debug, Args)]
@@ -854,9 +877,44 @@ fn import(args: ImportArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
+    if args.list {
+        let listed = std::fs::File::open(&args.trace)
+            .map_err(|source| {
+                trace::import::ImportError::Read(trace::read::ReadError::Io {
+                    path: args.trace.clone(),
+                    source,
+                })
+            })
+            .and_then(|file| trace::import::list_conversations(file, &args.trace));
+        return match listed {
+            Ok(scan) => {
+                for warning in &scan.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                if scan.flows.is_empty() {
+                    eprintln!(
+                        "{} holds no TCP or UDP conversation ({} packets read)",
+                        args.trace.display(),
+                        scan.frames
+                    );
+                } else {
+                    out!("{}", trace::import::render_list(&scan.flows).trim_end());
+                }
+                EXIT_PASSED
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        };
+    }
     let options = trace::import::ImportOptions {
         address: args.address,
         name: args.name,
+        boundaries: args.boundaries,
+        timing: args.timing,
+        conversations: args.conversations,
+        output: args.output.clone(),
     };
     let imported = match trace::import::import_trace(&args.trace, &options) {
         Ok(imported) => imported,
@@ -865,6 +923,9 @@ fn import(args: ImportArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    for warning in &imported.warnings {
+        eprintln!("warning: {warning}");
+    }
     let summary = format!(
         "{} TCP connection(s) and {} UDP flow(s) from {} packets of {}",
         imported.tcp_connections,
@@ -878,7 +939,14 @@ fn import(args: ImportArgs) -> i32 {
                 eprintln!("error: cannot write {}: {e}", path.display());
                 return EXIT_USAGE;
             }
-            eprintln!("imported {summary} into {}", path.display());
+            match &imported.payload_file {
+                Some((bin, size)) => eprintln!(
+                    "imported {summary} into {} (payloads: {}, {size} bytes)",
+                    path.display(),
+                    bin.display()
+                ),
+                None => eprintln!("imported {summary} into {}", path.display()),
+            }
         }
         None => {
             out!("{}", imported.toml);
@@ -887,7 +955,7 @@ fn import(args: ImportArgs) -> i32 {
     }
     if imported.refused > 0 {
         eprintln!(
-            "note: {} refused connection attempt(s) are listed as comments, not replayed",
+            "note: {} refused or unanswered connection attempt(s) are listed as comments, not replayed",
             imported.refused
         );
     }

@@ -3,7 +3,8 @@
 //! ```text
 //! run's event stream --TraceWriter: synth--> packets --sink--> DIR/NAME-runN.pcapng
 //!            (and with --capture: AF_PACKET on lo --spool--> filtered by the run's ports)
-//! TRACE --read--> frames --reassemble--> conversations --import--> scenario TOML
+//! TRACE --read--> frames --decode--> packets --reassemble--> conversations
+//!       --import--> scenario TOML + payload file
 //! ```
 //!
 //! Traces are written while a run goes, by a subscriber of its event stream (the
@@ -13,6 +14,7 @@
 //! run ended in.
 
 pub mod capture;
+pub mod decode;
 pub mod frame;
 pub mod import;
 pub mod read;

@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::read::{decode, read_frames_from, Transport};
-use super::reassemble::{Flow, FlowProto, Item, Reassembler};
+use super::decode::{decode, Decoded, Transport};
+use super::import::{Content as Item, Conversation};
+use super::read::read_frames_from;
+use super::reassemble::FlowProto;
 use super::*;
 use crate::event::{Event, EventKind, Payload, ShutdownHow};
 
@@ -98,18 +100,29 @@ fn synthesize(events: &[Event], settings: &TraceSettings) -> Synthesized {
 }
 
 /// Reads a trace from memory back into flows, checking timestamps never go back.
-fn flows(trace: &[u8]) -> Vec<Flow> {
-    let mut reassembler = Reassembler::new();
+fn flows(trace: &[u8]) -> Vec<Conversation> {
     let mut last = Duration::ZERO;
     read_frames_from(trace, Path::new("memory"), |frame| {
         assert!(frame.timestamp >= last, "timestamps went backwards");
         last = frame.timestamp;
-        let packet = decode(&frame).expect("a whole frame").expect("TCP or UDP");
-        reassembler.push(frame.timestamp, &packet);
+        assert!(
+            matches!(decode(&frame), Ok(Decoded::Packet(_))),
+            "packet {} is not a whole TCP or UDP packet",
+            frame.number
+        );
         Ok(())
     })
     .expect("the trace reads back");
-    reassembler.finish().expect("no gaps")
+    let conversations = import::conversations(trace, Path::new("memory")).expect("it reads");
+    for conversation in &conversations {
+        assert_eq!(
+            conversation.gap,
+            None,
+            "a gap in {}",
+            conversation.describe()
+        );
+    }
+    conversations
 }
 
 fn data(from_client: bool, bytes: &[u8]) -> Item {
@@ -233,7 +246,7 @@ fn sequence_numbers_wrap() {
     // (ISN 1000 lower) never, so look at the raw numbers too.
     let mut seqs = Vec::new();
     read_frames_from(&out.bytes[..], Path::new("memory"), |frame| {
-        if let Some(packet) = decode(&frame).unwrap() {
+        if let Decoded::Packet(packet) = decode(&frame).unwrap() {
             if let Transport::Tcp { seq, payload, .. } = packet.transport {
                 if packet.src == addr(CLIENT) && !payload.is_empty() {
                     seqs.push(seq);
@@ -383,7 +396,7 @@ fn large_writes_are_cut_at_the_mss_and_the_snap_length_keeps_lengths() {
     let whole = synthesize(&log.events, &TraceSettings::default());
     let mut sizes = Vec::new();
     read_frames_from(&whole.bytes[..], Path::new("memory"), |frame| {
-        if let Some(packet) = decode(&frame).unwrap() {
+        if let Decoded::Packet(packet) = decode(&frame).unwrap() {
             if let Transport::Tcp { payload, .. } = packet.transport {
                 if !payload.is_empty() {
                     sizes.push(payload.len());
