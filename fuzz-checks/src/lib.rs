@@ -2171,12 +2171,13 @@ pub fn check_load_error(text: &str, err: &LoadError) {
 // Trace importer
 // ---------------------------------------------------------------------------
 
-/// pcap-file's readers allocate a fixed 8 MB read buffer, whatever the input.
-pub const PCAP_READ_BUFFER: usize = 8_000_000;
+/// The importer's fixed allocations whatever the input: its 64 KiB read buffer.
+pub const IMPORT_READ_BUFFER: usize = 64 << 10;
 
 /// Bytes the importer may allocate per byte of trace, on top of the read buffer:
-/// reassembly, the generated scenario text (hex escapes) and its check by the
-/// loader.
+/// blocks, reassembly (fragments, out-of-order segments, the payload store), the
+/// generated scenario text (hex escapes) and its check by the loader. Nothing is
+/// sized from a length field without the bytes behind it having arrived.
 pub const TRACE_FACTOR: usize = 256;
 
 /// `trace_import`: arbitrary bytes as a pcap or pcapng file go through
@@ -2185,11 +2186,11 @@ pub const TRACE_FACTOR: usize = 256;
 /// and reports a failure as `ImportError::Invalid`, which is a bug here).
 pub fn check_trace_import(data: &[u8]) {
     use wirecheck::trace::import::{import_from, ImportError, ImportOptions};
-    let bound = PCAP_READ_BUFFER
+    let bound = IMPORT_READ_BUFFER
         .saturating_add(data.len().saturating_mul(TRACE_FACTOR))
         .saturating_add(BUDGET_SLACK);
     let basis = format!(
-        "8 MB pcap-file read buffer + {TRACE_FACTOR} x {} input bytes + 1 MiB",
+        "64 KiB read buffer + {TRACE_FACTOR} x {} input bytes + 1 MiB",
         data.len()
     );
     within_budget("trace_import", bound, &basis, || {

@@ -11,6 +11,7 @@ mod external;
 mod file_errors;
 mod fuzz_corpora;
 mod html;
+mod imports;
 mod matchers;
 mod programs;
 mod shipped;

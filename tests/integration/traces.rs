@@ -224,13 +224,13 @@ async fn sequence_numbers_wrapping_past_2_32_keep_every_byte() {
 // ---------------------------------------------------------------------------
 // tshark, the independent judge
 
-struct Tshark;
+pub(crate) struct Tshark;
 
 impl Tshark {
     /// tshark and capinfos, when both are installed. Without them the tshark checks
     /// are skipped with a note, except under CI (`CI` set), which installs them
     /// (ci/check.sh): there their absence fails the test.
-    fn find() -> Option<Tshark> {
+    pub(crate) fn find() -> Option<Tshark> {
         let runs = |program: &str| {
             Command::new(program)
                 .arg("--version")
@@ -253,7 +253,7 @@ impl Tshark {
         None
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let output = Command::new("tshark")
             .args(args)
             .output()
@@ -365,11 +365,11 @@ impl Tshark {
     }
 }
 
-type Followed = BTreeMap<(SocketAddr, SocketAddr), Vec<u8>>;
+pub(crate) type Followed = BTreeMap<(SocketAddr, SocketAddr), Vec<u8>>;
 
 /// Parses `-z follow,PROTO,raw,N` blocks: after `Node 0: ADDR` and `Node 1: ADDR`,
 /// a hex line is node 0's data, a tab-indented one node 1's.
-fn parse_follow(text: &str) -> (Followed, Followed) {
+pub(crate) fn parse_follow(text: &str) -> (Followed, Followed) {
     let mut tcp = Followed::new();
     let mut udp = Followed::new();
     let mut current: Option<(bool, SocketAddr, SocketAddr)> = None;

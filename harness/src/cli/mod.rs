@@ -898,7 +898,7 @@ fn import(args: ImportArgs) -> i32 {
                         scan.frames
                     );
                 } else {
-                    out!("{}", trace::import::render_list(&scan.flows).trim_end());
+                    out!("{}", trace::import::render_list(&scan.flows));
                 }
                 EXIT_PASSED
             }
