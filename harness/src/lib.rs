@@ -24,6 +24,7 @@ pub mod programs;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod schema;
 pub mod select;
 pub mod servers;
 pub mod suite;

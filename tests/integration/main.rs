@@ -14,6 +14,7 @@ mod html;
 mod imports;
 mod matchers;
 mod programs;
+mod schema;
 mod shipped;
 mod steps;
 mod suite;

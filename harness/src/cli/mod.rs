@@ -55,6 +55,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Turn a pcap or pcapng trace into a scenario that replays its conversation.
     Import(ImportArgs),
+    /// Print the JSON Schema (draft 2020-12) of the scenario format, v1 and v2, for
+    /// editors and validators (the repository ships it as scenario.schema.json).
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +280,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
             Command::Check(args) => check(args),
             Command::Serve(args) => serve(args).await,
             Command::Import(args) => import(args),
+            Command::Schema => {
+                out!("{}", crate::schema::render());
+                EXIT_PASSED
+            }
         }
     })
 }
