@@ -35,7 +35,7 @@ use wirecheck::framing::{
     parse_varint, put_varint, FrameError, FramingConfig, FramingKind, JsonHeaderCodec,
     LengthPrefix, LengthPrefixedCodec, LineCodec, Terminator, VarintProblem, MAX_VARINT_LEN,
 };
-use wirecheck::scenario::{load_str, LoadError};
+use wirecheck::scenario::{load_str, tree, LoadError};
 
 pub use arbitrary;
 
@@ -2113,6 +2113,7 @@ pub fn check_scenario_parse(data: &[u8]) {
         "{SCENARIO_TEXT_FACTOR} x {} bytes of text + 3 x {declared} bytes of declared data + 1 MiB",
         text.len()
     );
+    check_tree_agrees_with_toml(text);
     within_budget("scenario_parse", bound, &basis, || {
         match load_str(Path::new(SCENARIO_PATH), text) {
             Ok(scenario) => {
@@ -2121,6 +2122,97 @@ pub fn check_scenario_parse(data: &[u8]) {
             Err(err) => check_load_error(text, &err),
         }
     });
+}
+
+/// The loader's own TOML tree (built from `toml_parser` events, with TOML's rules
+/// for tables and keys written in wirecheck) against the `toml` crate's `DeTable`
+/// on the same text: both accept or both refuse, and an accepted document gives the
+/// same keys and values. Entry order is not compared (`toml` moves a table defined
+/// after its children to the end of its parent), nor are spans. Documents nested
+/// past either side's depth limit are skipped: the limits differ on purpose.
+pub fn check_tree_agrees_with_toml(text: &str) {
+    let ours = tree::parse(text);
+    let reference = toml::de::DeTable::parse(text);
+    match (&ours, &reference) {
+        (Ok(ours), Ok(reference)) => {
+            let reference = canonical_toml(&toml::de::DeValue::Table(reference.get_ref().clone()));
+            assert_eq!(
+                canonical_tree(ours),
+                reference,
+                "the trees differ for {text:?}"
+            );
+        }
+        (Err(ours), Err(_)) => {
+            assert!(ours.span.end <= text.len(), "error span outside the text");
+        }
+        // Depth limits differ on purpose, and `DeTable` keeps integers as text
+        // (range errors come later, when deserializing).
+        (Err(ours), Ok(_)) if ours.message.contains("nested") => {}
+        (Err(ours), Ok(_)) if ours.message.contains("out of range") => {}
+        (Ok(_), Err(e)) if e.message().contains("recurs") => {}
+        (Ok(_), Err(e)) => panic!(
+            "toml refuses ({}) what the tree accepts: {text:?}",
+            e.message()
+        ),
+        (Err(ours), Ok(_)) => {
+            panic!(
+                "the tree refuses ({}) what toml accepts: {text:?}",
+                ours.message
+            )
+        }
+    }
+}
+
+/// A comparable form of a tree: tables as sorted (key, value) lists.
+fn canonical_tree(node: &tree::Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        tree::NodeKind::Str(s) => Value::String(s.clone()),
+        tree::NodeKind::Int(i) => Value::from(*i),
+        tree::NodeKind::Float(_) => Value::String("<float>".into()),
+        tree::NodeKind::Bool(b) => Value::Bool(*b),
+        tree::NodeKind::Datetime => Value::String("<datetime>".into()),
+        tree::NodeKind::Array(items) => Value::Array(items.iter().map(canonical_tree).collect()),
+        tree::NodeKind::Table(entries) => {
+            let mut pairs: Vec<Value> = entries
+                .iter()
+                .map(|e| Value::Array(vec![Value::String(e.key.clone()), canonical_tree(&e.value)]))
+                .collect();
+            pairs.sort_by_key(|p| p.to_string());
+            Value::Array(vec![Value::String("<table>".into()), Value::Array(pairs)])
+        }
+    }
+}
+
+fn canonical_toml(value: &toml::de::DeValue<'_>) -> serde_json::Value {
+    use serde_json::Value;
+    use toml::de::DeValue;
+    match value {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(i) => Value::from(i),
+            Err(_) => Value::String("<out of range>".into()),
+        },
+        DeValue::Float(_) => Value::String("<float>".into()),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(_) => Value::String("<datetime>".into()),
+        DeValue::Array(items) => {
+            Value::Array(items.iter().map(|i| canonical_toml(i.get_ref())).collect())
+        }
+        DeValue::Table(table) => {
+            let mut pairs: Vec<Value> = table
+                .iter()
+                .map(|(k, v)| {
+                    Value::Array(vec![
+                        Value::String(k.get_ref().to_string()),
+                        canonical_toml(v.get_ref()),
+                    ])
+                })
+                .collect();
+            pairs.sort_by_key(|p| p.to_string());
+            Value::Array(vec![Value::String("<table>".into()), Value::Array(pairs)])
+        }
+    }
 }
 
 /// Checks a loader error: spans inside the text on character boundaries, a

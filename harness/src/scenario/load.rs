@@ -1189,8 +1189,8 @@ impl Loader<'_> {
             None => format!("client{}", index + 1),
         };
         let context = format!("client `{name}`");
-        // `[[clients]]` headers carry no span of their own in toml_edit, so anchor the
-        // client at its first key.
+        // Anchor the client at its first key (where a reader looks for it), or at
+        // its `[[clients]]` header when it has none.
         let anchor = fields
             .entries
             .first()

@@ -5,7 +5,7 @@ pub mod data;
 pub mod diag;
 pub mod load;
 pub mod model;
-mod tree;
+pub mod tree;
 
 pub use diag::{quote_location, quote_source, quote_span, Diagnostic, LineIndex, LoadError};
 pub use load::{load_file, load_str};

@@ -1,24 +1,35 @@
-//! A small spanned TOML tree, built from the `toml` crate's borrowed parse.
+//! A small spanned TOML tree, built straight from `toml_parser`'s events.
 //!
 //! The loader validates a scenario with plain pattern matching over one enum, and
-//! every error can still point at the exact key or value. The parse is the
-//! `toml` crate's `DeTable`: it borrows strings from the source and keeps only
-//! spans, where `toml_edit`'s document (used before) kept every key's formatting
-//! and ran three times slower; for a 2,000-step file the parse was most of a
+//! every error can still point at the exact key or value.
+//!
+//! Why not a ready-made document type: for a 2,000-step file the parse was most of a
 //! whole `wirecheck run` (BENCHMARKS.md, "The core, as a user runs it").
+//! `toml_edit`'s document keeps every key's formatting; the `toml` crate's `DeTable`
+//! is lighter but still records every parser event in a vector and gives every
+//! inline table a hash map. Both were then converted into this tree. Building the
+//! tree from the events directly does the same work once, in about half the time
+//! and a third of the memory. The TOML rules that the parser leaves to its user
+//! (which keys and tables may be defined twice, what a dotted key may extend) are
+//! in [`Builder`]; `fuzz-checks` compares the result with the `toml` crate's on
+//! arbitrary input.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::Range;
 
-use toml::de::{DeTable, DeValue};
+use toml_parser::decoder::{Encoding, ScalarKind};
+use toml_parser::parser::EventReceiver;
+use toml_parser::{ErrorSink, ParseError, Raw, Source, Span};
 
 /// A TOML value with the byte range it came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub span: Range<usize>,
     pub kind: NodeKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     Str(String),
     Int(i64),
@@ -31,7 +42,7 @@ pub enum NodeKind {
 }
 
 /// One `key = value` of a table, with the key's own span.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub key: String,
     pub key_span: Range<usize>,
@@ -53,67 +64,679 @@ impl NodeKind {
     }
 }
 
-/// A TOML syntax error: where, and the parser's one-line message.
-#[derive(Debug)]
+/// A TOML syntax error: where, and a one-line message.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxError {
     pub span: Range<usize>,
     pub message: String,
 }
 
+/// Arrays and inline tables nested deeper than this are refused: the tree is walked
+/// (and dropped) recursively, and no scenario needs more than a handful of levels.
+pub const MAX_NESTING: usize = 100;
+
 /// Parses a whole document into its root table.
 pub fn parse(source: &str) -> Result<Node, SyntaxError> {
-    let root = DeTable::parse(source).map_err(|error| SyntaxError {
-        span: error.span().unwrap_or(0..0),
-        message: error.message().trim().to_owned(),
-    })?;
-    let span = root.span();
-    from_table(root.into_inner(), span)
+    let parsed = Source::new(source);
+    let tokens = parsed.lex().into_vec();
+    let mut builder = Builder::new(parsed);
+    let mut first_error = FirstError::default();
+    toml_parser::parser::parse_document(&tokens, &mut builder, &mut first_error);
+    drop(tokens);
+    match first_error.0 {
+        Some(error) => Err(error),
+        None => Ok(builder.finish()),
+    }
 }
 
-fn from_table(table: DeTable<'_>, span: Range<usize>) -> Result<Node, SyntaxError> {
-    let mut entries = Vec::with_capacity(table.len());
-    for (key, value) in table {
-        let key_span = key.span();
-        let value_span = value.span();
-        entries.push(Entry {
-            key: key.into_inner().into_owned(),
+/// Keeps the first error reported, by the parser or by the builder; TOML errors
+/// after the first are usually its echoes.
+#[derive(Default)]
+struct FirstError(Option<SyntaxError>);
+
+impl ErrorSink for FirstError {
+    fn report_error(&mut self, error: ParseError) {
+        if self.0.is_some() {
+            return;
+        }
+        let span = error
+            .unexpected()
+            .or(error.context())
+            .map_or(0..0, |s| s.start()..s.end());
+        let mut message = error.description().to_owned();
+        if let Some(expected) = error.expected().filter(|e| !e.is_empty()) {
+            let names: Vec<String> = expected
+                .iter()
+                .map(|e| match e {
+                    toml_parser::Expected::Literal(text) => {
+                        format!("`{}`", text.escape_debug())
+                    }
+                    toml_parser::Expected::Description(text) => (*text).to_owned(),
+                    _ => "something else".to_owned(),
+                })
+                .collect();
+            message.push_str(", expected ");
+            message.push_str(&names.join(" or "));
+        }
+        self.0 = Some(SyntaxError { span, message });
+    }
+}
+
+/// A table while the document is being read: it may still gain entries, so it
+/// remembers how it came to exist (TOML lets some tables be extended later and
+/// forbids it for others).
+#[derive(Debug, Default)]
+struct Table {
+    span: Range<usize>,
+    entries: Vec<TableEntry>,
+    /// Key -> position in `entries`, built once a table grows past a few entries so
+    /// that a table of many keys is not searched linearly for every new key.
+    index: Option<Box<HashMap<String, usize>>>,
+    /// Created only as the parent of a header or a dotted key, not defined itself.
+    implicit: bool,
+    /// Created or extended by a dotted key.
+    dotted: bool,
+}
+
+#[derive(Debug)]
+struct TableEntry {
+    key: String,
+    key_span: Range<usize>,
+    value: Value,
+}
+
+/// A value in a table still being built.
+#[derive(Debug)]
+enum Value {
+    /// Finished and closed to extension: scalars, arrays of values, inline tables.
+    Done(Node),
+    Table(Box<Table>),
+    /// `[[name]]`: tables appended by headers.
+    ArrayOfTables {
+        span: Range<usize>,
+        tables: Vec<Table>,
+    },
+}
+
+/// Entries a table holds before it gets a key index.
+const INDEX_FROM: usize = 12;
+
+impl Table {
+    fn new(span: Range<usize>, implicit: bool, dotted: bool) -> Table {
+        Table {
+            span,
+            implicit,
+            dotted,
+            ..Table::default()
+        }
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|e| e.key == key),
+        }
+    }
+
+    fn push(&mut self, key: String, key_span: Range<usize>, value: Value) -> usize {
+        let position = self.entries.len();
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), position);
+        } else if position >= INDEX_FROM {
+            let mut index: HashMap<String, usize> = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.key.clone(), i))
+                .collect();
+            index.insert(key.clone(), position);
+            self.index = Some(Box::new(index));
+        } else if self.entries.capacity() == 0 {
+            // Most tables are a step's one or two keys: start with room for one
+            // rather than the four a first push reserves.
+            self.entries.reserve_exact(1);
+        }
+        self.entries.push(TableEntry {
+            key,
             key_span,
-            value: from_value(value.into_inner(), value_span)?,
+            value,
+        });
+        position
+    }
+
+    fn into_node(self) -> Node {
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|e| Entry {
+                key: e.key,
+                key_span: e.key_span,
+                value: e.value.into_node(),
+            })
+            .collect();
+        Node {
+            span: self.span,
+            kind: NodeKind::Table(entries),
+        }
+    }
+}
+
+impl Value {
+    fn into_node(self) -> Node {
+        match self {
+            Value::Done(node) => node,
+            Value::Table(table) => (*table).into_node(),
+            Value::ArrayOfTables { span, tables } => Node {
+                span,
+                kind: NodeKind::Array(tables.into_iter().map(Table::into_node).collect()),
+            },
+        }
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Value::Done(Node {
+                kind: NodeKind::Table(_),
+                ..
+            }) => "an inline table",
+            Value::Done(node) => node.kind.type_name(),
+            Value::Table(_) => "a table",
+            Value::ArrayOfTables { .. } => "an array of tables",
+        }
+    }
+}
+
+type KeyPath = Vec<(String, Range<usize>)>;
+
+/// An array or inline table being read.
+enum Frame {
+    Array {
+        start: usize,
+        items: Vec<Node>,
+    },
+    InlineTable {
+        start: usize,
+        table: Table,
+        key: KeyPath,
+    },
+}
+
+/// A `[table]` or `[[table]]` header being read.
+struct Header {
+    array: bool,
+    start: usize,
+    key: KeyPath,
+}
+
+/// Receives the parser's events and applies TOML's rules for tables and keys.
+struct Builder<'s> {
+    source: Source<'s>,
+    root: Table,
+    /// Where the current header's table is, as positions from the root (an array of
+    /// tables stands for its last table).
+    current: Vec<usize>,
+    header: Option<Header>,
+    /// The key of the `key = value` being read at document level.
+    key: KeyPath,
+    frames: Vec<Frame>,
+    /// Set at the first error the builder itself found; everything after is ignored.
+    failed: bool,
+}
+
+fn range(span: Span) -> Range<usize> {
+    span.start()..span.end()
+}
+
+impl<'s> Builder<'s> {
+    fn new(source: Source<'s>) -> Builder<'s> {
+        Builder {
+            source,
+            root: Table::new(0..0, false, false),
+            current: Vec::new(),
+            header: None,
+            key: Vec::new(),
+            frames: Vec::new(),
+            failed: false,
+        }
+    }
+
+    fn finish(self) -> Node {
+        self.root.into_node()
+    }
+
+    fn fail(&mut self, error: &mut dyn ErrorSink, span: Range<usize>, message: String) {
+        self.failed = true;
+        error.report_error(
+            ParseError::new(message).with_unexpected(Span::new_unchecked(span.start, span.end)),
+        );
+    }
+
+    fn raw(&self, span: Span, encoding: Option<Encoding>) -> Raw<'s> {
+        let text = self
+            .source
+            .input()
+            .get(span.start()..span.end())
+            .unwrap_or("");
+        Raw::new_unchecked(text, encoding, span)
+    }
+
+    /// Delivers a finished value to whatever is waiting for it: the array or inline
+    /// table being read, or the document's current table.
+    fn deliver(&mut self, node: Node, error: &mut dyn ErrorSink) {
+        match self.frames.last_mut() {
+            Some(Frame::Array { items, .. }) => items.push(node),
+            Some(Frame::InlineTable { table, key, .. }) => {
+                let key = std::mem::take(key);
+                if let Err((span, message)) = insert(table, key, node) {
+                    self.fail(error, span, message);
+                }
+            }
+            None => {
+                let key = std::mem::take(&mut self.key);
+                let Some(table) = table_at(&mut self.root, &self.current) else {
+                    return;
+                };
+                if let Err((span, message)) = insert(table, key, node) {
+                    self.fail(error, span, message);
+                }
+            }
+        }
+    }
+
+    fn open_header(&mut self, header: Header, error: &mut dyn ErrorSink) {
+        let Some(((name, name_span), parents)) = header.key.split_last() else {
+            return;
+        };
+        let span = header.start..name_span.end + if header.array { 2 } else { 1 };
+        let mut path = Vec::with_capacity(header.key.len());
+        let mut table = &mut self.root;
+        for (key, key_span) in parents {
+            match descend(table, key, key_span, false) {
+                Ok((position, child)) => {
+                    path.push(position);
+                    table = child;
+                }
+                Err((span, message)) => return self.fail(error, span, message),
+            }
+        }
+        let result = match table.position(name) {
+            None if header.array => {
+                let tables = vec![Table::new(span.clone(), false, false)];
+                let value = Value::ArrayOfTables { span, tables };
+                Ok(table.push(name.clone(), name_span.clone(), value))
+            }
+            None => {
+                let value = Value::Table(Box::new(Table::new(span, false, false)));
+                Ok(table.push(name.clone(), name_span.clone(), value))
+            }
+            Some(position) => match (&mut table.entries[position].value, header.array) {
+                (Value::Table(existing), false) if existing.implicit && !existing.dotted => {
+                    existing.implicit = false;
+                    existing.span = span;
+                    Ok(position)
+                }
+                (Value::ArrayOfTables { tables, .. }, true) => {
+                    tables.push(Table::new(span, false, false));
+                    Ok(position)
+                }
+                (Value::Table(_), false) => Err((
+                    name_span.clone(),
+                    format!("table `{name}` is defined more than once"),
+                )),
+                (Value::Table(_), true) => Err((
+                    name_span.clone(),
+                    format!("`{name}` is already a table, so `[[{name}]]` cannot make it an array of tables"),
+                )),
+                (existing, _) => Err((
+                    name_span.clone(),
+                    format!(
+                        "duplicate key `{name}`: it already holds {}",
+                        existing.type_name()
+                    ),
+                )),
+            },
+        };
+        match result {
+            Ok(position) => {
+                path.push(position);
+                self.current = path;
+            }
+            Err((span, message)) => self.fail(error, span, message),
+        }
+    }
+}
+
+/// The table at `path` from the root, or `None` if the path no longer leads to one
+/// (it always does: only the builder makes paths).
+fn table_at<'t>(root: &'t mut Table, path: &[usize]) -> Option<&'t mut Table> {
+    let mut table = root;
+    for &position in path {
+        table = match &mut table.entries.get_mut(position)?.value {
+            Value::Table(child) => child,
+            Value::ArrayOfTables { tables, .. } => tables.last_mut()?,
+            Value::Done(_) => return None,
+        };
+    }
+    Some(table)
+}
+
+/// Steps from `table` into its child `key`, creating an implicit table when there is
+/// none. `dotted`: the step is part of a dotted key (`a.b = 1`) rather than a header,
+/// and TOML forbids dotted keys from reaching into a table a header defined.
+fn descend<'t>(
+    table: &'t mut Table,
+    key: &str,
+    key_span: &Range<usize>,
+    dotted: bool,
+) -> Result<(usize, &'t mut Table), (Range<usize>, String)> {
+    let position = match table.position(key) {
+        Some(position) => position,
+        None => table.push(
+            key.to_owned(),
+            key_span.clone(),
+            Value::Table(Box::new(Table::new(key_span.clone(), true, dotted))),
+        ),
+    };
+    let child = match &mut table.entries[position].value {
+        Value::Table(child) => {
+            if dotted && child.implicit {
+                child.dotted = true;
+            }
+            if dotted && !child.implicit {
+                return Err((
+                    key_span.clone(),
+                    format!("duplicate key `{key}`: a dotted key cannot add to a table defined by a [header]"),
+                ));
+            }
+            child
+        }
+        Value::ArrayOfTables { tables, .. } => match tables.last_mut() {
+            Some(last) => last,
+            None => return Err((key_span.clone(), format!("`{key}` is an empty array"))),
+        },
+        existing => {
+            return Err((
+                key_span.clone(),
+                format!(
+                    "cannot extend `{key}`: it is {}, not a table",
+                    existing.type_name()
+                ),
+            ))
+        }
+    };
+    Ok((position, child))
+}
+
+/// Inserts `key = node` (key possibly dotted) into `table`.
+fn insert(table: &mut Table, key: KeyPath, node: Node) -> Result<(), (Range<usize>, String)> {
+    let Some(((name, name_span), parents)) = key.split_last() else {
+        return Ok(());
+    };
+    let mut target = table;
+    for (part, part_span) in parents {
+        target = descend(target, part, part_span, true)?.1;
+    }
+    if !parents.is_empty() && !target.implicit {
+        return Err((
+            name_span.clone(),
+            format!(
+                "duplicate key `{name}`: a dotted key cannot add to a table defined by a [header]"
+            ),
+        ));
+    }
+    if target.position(name).is_some() {
+        return Err((
+            name_span.clone(),
+            format!("duplicate key `{name}`: it is already defined in this table"),
+        ));
+    }
+    target.push(name.clone(), name_span.clone(), Value::Done(node));
+    Ok(())
+}
+
+impl EventReceiver for Builder<'_> {
+    fn std_table_open(&mut self, span: Span, _error: &mut dyn ErrorSink) {
+        self.header = Some(Header {
+            array: false,
+            start: span.start(),
+            key: Vec::new(),
         });
     }
-    Ok(Node {
-        span,
-        kind: NodeKind::Table(entries),
-    })
+
+    fn std_table_close(&mut self, _span: Span, error: &mut dyn ErrorSink) {
+        if let Some(header) = self.header.take() {
+            if !self.failed {
+                self.open_header(header, error);
+            }
+        }
+    }
+
+    fn array_table_open(&mut self, span: Span, _error: &mut dyn ErrorSink) {
+        self.header = Some(Header {
+            array: true,
+            start: span.start(),
+            key: Vec::new(),
+        });
+    }
+
+    fn array_table_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.std_table_close(span, error);
+    }
+
+    fn inline_table_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
+        if self.frames.len() >= MAX_NESTING {
+            self.fail(
+                error,
+                range(span),
+                format!("arrays and inline tables nested more than {MAX_NESTING} deep"),
+            );
+            return false;
+        }
+        self.frames.push(Frame::InlineTable {
+            start: span.start(),
+            table: Table::new(range(span), false, false),
+            key: Vec::new(),
+        });
+        true
+    }
+
+    fn inline_table_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        if let Some(Frame::InlineTable {
+            start, mut table, ..
+        }) = self.frames.pop()
+        {
+            table.span = start..span.end();
+            let node = table.into_node();
+            if !self.failed {
+                self.deliver(node, error);
+            }
+        }
+    }
+
+    fn array_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
+        if self.frames.len() >= MAX_NESTING {
+            self.fail(
+                error,
+                range(span),
+                format!("arrays and inline tables nested more than {MAX_NESTING} deep"),
+            );
+            return false;
+        }
+        self.frames.push(Frame::Array {
+            start: span.start(),
+            items: Vec::new(),
+        });
+        true
+    }
+
+    fn array_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        if let Some(Frame::Array { start, items }) = self.frames.pop() {
+            let node = Node {
+                span: start..span.end(),
+                kind: NodeKind::Array(items),
+            };
+            if !self.failed {
+                self.deliver(node, error);
+            }
+        }
+    }
+
+    fn simple_key(&mut self, span: Span, encoding: Option<Encoding>, error: &mut dyn ErrorSink) {
+        if self.failed {
+            return;
+        }
+        let mut decoded = Cow::Borrowed("");
+        self.raw(span, encoding).decode_key(&mut decoded, error);
+        let part = (decoded.into_owned(), range(span));
+        if let Some(header) = &mut self.header {
+            header.key.push(part);
+        } else if let Some(Frame::InlineTable { key, .. }) = self.frames.last_mut() {
+            key.push(part);
+        } else {
+            self.key.push(part);
+        }
+    }
+
+    fn scalar(&mut self, span: Span, encoding: Option<Encoding>, error: &mut dyn ErrorSink) {
+        if self.failed {
+            return;
+        }
+        let mut decoded = Cow::Borrowed("");
+        let kind = match self.raw(span, encoding).decode_scalar(&mut decoded, error) {
+            ScalarKind::String => NodeKind::Str(decoded.into_owned()),
+            ScalarKind::Boolean(value) => NodeKind::Bool(value),
+            // TOML allows `_` between digits; Rust's parser does not.
+            ScalarKind::Float => {
+                NodeKind::Float(decoded.replace('_', "").parse().unwrap_or(f64::NAN))
+            }
+            ScalarKind::DateTime => match decoded.parse::<toml_datetime::Datetime>() {
+                Ok(_) => NodeKind::Datetime,
+                Err(e) => return self.fail(error, range(span), e.to_string()),
+            },
+            ScalarKind::Integer(radix) => match i64::from_str_radix(&decoded, radix.value()) {
+                Ok(value) => NodeKind::Int(value),
+                Err(_) => {
+                    return self.fail(
+                        error,
+                        range(span),
+                        "integer out of range (TOML integers are 64-bit signed)".to_owned(),
+                    )
+                }
+            },
+        };
+        let node = Node {
+            span: range(span),
+            kind,
+        };
+        self.deliver(node, error);
+    }
+
+    fn comment(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.raw(span, None).decode_comment(error);
+    }
+
+    fn newline(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.raw(span, None).decode_newline(error);
+    }
 }
 
-fn from_value(value: DeValue<'_>, span: Range<usize>) -> Result<Node, SyntaxError> {
-    let kind = match value {
-        DeValue::String(s) => NodeKind::Str(s.into_owned()),
-        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(value) => NodeKind::Int(value),
-            Err(_) => {
-                return Err(SyntaxError {
-                    span,
-                    message: "integer out of range (TOML integers are 64-bit signed)".into(),
-                })
-            }
-        },
-        DeValue::Float(f) => NodeKind::Float(
-            // TOML allows `_` between digits; Rust's parser does not.
-            f.as_str().replace('_', "").parse().unwrap_or(f64::NAN),
-        ),
-        DeValue::Boolean(b) => NodeKind::Bool(b),
-        DeValue::Datetime(_) => NodeKind::Datetime,
-        DeValue::Array(array) => {
-            let mut items = Vec::with_capacity(array.len());
-            for item in array {
-                let item_span = item.span();
-                items.push(from_value(item.into_inner(), item_span)?);
-            }
-            NodeKind::Array(items)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(node: &Node) -> &[Entry] {
+        match &node.kind {
+            NodeKind::Table(entries) => entries,
+            other => panic!("not a table: {other:?}"),
         }
-        DeValue::Table(table) => return from_table(table, span),
-    };
-    Ok(Node { span, kind })
+    }
+
+    fn get<'n>(node: &'n Node, key: &str) -> &'n Node {
+        &table(node)
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no key {key}"))
+            .value
+    }
+
+    fn error(source: &str) -> SyntaxError {
+        parse(source).expect_err("should be refused")
+    }
+
+    #[test]
+    fn headers_dotted_keys_and_arrays_of_tables_build_one_tree_in_source_order() {
+        let root = parse(
+            "name = \"x\"\n[servers.echo]\nbuiltin = \"echo\"\n[[clients]]\na.b = 1\n[[clients]]\nscript = [ { send = \"hi\" }, [1, 2] ]\n",
+        )
+        .unwrap();
+        let keys: Vec<&str> = table(&root).iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["name", "servers", "clients"]);
+        let echo = get(get(&root, "servers"), "echo");
+        assert_eq!(get(echo, "builtin").kind, NodeKind::Str("echo".into()));
+        let NodeKind::Array(clients) = &get(&root, "clients").kind else {
+            panic!()
+        };
+        assert_eq!(clients.len(), 2);
+        assert_eq!(get(get(&clients[0], "a"), "b").kind, NodeKind::Int(1));
+        let NodeKind::Array(script) = &get(&clients[1], "script").kind else {
+            panic!()
+        };
+        assert_eq!(get(&script[0], "send").kind, NodeKind::Str("hi".into()));
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let source = "timeout = \"5s\"\n";
+        let root = parse(source).unwrap();
+        let entry = &table(&root)[0];
+        assert_eq!(&source[entry.key_span.clone()], "timeout");
+        assert_eq!(&source[entry.value.span.clone()], "\"5s\"");
+    }
+
+    #[test]
+    fn the_rules_for_defining_a_table_twice_hold() {
+        assert!(error("a = 1\na = 2\n")
+            .message
+            .contains("duplicate key `a`"));
+        assert!(error("[a]\n[a]\n")
+            .message
+            .contains("defined more than once"));
+        assert!(error("[a]\nb.c = 1\n[a.b]\n")
+            .message
+            .contains("defined more than once"));
+        assert!(error("[a.b]\n[a]\nb.c = 1\n")
+            .message
+            .contains("dotted key"));
+        assert!(error("a = [1]\n[[a]]\n").message.contains("duplicate key"));
+        assert!(error("a = { b = 1 }\na.c = 2\n")
+            .message
+            .contains("inline table"));
+        assert!(error("x = 1\nx.y = 2\n").message.contains("an integer"));
+        // What TOML allows: a header under a dotted table, a parent table defined
+        // after its child, a header inside the last table of an array.
+        parse("[a]\nb.c = 1\n[a.b.d]\n").unwrap();
+        parse("[a.b]\n[a]\nc = 1\n").unwrap();
+        parse("[[a]]\n[a.b]\nc = 1\n[[a]]\n[a.b]\n").unwrap();
+    }
+
+    #[test]
+    fn bad_scalars_and_deep_nesting_are_errors_not_panics() {
+        assert!(error("a = 99999999999999999999\n")
+            .message
+            .contains("out of range"));
+        assert!(error("a = 1979-13-45\n").span.start > 0);
+        assert!(error("a = echo\n").message.contains("quoted"));
+        let deep = format!("a = {}{}\n", "[".repeat(500), "]".repeat(500));
+        assert!(error(&deep).message.contains("nested"));
+        let deep = format!("a = {}1{}\n", "{ b = ".repeat(500), " }".repeat(500));
+        assert!(error(&deep).message.contains("nested"));
+    }
+
+    #[test]
+    fn a_table_of_many_keys_is_indexed_and_still_finds_duplicates() {
+        let mut source: String = (0..100).map(|i| format!("k{i} = {i}\n")).collect();
+        parse(&source).unwrap();
+        source.push_str("k57 = 1\n");
+        assert!(error(&source).message.contains("`k57`"));
+    }
 }
