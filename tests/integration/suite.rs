@@ -653,3 +653,90 @@ async fn tap_14_has_a_point_per_run_with_yaml_diagnostics() {
     );
     assert_eq!(*lines.last().unwrap(), "# 0 passed, 2 failed, 2 skipped");
 }
+
+/// Reads lines from a running wirecheck until one satisfies `done`, failing the test
+/// if none does within the bound (a watchdog, not a timing).
+async fn read_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut Vec<String>,
+    done: impl Fn(&str) -> bool,
+) {
+    let wait = async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            let hit = done(&line);
+            seen.push(line);
+            if hit {
+                return;
+            }
+        }
+        panic!("wirecheck ended early:\n{}", seen.join("\n"));
+    };
+    if tokio::time::timeout(BOUND, wait).await.is_err() {
+        panic!("no expected line within {BOUND:?}:\n{}", seen.join("\n"));
+    }
+}
+
+#[tokio::test]
+async fn watch_runs_again_when_a_scenario_or_its_data_changes() {
+    use tokio::io::AsyncBufReadExt;
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("payload.bin"), "hello").unwrap();
+    let data_file = data.path().join("payload.bin");
+    let uses_data = format!(
+        r#"name = "echoes the payload"
+[servers.echo]
+builtin = "echo"
+[[clients]]
+script = [ {{ send = {{ file = "{0}" }} }}, {{ expect = "hello" }} ]
+"#,
+        data_file.display()
+    );
+    let dir = folder(&[("a.toml", &uses_data), ("b.toml", &passing("second", &[]))]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(["run", ".", "--watch", "-j", "1", "--junit", "report.xml"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    read_until(&mut lines, &mut seen, |l| l == "2 passed, 0 failed").await;
+    read_until(&mut lines, &mut seen, |l| l.starts_with("watching ")).await;
+    // The report it wrote did not trigger a run; a scenario edit does.
+    std::fs::write(dir.path().join("b.toml"), failing("second")).unwrap();
+    read_until(&mut lines, &mut seen, |l| l.starts_with("changed: ")).await;
+    read_until(&mut lines, &mut seen, |l| l == "1 passed, 1 failed").await;
+    read_until(&mut lines, &mut seen, |l| l.starts_with("watching ")).await;
+    // A data file outside the scenario folder, named by a scenario, is watched too.
+    std::fs::write(&data_file, "HELLO").unwrap();
+    read_until(&mut lines, &mut seen, |l| {
+        l.contains("payload.bin; running again")
+    })
+    .await;
+    read_until(&mut lines, &mut seen, |l| l == "0 passed, 2 failed").await;
+    read_until(&mut lines, &mut seen, |l| l.starts_with("watching ")).await;
+    // Ctrl-C ends it.
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(BOUND, child.wait())
+        .await
+        .expect("it stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{}", seen.join("\n"));
+}
+
+#[tokio::test]
+async fn an_empty_partition_share_passes_but_an_empty_filter_does_not() {
+    let dir = folder(&[
+        ("a.toml", &passing("a", &[])),
+        ("b.toml", &passing("b", &[])),
+    ]);
+    let output = wirecheck_in(dir.path(), &["run", ".", "--partition", "slice:3/3"], &[]).await;
+    assert_exit(&output, 0);
+    assert_eq!(last_line(&output), "0 passed, 0 failed");
+    assert!(stderr(&output).contains("share of --partition slice:3/3 is empty"));
+    let output = wirecheck_in(dir.path(), &["run", ".", "-E", "name(zzz)"], &[]).await;
+    assert_exit(&output, 2);
+}

@@ -21,6 +21,7 @@ use crate::suite::{
 use crate::trace::{self, TraceFormat, TraceSettings};
 
 mod selection;
+mod watch;
 pub use selection::SelectionArgs;
 
 /// Exit code: every scenario passed.
@@ -60,7 +61,7 @@ pub enum Command {
     Schema,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Scenario files or folders (searched recursively for *.toml).
     #[arg(default_value = "scenarios")]
@@ -87,6 +88,10 @@ pub struct RunArgs {
     /// selection (recorded under target/wirecheck/, or in --record FILE).
     #[arg(long)]
     pub rerun_failed: bool,
+    /// Run the selection again whenever a scenario file, or a file in a folder that
+    /// holds one or that a scenario names, changes; until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
     /// Where to keep the record --rerun-failed reads (default:
     /// target/wirecheck/rerun-HASH.json, HASH naming the selection).
     #[arg(long, value_name = "FILE")]
@@ -269,7 +274,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
         }
     };
     if let Command::Run(args) = cli.command {
-        return run_command(args);
+        return if args.watch {
+            watch::watch(args)
+        } else {
+            run_command(args)
+        };
     }
     let Some(runtime) = runtime(true) else {
         return EXIT_USAGE;
@@ -342,6 +351,8 @@ pub struct PreparedRun {
     pub full_selection: Vec<PathBuf>,
     /// What the previous run recorded as not passed, when `--rerun-failed` used it.
     pub previous_failed: Option<Vec<PathBuf>>,
+    /// Scenarios the filters kept before `--partition` took this job's share.
+    pub matched_before_partition: usize,
 }
 
 /// Loads the files, applies the selection flags and `--rerun-failed`, and handles
@@ -355,6 +366,7 @@ fn prepare_run(args: &RunArgs) -> Result<PreparedRun, i32> {
         eprintln!("error: {e}");
         EXIT_USAGE
     })?;
+    let matched_before_partition = scenarios.iter().filter(|s| selection.matches(s)).count();
     let selected: Vec<Scenario> = selection.apply(scenarios, |s| s);
     let full_selection: Vec<PathBuf> = selected.iter().map(|s| s.path.clone()).collect();
     let record_path = args.record.clone().unwrap_or_else(|| {
@@ -417,6 +429,7 @@ fn prepare_run(args: &RunArgs) -> Result<PreparedRun, i32> {
         record_path,
         full_selection,
         previous_failed,
+        matched_before_partition,
     })
 }
 
@@ -471,12 +484,22 @@ async fn run(args: RunArgs, prepared: PreparedRun) -> i32 {
         record_path,
         full_selection,
         previous_failed,
+        matched_before_partition,
     } = prepared;
     for error in &errors {
         eprint!("{}", error.render());
     }
     let nothing_to_rerun = previous_failed.is_some() && selected.is_empty();
-    if selected.is_empty() && errors.is_empty() && !nothing_to_rerun {
+    // With few scenarios and many CI jobs a job's share can be empty: that job has
+    // nothing to do, which is not a mistake (a filter matching nothing is).
+    let empty_share = selected.is_empty() && matched_before_partition > 0;
+    if empty_share {
+        eprintln!(
+            "note: this job's share of --partition {} is empty ({matched_before_partition} scenarios selected in all)",
+            args.selection.partition.as_deref().unwrap_or_default()
+        );
+    }
+    if selected.is_empty() && errors.is_empty() && !nothing_to_rerun && !empty_share {
         eprintln!(
             "error: no scenario matched (paths: {:?}, filters: {:?}, expressions: {:?}, partition: {:?})",
             args.paths, args.selection.filter, args.selection.exprs, args.selection.partition
