@@ -740,3 +740,45 @@ async fn an_empty_partition_share_passes_but_an_empty_filter_does_not() {
     let output = wirecheck_in(dir.path(), &["run", ".", "-E", "name(zzz)"], &[]).await;
     assert_exit(&output, 2);
 }
+
+/// On a terminal (a pseudo-terminal made by util-linux's `script`), the run draws a
+/// live progress bar with the running scenario and colours its verdicts; the plain
+/// lines and the closing line are still there.
+#[tokio::test]
+async fn a_terminal_gets_a_progress_bar_and_colour() {
+    let slow = r#"name = "takes a moment"
+[servers.echo]
+builtin = "echo"
+[[clients]]
+script = [ { send = "a" }, { sleep = "700ms" }, { expect = "a" } ]
+"#;
+    let dir = folder(&[("slow.toml", slow), ("quick.toml", &passing("quick", &[]))]);
+    let command_line = format!("{} run . -j 2", env!("CARGO_BIN_EXE_wirecheck"));
+    let mut command = Command::new("script");
+    command
+        .args(["-qec", &command_line, "/dev/null"])
+        .current_dir(dir.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CI");
+    let output = crate::output_within(command, BOUND, "script (util-linux)").await;
+    assert_exit(&output, 0);
+    let screen = stdout(&output);
+    // The bar's message and the running scenario's line, drawn while it ran.
+    assert!(screen.contains("passed, 0 failed"), "{screen:?}");
+    assert!(screen.contains("takes a moment"), "{screen:?}");
+    let bar_frames = screen.matches("\u{1b}[2K").count() + screen.matches("\u{1b}[1A").count();
+    assert!(bar_frames > 0, "no bar was drawn: {screen:?}");
+    // Coloured verdicts, and the plain closing line at the end.
+    assert!(
+        screen.contains("\u{1b}[1m\u{1b}[32mPASS")
+            || screen.contains("\u{1b}[32;1mPASS")
+            || screen.contains("\u{1b}[1;32mPASS"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.trim_end().ends_with("2 passed, 0 failed"),
+        "{screen:?}"
+    );
+}
