@@ -683,3 +683,126 @@ fn list_select_and_refuse_by_conversation() {
     assert!(error.contains("udp:0"), "{error}");
     assert!(error.contains("65507"), "{error}");
 }
+
+/// The same frames in every container the reader takes: pcap in both byte orders
+/// and with nanoseconds, pcapng in both byte orders, with and without the
+/// end-of-options marker, with a `if_tsresol`; each imports to the same bytes.
+#[test]
+fn every_container_and_byte_order_reads_the_same() {
+    let (c, s) = (v4(1, 40_000), v4(2, 80));
+    let frames = vec![
+        tcp(c, s, 1, 0, TcpFlags::SYN, b""),
+        tcp(s, c, 9, 2, TcpFlags::SYN_ACK, b""),
+        tcp(c, s, 2, 10, TcpFlags::PSH_ACK, b"hello"),
+        tcp(s, c, 10, 7, TcpFlags::PSH_ACK, b"world"),
+    ];
+    let u32b = |big: bool, v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u16b = |big: bool, v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let pad = |data: &mut Vec<u8>| {
+        while data.len() % 4 != 0 {
+            data.push(0);
+        }
+    };
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for big in [false, true] {
+        for nanos in [false, true] {
+            let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+            let mut out = u32b(big, magic).to_vec();
+            out.extend_from_slice(&u16b(big, 2));
+            out.extend_from_slice(&u16b(big, 4));
+            out.extend_from_slice(&[0; 8]);
+            out.extend_from_slice(&u32b(big, 65_535));
+            out.extend_from_slice(&u32b(big, 1));
+            for (i, frame) in frames.iter().enumerate() {
+                out.extend_from_slice(&u32b(big, 1_700_000_000));
+                out.extend_from_slice(&u32b(big, i as u32 * 1000));
+                out.extend_from_slice(&u32b(big, frame.len() as u32));
+                out.extend_from_slice(&u32b(big, frame.len() as u32));
+                out.extend_from_slice(frame);
+            }
+            files.push((format!("pcap big={big} nanos={nanos}"), out));
+        }
+        for end_marker in [false, true] {
+            let block = |kind: u32, body: &[u8]| -> Vec<u8> {
+                let mut body = body.to_vec();
+                pad(&mut body);
+                let total = 12 + body.len() as u32;
+                let mut out = u32b(big, kind).to_vec();
+                out.extend_from_slice(&u32b(big, total));
+                out.extend_from_slice(&body);
+                out.extend_from_slice(&u32b(big, total));
+                out
+            };
+            let mut shb = u32b(big, 0x1a2b_3c4d).to_vec();
+            shb.extend_from_slice(&u16b(big, 1));
+            shb.extend_from_slice(&u16b(big, 0));
+            shb.extend_from_slice(&[0xff; 8]);
+            let mut out = block(0x0a0d_0d0a, &shb);
+            let mut idb = u16b(big, 1).to_vec();
+            idb.extend_from_slice(&[0, 0]);
+            idb.extend_from_slice(&u32b(big, 65_535));
+            // if_tsresol = 9 (nanoseconds), then maybe the end-of-options marker.
+            idb.extend_from_slice(&u16b(big, 9));
+            idb.extend_from_slice(&u16b(big, 1));
+            idb.extend_from_slice(&[9, 0, 0, 0]);
+            if end_marker {
+                idb.extend_from_slice(&[0; 4]);
+            }
+            out.extend(block(1, &idb));
+            for (i, frame) in frames.iter().enumerate() {
+                let time = 1_700_000_000_000_000_000u64 + i as u64 * 1_000_000;
+                let mut epb = u32b(big, 0).to_vec();
+                epb.extend_from_slice(&u32b(big, (time >> 32) as u32));
+                epb.extend_from_slice(&u32b(big, time as u32));
+                epb.extend_from_slice(&u32b(big, frame.len() as u32));
+                epb.extend_from_slice(&u32b(big, frame.len() as u32));
+                epb.extend_from_slice(frame);
+                out.extend(block(6, &epb));
+            }
+            files.push((format!("pcapng big={big} end_marker={end_marker}"), out));
+        }
+    }
+    for (what, bytes) in files {
+        let conversations =
+            conversations(&bytes[..], Path::new("x")).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(conversations.len(), 1, "{what}");
+        assert_eq!(
+            conversations[0].items,
+            vec![
+                Content::Data {
+                    from_client: true,
+                    bytes: b"hello".to_vec()
+                },
+                Content::Data {
+                    from_client: false,
+                    bytes: b"world".to_vec()
+                },
+            ],
+            "{what}"
+        );
+    }
+    // An unsupported link type is refused first, by name.
+    let mut radiotap = Pcap::new(127);
+    radiotap.frame(&[0u8; 40]);
+    let error = import_from(
+        &radiotap.bytes[..],
+        Path::new("wifi.pcap"),
+        &ImportOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("IEEE802_11_RADIOTAP"), "{error}");
+    assert!(error.contains("ETHERNET"), "{error}");
+}
