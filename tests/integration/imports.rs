@@ -690,7 +690,7 @@ fn list_select_and_refuse_by_conversation() {
 #[test]
 fn every_container_and_byte_order_reads_the_same() {
     let (c, s) = (v4(1, 40_000), v4(2, 80));
-    let frames = vec![
+    let frames = [
         tcp(c, s, 1, 0, TcpFlags::SYN, b""),
         tcp(s, c, 9, 2, TcpFlags::SYN_ACK, b""),
         tcp(c, s, 2, 10, TcpFlags::PSH_ACK, b"hello"),
@@ -805,4 +805,30 @@ fn every_container_and_byte_order_reads_the_same() {
     .to_string();
     assert!(error.contains("IEEE802_11_RADIOTAP"), "{error}");
     assert!(error.contains("ETHERNET"), "{error}");
+}
+
+/// The link types `docs/cli.md` lists are exactly the ones the reader takes.
+#[test]
+fn the_documented_link_types_are_the_supported_ones() {
+    use wirecheck::trace::read::{LinkType, SUPPORTED_LINK_TYPES};
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md"))
+            .unwrap();
+    let start = docs
+        .find("Link types: ETHERNET")
+        .expect("the link type paragraph");
+    let paragraph = &docs[start..start + docs[start..].find("\n\n").unwrap()];
+    let paragraph = paragraph.replace('\n', " ");
+    for (code, name) in SUPPORTED_LINK_TYPES {
+        let short = name.split(' ').next().unwrap();
+        assert!(
+            paragraph.contains(short),
+            "{short} is not documented: {paragraph}"
+        );
+        assert!(
+            paragraph.contains(&format!("{code}")),
+            "link type {code} is not documented: {paragraph}"
+        );
+        assert!(LinkType::from_code(*code).is_supported());
+    }
 }
