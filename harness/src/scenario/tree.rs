@@ -346,6 +346,40 @@ impl<'s> Builder<'s> {
         }
     }
 
+    /// Enters an array or inline table, unless that would nest too deep.
+    fn open(&mut self, frame: Frame, span: Span, error: &mut dyn ErrorSink) -> bool {
+        if self.frames.len() >= MAX_NESTING {
+            self.fail(
+                error,
+                range(span),
+                format!("arrays and inline tables nested more than {MAX_NESTING} deep"),
+            );
+            return false;
+        }
+        self.frames.push(frame);
+        true
+    }
+
+    /// Leaves the innermost array or inline table and delivers it as a value.
+    fn close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        let node = match self.frames.pop() {
+            Some(Frame::Array { start, items }) => Node {
+                span: start..span.end(),
+                kind: NodeKind::Array(items),
+            },
+            Some(Frame::InlineTable {
+                start, mut table, ..
+            }) => {
+                table.span = start..span.end();
+                table.into_node()
+            }
+            None => return,
+        };
+        if !self.failed {
+            self.deliver(node, error);
+        }
+    }
+
     fn open_header(&mut self, header: Header, error: &mut dyn ErrorSink) {
         let Some(((name, name_span), parents)) = header.key.split_last() else {
             return;
@@ -527,61 +561,31 @@ impl EventReceiver for Builder<'_> {
     }
 
     fn inline_table_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
-        if self.frames.len() >= MAX_NESTING {
-            self.fail(
-                error,
-                range(span),
-                format!("arrays and inline tables nested more than {MAX_NESTING} deep"),
-            );
-            return false;
-        }
-        self.frames.push(Frame::InlineTable {
-            start: span.start(),
-            table: Table::new(range(span), false, false),
-            key: Vec::new(),
-        });
-        true
+        self.open(
+            Frame::InlineTable {
+                start: span.start(),
+                table: Table::new(range(span), false, false),
+                key: Vec::new(),
+            },
+            span,
+            error,
+        )
     }
 
     fn inline_table_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
-        if let Some(Frame::InlineTable {
-            start, mut table, ..
-        }) = self.frames.pop()
-        {
-            table.span = start..span.end();
-            let node = table.into_node();
-            if !self.failed {
-                self.deliver(node, error);
-            }
-        }
+        self.close(span, error);
     }
 
     fn array_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
-        if self.frames.len() >= MAX_NESTING {
-            self.fail(
-                error,
-                range(span),
-                format!("arrays and inline tables nested more than {MAX_NESTING} deep"),
-            );
-            return false;
-        }
-        self.frames.push(Frame::Array {
+        let frame = Frame::Array {
             start: span.start(),
             items: Vec::new(),
-        });
-        true
+        };
+        self.open(frame, span, error)
     }
 
     fn array_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
-        if let Some(Frame::Array { start, items }) = self.frames.pop() {
-            let node = Node {
-                span: start..span.end(),
-                kind: NodeKind::Array(items),
-            };
-            if !self.failed {
-                self.deliver(node, error);
-            }
-        }
+        self.close(span, error);
     }
 
     fn simple_key(&mut self, span: Span, encoding: Option<Encoding>, error: &mut dyn ErrorSink) {
