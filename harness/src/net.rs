@@ -111,6 +111,18 @@ impl Recorder {
     /// Writes everything, recording what the kernel accepted call by call.
     pub async fn write_all(&self, stream: &mut TcpStream, data: &Bytes) -> io::Result<()> {
         let mut written = 0;
+        self.write_all_counting(stream, data, &mut written).await
+    }
+
+    /// [`Self::write_all`], adding each call's bytes to `progress` as it goes, so a
+    /// caller whose deadline cancels the write still knows how far it got.
+    pub async fn write_all_counting(
+        &self,
+        stream: &mut TcpStream,
+        data: &Bytes,
+        progress: &mut usize,
+    ) -> io::Result<()> {
+        let mut written = 0;
         while written < data.len() {
             match stream.write(&data[written..]).await {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -120,6 +132,7 @@ impl Recorder {
                         data: self.log.payload_shared(&data.slice(written..written + n)),
                     });
                     written += n;
+                    *progress += n;
                 }
                 Err(e) => {
                     if is_reset(&e) {

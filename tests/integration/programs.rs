@@ -833,3 +833,156 @@ fn client_program_keys_are_checked_at_load_time(#[case] extra: &str, #[case] mes
     let errors = load_errors(&text);
     assert!(errors.contains(message), "{errors}");
 }
+
+/// The tutorials' bug: "one recv is one message". It acknowledges every read.
+const NAIVE_SERVER: &str = r#"
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(1)
+conn, _ = srv.accept()
+while True:
+    data = conn.recv(1024)
+    if not data:
+        break
+    conn.sendall(b"ack:" + data + b"\n")
+"#;
+
+#[rstest]
+#[case::coalesced(
+    r#"{ hold = true }, { send = "hello" }, { send_frame = { framing = "u8", text = "eggo2" } }, { flush = true }"#,
+    "ack:hello\\u0005eggo2\\n"
+)]
+#[case::split(
+    r#"{ send = { text = "hello_egg", chunks = [2, 7], await_read = true } }"#,
+    "ack:he\\nack:llo_egg\\n"
+)]
+#[case::await_read_step(
+    r#"{ send = "one" }, { await_read = true }, { send = "two" }"#,
+    "ack:one\\nack:two\\n"
+)]
+#[tokio::test]
+async fn a_program_reads_what_hold_flush_and_await_read_make_it_read(
+    #[case] steps: &str,
+    #[case] replies: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = program(dir.path(), "naive.py", NAIVE_SERVER);
+    let scenario = scenario_in(
+        dir.path(),
+        &format!(
+            r#"
+[servers.srv]
+command = ["python3", "{file}", "{{port}}"]
+
+[[clients]]
+script = [ {steps}, {{ expect = "{replies}" }} ]
+"#
+        ),
+    );
+    // The same every time: a handful of runs in one test, the determinism check
+    // proper is `wirecheck run --repeat` on the shipped scenarios.
+    for _ in 0..5 {
+        let outcome = run_loaded(&scenario).await;
+        assert_passed(&outcome);
+    }
+}
+
+#[tokio::test]
+async fn a_flush_is_one_write_call_and_await_read_follows_each_chunk() {
+    let scenario = crate::scenario(
+        r#"
+[servers.srv]
+builtin = "readsplit"
+
+[[clients]]
+script = [
+  { hold = true },
+  { send = "ab" },
+  { send = "cd" },
+  { flush = true },
+  { send = { text = "efgh", chunks = [1], await_read = true } },
+]
+"#,
+    );
+    let outcome = run_loaded(&scenario).await;
+    assert_passed(&outcome);
+    assert_eq!(crate::write_sizes(&outcome, "client1"), vec![4, 1, 1, 1, 1]);
+}
+
+#[tokio::test]
+async fn await_read_times_out_against_a_peer_that_does_not_read_and_says_so() {
+    let scenario = crate::scenario(
+        r#"
+[servers.srv]
+script = [ { wait = "done", timeout = "5s" } ]
+
+[[clients]]
+script = [ { send = "unread" }, { await_read = true, timeout = "300ms" }, { signal = "done" } ]
+"#,
+    );
+    let outcome = run_loaded(&scenario).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.kind, FailureKind::StepTimeout);
+    assert!(
+        failure.message.contains(
+            "has not read everything sent: 6 bytes wait in its receive queue and 0 in ours"
+        ),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn a_slow_send_says_how_far_it_got_and_whether_the_peer_read() {
+    let scenario = crate::scenario(
+        r#"
+[servers.srv]
+recv_buffer = 4096
+script = [ { wait = "done", timeout = "5s" } ]
+
+[[clients]]
+send_buffer = 4096
+script = [ { send = { repeat = "x", times = 4000000 }, timeout = "300ms" }, { signal = "done" } ]
+"#,
+    );
+    let outcome = run_loaded(&scenario).await;
+    let failure = failure(&outcome);
+    assert_eq!(failure.kind, FailureKind::StepTimeout);
+    let message = &failure.message;
+    assert!(message.starts_with("timed out sending: "), "{message}");
+    assert!(
+        message.contains(" of 4000000 bytes written in "),
+        "{message}"
+    );
+    assert!(
+        message.contains("the peer's program has read 0 of the "),
+        "{message}"
+    );
+    assert!(message.contains("is it reading at all?"), "{message}");
+}
+
+#[rstest]
+#[case::unflushed(
+    "script = [ { hold = true }, { send = \"x\" } ]",
+    "`hold` is never flushed"
+)]
+#[case::flush_alone("script = [ { flush = true } ]", "`flush` without a `hold` before it")]
+#[case::double_hold(
+    "script = [ { hold = true }, { hold = true }, { flush = true } ]",
+    "a second `hold` before a `flush`"
+)]
+#[case::await_while_held("script = [ { hold = true }, { send = { text = \"x\", await_read = true } }, { flush = true } ]", "`await_read` while sends are held")]
+#[case::udp(
+    "proto = \"udp\"\nscript = [ { hold = true }, { flush = true } ]",
+    "UDP keeps every datagram apart"
+)]
+#[case::false_flag(
+    "script = [ { await_read = false } ]",
+    "`await_read` can only be `true`"
+)]
+fn hold_flush_and_await_read_are_checked_at_load_time(#[case] client: &str, #[case] message: &str) {
+    let text = format!("[servers.srv]\nbuiltin = \"echo\"\n[[clients]]\n{client}\n");
+    let errors = load_errors(&text);
+    assert!(errors.contains(message), "{errors}");
+}

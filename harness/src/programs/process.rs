@@ -135,6 +135,7 @@ impl Program {
             command.env("PYTHONUNBUFFERED", "1");
         }
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        let spawning = tree::spawn_guard();
         let mut child = command.spawn().map_err(|e| {
             let mut message = format!("cannot start `{}`: {e}", launch.argv.join(" "));
             if e.kind() == std::io::ErrorKind::NotFound && !launch.cwd.is_dir() {
@@ -152,6 +153,7 @@ impl Program {
         })?;
         let pid = child.id().unwrap_or(0);
         tree::register_spawned(pid);
+        drop(spawning);
         let started = Instant::now();
         let (log_ready_tx, log_ready) = match launch.log_ready {
             Some(regex) => {
@@ -366,15 +368,15 @@ impl Program {
     }
 
     /// Every process of the program right now, plus the orphans this process
-    /// adopted as a subreaper (a `setsid` grandchild whose parent exited).
+    /// adopted as a subreaper (a `setsid` grandchild whose parent exited), which
+    /// may be this program's or another's: only the program's own descendants are
+    /// remembered for stopping it.
     fn processes(&mut self) -> HashSet<u32> {
-        let snapshot = tree::snapshot();
-        let mut ours: HashSet<u32> = tree::descendants(self.pid, &snapshot).into_iter().collect();
-        ours.extend(tree::adopted(&snapshot));
+        let (descendants, adopted) = tree::ours(self.pid);
         // Remember them: after the program exits its children are no longer
         // below it, and stopping must still find them.
-        self.known.extend(ours.iter().copied());
-        ours
+        self.known.extend(descendants.iter().copied());
+        descendants.into_iter().chain(adopted).collect()
     }
 
     /// `ready = "listening"`: the kernel's socket table shows a socket of the
@@ -401,6 +403,9 @@ impl Program {
                 let inodes: HashSet<u64> = holders.iter().map(|e| e.inode).collect();
                 let owners = sockets::owners(ours.iter().copied(), &inodes);
                 if owners.len() == inodes.len() {
+                    // An adopted orphan that listens on the program's port is the
+                    // program's (a daemon that forked away): stop it with the program.
+                    self.known.extend(owners.values().copied());
                     return Ok(());
                 }
                 let others: HashSet<u64> = inodes

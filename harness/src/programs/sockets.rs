@@ -130,6 +130,47 @@ pub fn connection(
         .find(|entry| same_addr(entry.local, local) && same_addr(entry.remote, remote)))
 }
 
+/// The two ends of a connection on this machine: our socket (`local` -> `remote`)
+/// and the peer's (`remote` -> `local`; for UDP also the peer's unconnected socket
+/// bound at `remote`). Either is `None` when the table does not list it (closed).
+pub fn pair(
+    proto: Proto,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> std::io::Result<(Option<SocketEntry>, Option<SocketEntry>)> {
+    let needle = format!(":{:04X} ", local.port());
+    let mut ours = None;
+    let mut theirs = None;
+    for file in table_files(proto) {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in text
+            .lines()
+            .skip(1)
+            .filter(|line| line.contains(&needle))
+            .filter_map(parse_line)
+        {
+            if same_addr(entry.local, local) && same_addr(entry.remote, remote) {
+                ours = Some(entry);
+            } else if same_addr(entry.local, remote) && same_addr(entry.remote, local) {
+                theirs = Some(entry);
+            }
+        }
+        if proto == Proto::Udp && theirs.is_none() {
+            // An unconnected UDP server lists no remote address.
+            theirs = text
+                .lines()
+                .skip(1)
+                .filter_map(parse_line)
+                .find(|e| same_addr(e.local, remote) && e.remote.port() == 0);
+        }
+    }
+    Ok((ours, theirs))
+}
+
 /// Equal addresses, counting an IPv4-mapped IPv6 address as its IPv4 one (a
 /// dual-stack socket lists IPv4 peers that way).
 fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {

@@ -38,6 +38,24 @@ impl ProcInfo {
 /// status; wirecheck must never `waitpid` them, only the orphans it adopted.
 static SPAWNED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 
+/// Held while a program is spawned and registered, and while the orphans are told
+/// apart from spawned programs: without it, a program another run has just forked
+/// but not yet registered would look like an adopted orphan.
+static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Holds off [`ours`] while a program is spawned and registered.
+pub fn spawn_guard() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `root` with its descendants, and separately the orphans this process adopted
+/// (see [`adopted`]), from one consistent look at `/proc`.
+pub fn ours(root: u32) -> (Vec<u32>, Vec<u32>) {
+    let _guard = spawn_guard();
+    let processes = snapshot();
+    (descendants(root, &processes), adopted(&processes))
+}
+
 /// Notes a program wirecheck spawned (tokio owns its exit status).
 pub fn register_spawned(pid: u32) {
     let mut spawned = SPAWNED.lock().unwrap_or_else(|e| e.into_inner());

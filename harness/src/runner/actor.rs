@@ -19,8 +19,9 @@ use crate::framing::FramingConfig;
 use crate::matcher::{self, Captures, GiveUp, LineSplitter, Match, Mismatch, Progress};
 use crate::net::{apply_socket_options, is_reset, peek, queued_bytes, Recorder};
 use crate::outcome::{Failure, FailureKind, StepRef};
+use crate::programs::sockets;
 use crate::scenario::{Action, Data, Expected, Step, UnreadPolicy};
-use crate::vocab::SocketOptions;
+use crate::vocab::{Proto, SocketOptions};
 
 /// How often `await_queued` looks at the receive queue. The kernel offers no
 /// "wake me at N bytes" for a socket we must not read, so we poll, briefly.
@@ -118,6 +119,10 @@ pub struct Actor {
     /// Set by our own `shutdown = "write"`/`"both"`: a later send is the script's
     /// mistake, not the peer's reset, and is reported as such.
     write_closed: bool,
+    /// Between `hold` and `flush`: the bytes sends would have written.
+    held: Option<BytesMut>,
+    /// Bytes written on this connection so far, for saying how much the peer read.
+    sent_total: u64,
     /// The buffer `expect` reads into, kept across steps so a bulk transfer does
     /// not allocate (and zero) a buffer per step.
     read_buf: Vec<u8>,
@@ -164,6 +169,8 @@ impl Actor {
             write_closed: false,
             read_buf: Vec::new(),
             unread_at_close: None,
+            held: None,
+            sent_total: 0,
         }
     }
 
@@ -297,7 +304,8 @@ impl Actor {
                 data,
                 chunks,
                 delay,
-            } => self.send(data, chunks, *delay, deadline).await,
+                await_read,
+            } => self.send(data, chunks, *delay, *await_read, deadline).await,
             Action::Recv { max, expect } => self.recv(*max, expect.as_ref(), deadline).await,
             Action::Expect(Expected::Data(data)) => self.expect(data, deadline).await,
             Action::Expect(Expected::Match { matcher, max }) => {
@@ -310,7 +318,7 @@ impl Actor {
                 framing
                     .encode(payload, &mut frame)
                     .map_err(|e| StepError::new(format!("cannot encode the frame: {e}")))?;
-                self.send(&Data::Bytes(frame.freeze()), &[], None, deadline)
+                self.send(&Data::Bytes(frame.freeze()), &[], None, false, deadline)
                     .await
             }
             Action::ExpectFrame { framing, payload } => {
@@ -344,6 +352,12 @@ impl Actor {
                 .await
                 .map_err(|_| StepError::timeout(format!("timed out waiting for signal `{name}`"))),
             Action::Connect => self.connect(deadline).await,
+            Action::Hold => {
+                self.held = Some(BytesMut::new());
+                Ok(())
+            }
+            Action::Flush => self.flush(deadline).await,
+            Action::AwaitRead => self.await_read(deadline).await,
         }
     }
 
@@ -421,6 +435,7 @@ impl Actor {
         data: &Data,
         chunks: &[usize],
         delay: Option<Duration>,
+        await_read: bool,
         deadline: Instant,
     ) -> StepResult {
         if self.write_closed {
@@ -431,6 +446,16 @@ impl Actor {
         // A file slice is read here, piece by piece as it is written, so a large
         // payload never sits whole in memory.
         let mut reader = data.reader().map_err(data_error)?;
+        if let Some(held) = self.held.as_mut() {
+            // Held, not written: `flush` writes it all in one call.
+            while reader.remaining() > 0 {
+                held.extend_from_slice(&reader.next(usize::MAX).map_err(data_error)?);
+            }
+            return Ok(());
+        }
+        let started = Instant::now();
+        let total = reader.remaining();
+        let mut written = 0usize;
         let datagrams = matches!(self.conn, Conn::Udp { .. });
         let mut calls = 0usize;
         loop {
@@ -449,7 +474,14 @@ impl Actor {
             calls += 1;
             match &mut self.conn {
                 Conn::Tcp { stream, recorder } => {
-                    match timeout_at(deadline, recorder.write_all(stream, &piece)).await {
+                    let before = written;
+                    let result = timeout_at(
+                        deadline,
+                        recorder.write_all_counting(stream, &piece, &mut written),
+                    )
+                    .await;
+                    self.sent_total += (written - before) as u64;
+                    match result {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) if is_reset(&e) => {
                             return Err(StepError::new(format!(
@@ -458,9 +490,11 @@ impl Actor {
                         }
                         Ok(Err(e)) => return Err(StepError::new(format!("send failed: {e}"))),
                         Err(_) => {
-                            return Err(StepError::timeout(
-                                "timed out sending: the peer is not reading and the socket buffers are full",
-                            ))
+                            return Err(StepError::timeout(self.slow_send(
+                                written,
+                                total,
+                                started.elapsed(),
+                            )))
                         }
                     }
                 }
@@ -494,6 +528,10 @@ impl Actor {
                 }
                 other => return Err(not_open(other)),
             }
+            if await_read && !chunks.is_empty() {
+                // Each chunk reaches the peer's program as a read of its own.
+                self.await_read(deadline).await?;
+            }
             if reader.remaining() == 0 {
                 break;
             }
@@ -501,7 +539,109 @@ impl Actor {
                 tokio::time::sleep(delay).await;
             }
         }
+        if await_read && chunks.is_empty() {
+            self.await_read(deadline).await?;
+        }
         Ok(())
+    }
+
+    /// What a send that ran out of time did: how much it wrote in how long, and
+    /// where the rest is (the peer's receive queue, ours), from the kernel's table.
+    fn slow_send(&self, written: usize, total: u64, elapsed: Duration) -> String {
+        let mut message = format!(
+            "timed out sending: {written} of {total} bytes written in {}",
+            crate::duration::format_duration(elapsed)
+        );
+        if let Some((unsent, unread)) = self.queues() {
+            let read = self.sent_total.saturating_sub(unsent + unread);
+            message.push_str(&format!(
+                "; the peer's program has read {read} of the {} bytes sent on this connection, \
+                 {unread} wait unread in its receive queue and {unsent} in ours",
+                self.sent_total
+            ));
+            if unread > 0 && read == 0 {
+                message.push_str(" (it has not read anything: is it reading at all?)");
+            } else if unread > 0 {
+                message.push_str(" (it reads, but more slowly than this step's timeout allows)");
+            }
+        }
+        message
+    }
+
+    /// Bytes not yet acknowledged in our send queue, and bytes unread in the peer's
+    /// receive queue, from the kernel's socket table (loopback peers only).
+    fn queues(&self) -> Option<(u64, u64)> {
+        let (proto, local, peer) = self.endpoints()?;
+        if !peer.ip().is_loopback() {
+            return None;
+        }
+        let (ours, theirs) = sockets::pair(proto, local, peer).ok()?;
+        Some((
+            ours.map_or(0, |e| e.tx_queue),
+            theirs.map_or(0, |e| e.rx_queue),
+        ))
+    }
+
+    /// Protocol, local and peer address of the open socket.
+    fn endpoints(&self) -> Option<(Proto, SocketAddr, SocketAddr)> {
+        match &self.conn {
+            Conn::Tcp { stream, .. } => Some((
+                Proto::Tcp,
+                stream.local_addr().ok()?,
+                stream.peer_addr().ok()?,
+            )),
+            Conn::Udp { local, peer, .. } => Some((Proto::Udp, *local, (*peer)?)),
+            _ => None,
+        }
+    }
+
+    /// `flush`: everything held, in one write call (two messages, one read at the
+    /// peer); the hold ends.
+    async fn flush(&mut self, deadline: Instant) -> StepResult {
+        let held = self.held.take().unwrap_or_default().freeze();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.send(&Data::Bytes(held), &[], None, false, deadline)
+            .await
+    }
+
+    /// `await_read`: wait until the peer's program has read every byte this actor
+    /// sent: nothing waits in our send queue (not yet acknowledged, so not yet in
+    /// the peer's) and the peer's receive queue is empty. The queues come from the
+    /// kernel's socket table, so the peer must be on this machine (loopback).
+    async fn await_read(&mut self, deadline: Instant) -> StepResult {
+        let Some((proto, local, peer)) = self.endpoints() else {
+            return Err(match &self.conn {
+                Conn::Udp { .. } => StepError::new(
+                    "no datagram has arrived yet, so there is no peer whose reads to wait for",
+                ),
+                other => not_open(other),
+            });
+        };
+        if !peer.ip().is_loopback() {
+            return Err(StepError::new(format!(
+                "`await_read` reads the peer's receive queue from this machine's socket table, \
+                 so the peer must be on loopback; {peer} is not"
+            )));
+        }
+        loop {
+            let (ours, theirs) = sockets::pair(proto, local, peer).map_err(|e| {
+                StepError::new(format!("cannot read the kernel's socket table: {e}"))
+            })?;
+            let unsent = ours.map_or(0, |e| e.tx_queue);
+            let unread = theirs.map_or(0, |e| e.rx_queue);
+            if unsent == 0 && unread == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::timeout(format!(
+                    "timed out: the peer's program has not read everything sent: {unread} bytes \
+                     wait in its receive queue and {unsent} in ours"
+                )));
+            }
+            tokio::time::sleep(QUEUE_POLL).await;
+        }
     }
 
     async fn recv(

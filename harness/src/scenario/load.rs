@@ -80,7 +80,17 @@ const DATA_TABLE_KEYS: &[&str] = &[
 ];
 /// Keys of a `send` table.
 const SEND_KEYS: &[&str] = &[
-    "text", "hex", "base64", "file", "repeat", "times", "offset", "len", "chunks", "delay",
+    "text",
+    "hex",
+    "base64",
+    "file",
+    "repeat",
+    "times",
+    "offset",
+    "len",
+    "chunks",
+    "delay",
+    "await_read",
 ];
 /// Keys of a `send_frame` or `expect_frame` table.
 const FRAME_KEYS: &[&str] = &[
@@ -1314,6 +1324,7 @@ impl Loader<'_> {
                 Some(step)
             })
             .collect();
+        self.check_holds(&steps);
         let connects = steps.iter().filter(|s| s.action == Action::Connect).count();
         if connects > 1 {
             let second = steps
@@ -1326,6 +1337,58 @@ impl Loader<'_> {
             );
         }
         (self.diagnostics.len() == before).then_some(steps)
+    }
+
+    /// Every `hold` is followed by a `flush` before the next `hold` and before the
+    /// script ends (held bytes would silently never be sent), and every `flush`
+    /// has a `hold` before it (it would write nothing).
+    fn check_holds(&mut self, steps: &[Step]) {
+        let mut open: Option<&Step> = None;
+        for step in steps {
+            match step.action {
+                Action::Hold => {
+                    if let Some(earlier) = open {
+                        self.push(
+                            Diagnostic::new(step.location.span.clone(), "a second `hold` before a `flush`")
+                                .label("the sends are already held")
+                                .hint(format!("the earlier `hold` is on line {}; add `{{ flush = true }}` between them", earlier.location.line)),
+                        );
+                    }
+                    open = Some(step);
+                }
+                Action::AwaitRead
+                | Action::Send {
+                    await_read: true, ..
+                } if open.is_some() => {
+                    self.push(
+                        Diagnostic::new(
+                            step.location.span.clone(),
+                            "`await_read` while sends are held",
+                        )
+                        .label("nothing held has been written yet, so there is nothing to wait for")
+                        .hint("move it after the `flush`"),
+                    );
+                }
+                Action::Flush if open.take().is_none() => {
+                    self.push(
+                        Diagnostic::new(
+                            step.location.span.clone(),
+                            "`flush` without a `hold` before it",
+                        )
+                        .label("nothing is held here")
+                        .hint("put `{ hold = true }` before the sends to write in one call"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if let Some(hold) = open {
+            self.push(
+                Diagnostic::new(hold.location.span.clone(), "`hold` is never flushed")
+                    .label("the sends after this would never be written")
+                    .hint("add `{ flush = true }` after the held sends"),
+            );
+        }
     }
 
     fn step(&self, node: &Node) -> Check<Step> {
@@ -1453,6 +1516,18 @@ impl Loader<'_> {
                 }
             }),
             StepKind::Sleep => Action::Sleep(duration(node, key)?),
+            StepKind::Hold => {
+                must_be_true(node, key)?;
+                Action::Hold
+            }
+            StepKind::Flush => {
+                must_be_true(node, key)?;
+                Action::Flush
+            }
+            StepKind::AwaitRead => {
+                must_be_true(node, key)?;
+                Action::AwaitRead
+            }
             StepKind::Signal => Action::Signal(signal_name(node, key)?),
             StepKind::Wait => Action::Wait(signal_name(node, key)?),
         })
@@ -1464,6 +1539,7 @@ impl Loader<'_> {
                 data: self.data(node, "send")?,
                 chunks: Vec::new(),
                 delay: None,
+                await_read: false,
             });
         }
         let mut fields = Fields::of(node, "`send`").map_err(|d| d.hint(DATA_HINT))?;
@@ -1485,11 +1561,16 @@ impl Loader<'_> {
             .get("delay")
             .map(|n| duration(n, "delay"))
             .transpose()?;
+        let await_read = match fields.get("await_read") {
+            Some(node) => boolean(node, "await_read")?,
+            None => false,
+        };
         first_unknown(&fields, "`send`", SEND_KEYS)?;
         Ok(Action::Send {
             data,
             chunks,
             delay,
+            await_read,
         })
     }
 
@@ -2187,6 +2268,10 @@ fn check_step_fits(step: &Step, role: ActorRole, proto: Proto, actor: &str) -> C
         (Action::Connect, Proto::Udp) => {
             refuse("UDP has no connection to open; remove `connect`".into())
         }
+        (Action::Hold | Action::Flush, Proto::Udp) => refuse(format!(
+            "`{}` merges sends into one write of a byte stream; UDP keeps every datagram apart",
+            step.action.keyword()
+        )),
         (Action::ExpectEof | Action::ExpectReset | Action::Shutdown(_), Proto::Udp) => {
             refuse(format!(
                 "`{}` needs a TCP connection; UDP has no end of stream",

@@ -292,6 +292,9 @@ pub enum Action {
         data: Data,
         chunks: Vec<usize>,
         delay: Option<Duration>,
+        /// After each chunk (or the whole send, without chunks), wait until the
+        /// peer's program has read everything sent so far.
+        await_read: bool,
     },
     /// One read call with a buffer of `max` bytes; the bytes it returned must
     /// match `expect`.
@@ -327,6 +330,13 @@ pub enum Action {
     Signal(String),
     Wait(String),
     Connect,
+    /// From here, sends are held in memory and not written (TCP).
+    Hold,
+    /// Write everything held in ONE write call, and stop holding.
+    Flush,
+    /// Wait until the peer's program has read every byte this actor sent: its
+    /// receive queue is empty, as the kernel's socket table shows.
+    AwaitRead,
 }
 
 impl Action {
@@ -349,6 +359,7 @@ impl Action {
                 | Action::Sleep(_)
                 | Action::Signal(_)
                 | Action::ExpectSilence(_)
+                | Action::Hold
         )
     }
 }
@@ -415,6 +426,9 @@ mod tests {
                 "signal",
                 "wait",
                 "connect",
+                "hold",
+                "flush",
+                "await_read",
             ]
         );
         assert_eq!(StepKind::iter().count(), STEP_KEYWORDS.len());
