@@ -318,6 +318,20 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
 /// `wirecheck run`: loads and selects the files first (no runtime needed), then
 /// runs them on a runtime sized for the work.
 fn run_command(args: RunArgs) -> i32 {
+    // A report that cannot be written would otherwise fail only after every run.
+    for (flag, path) in [
+        ("--junit", &args.junit),
+        ("--json", &args.json),
+        ("--tap", &args.tap),
+        ("--html", &args.html),
+    ] {
+        if let Some(path) = path {
+            if let Err(problem) = check_report_path(path) {
+                eprintln!("error: {flag} {}: {problem}", path.display());
+                return EXIT_USAGE;
+            }
+        }
+    }
     // Raise the open-file soft limit to the hard limit before anything opens a
     // socket; the client copies' descriptor budget is made from it.
     crate::runner::descriptors::open_file_limit();
@@ -431,6 +445,25 @@ fn prepare_run(args: &RunArgs) -> Result<PreparedRun, i32> {
         previous_failed,
         matched_before_partition,
     })
+}
+
+/// Whether a report file can be created at `path`: it is not a folder and its
+/// folder exists. Checked before anything runs.
+fn check_report_path(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("this is a folder; give a file name".into());
+    }
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        return Err(format!(
+            "the folder {} does not exist; create it first (the report is written after the runs)",
+            folder.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Expands folders into their *.toml files (sorted, recursive); files stay as given.
@@ -1023,6 +1056,14 @@ fn check(args: CheckArgs) -> i32 {
         }
     }
     outln!("{} valid, {invalid} invalid", selected.len());
+    if selected.is_empty() && invalid == 0 {
+        // The same rule as `run`: nothing to check is a usage error, not a pass.
+        eprintln!(
+            "error: no scenario matched (paths: {:?}, filters: {:?}, expressions: {:?}, partition: {:?})",
+            args.paths, args.selection.filter, args.selection.exprs, args.selection.partition
+        );
+        return EXIT_USAGE;
+    }
     if invalid == 0 {
         EXIT_PASSED
     } else {

@@ -116,11 +116,40 @@ const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`,
 
 /// Reads and loads a scenario file.
 pub fn load_file(path: &Path) -> Result<Scenario, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
         path: path.to_owned(),
         error: e.to_string(),
     })?;
+    let source = match String::from_utf8(bytes) {
+        Ok(source) => source,
+        Err(e) => return Err(not_utf8(path, e.as_bytes(), e.utf8_error())),
+    };
     load_str(path, &source)
+}
+
+/// A file that is not UTF-8 (a GBK or Latin-1 file from an editor that does not
+/// default to UTF-8) gets the line and column of its first bad byte, quoted, and
+/// what to do about it.
+fn not_utf8(path: &Path, bytes: &[u8], error: std::str::Utf8Error) -> LoadError {
+    let at = error.valid_up_to();
+    let bad_len = error.error_len().unwrap_or(bytes.len() - at).max(1);
+    let bad: Vec<String> = bytes[at..(at + bad_len).min(bytes.len())]
+        .iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    // Up to the bad byte the lossy text is the file itself, so the span is exact;
+    // the bad bytes show as U+FFFD (3 bytes) in the quoted line.
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let span = at..(at + 3).min(text.len());
+    let diagnostic = Diagnostic::new(span, "this file is not UTF-8 text")
+        .label(format!("byte {} is not UTF-8", bad.join(" ")))
+        .hint("scenario files are UTF-8; the file seems to be saved in another encoding (GBK, Latin-1, ...)")
+        .hint("save it as UTF-8 (in most editors: \"Save with encoding\" > UTF-8), or write the bytes as `{ hex = \"...\" }` data");
+    LoadError::Invalid {
+        path: path.to_owned(),
+        source: Arc::from(text),
+        diagnostics: vec![diagnostic],
+    }
 }
 
 /// Loads a scenario from text; `path` names it in errors and anchors relative paths
