@@ -229,6 +229,7 @@ impl Actor {
                             message: e.message.clone(),
                         },
                     );
+                    self.park();
                     return Err(Failure {
                         kind: if e.timed_out {
                             FailureKind::StepTimeout
@@ -1275,6 +1276,22 @@ impl Actor {
                 reset: false,
             }),
             other => self.conn = other,
+        }
+    }
+}
+
+impl Actor {
+    /// Hands the socket to the run, which closes it at cleanup (see
+    /// [`RunContext::parked`]).
+    fn park(&mut self) {
+        if matches!(self.conn, Conn::Tcp { .. } | Conn::Udp { .. }) {
+            let conn = std::mem::replace(&mut self.conn, Conn::Closed);
+            let mut parked = self
+                .context
+                .parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            parked.push(conn);
         }
     }
 }

@@ -66,6 +66,10 @@ pub struct RunContext {
     pub variables: Variables,
     /// Notes for the report, whatever the run's result (`unread` warnings).
     notes: Mutex<RunNotes>,
+    /// The sockets of actors that failed, kept open until the run is cleaned up:
+    /// closing them at once would reset a program in the middle of a read, and its
+    /// crash would hide the real failure during the grace period.
+    pub parked: Mutex<Vec<Conn>>,
 }
 
 /// At most this many notes of one kind are kept; the rest are counted.
@@ -253,6 +257,7 @@ pub async fn run_plan(
         unread: plan.unread,
         variables: Variables::default(),
         notes: Mutex::default(),
+        parked: Mutex::new(Vec::new()),
     });
     let mut run_state = RunState {
         context: Arc::clone(&context),
@@ -285,6 +290,7 @@ pub async fn run_plan(
         tokio::time::sleep(FAILURE_GRACE).await;
         // A server that crashed is the cause of the "connection reset" its client
         // saw a moment earlier: report the crash, and the client's step under it.
+        // (The failed client's socket is still open, so the crash is not its doing.)
         let step_failed = matches!(
             &failure,
             Some(f) if matches!(f.kind, FailureKind::Step | FailureKind::StepTimeout)
@@ -686,6 +692,14 @@ impl RunState {
             problems.extend(problem);
         }
         self.processes.clear();
+        let parked = std::mem::take(
+            &mut *self
+                .context
+                .parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        drop(parked);
         problems
     }
 
@@ -704,7 +718,7 @@ impl RunState {
             let mut failure = Failure::new(
                 FailureKind::Program,
                 format!(
-                    "server `{actor}` (line {line}) exited with {} after {}, before the scenario                      was over; `exit` allows {}",
+                    "server `{actor}` (line {line}) exited with {} after {}, before the scenario was over; `exit` allows {}",
                     ended.describe(),
                     format_duration(ended.after),
                     match exit {
