@@ -986,3 +986,70 @@ fn hold_flush_and_await_read_are_checked_at_load_time(#[case] client: &str, #[ca
     let errors = load_errors(&text);
     assert!(errors.contains(message), "{errors}");
 }
+
+// ------------------------------------------------- fixes from the tutorial trial
+
+#[test]
+fn a_file_that_is_not_utf8_gets_the_line_and_column_of_the_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gbk.toml");
+    // "你好" in GBK: C4 E3 BA C3.
+    let mut bytes =
+        b"[servers.s]\nbuiltin = \"echo\"\n[[clients]]\nscript = [ { send = \"".to_vec();
+    bytes.extend_from_slice(&[0xc4, 0xe3, 0xba, 0xc3]);
+    bytes.extend_from_slice(b"\" } ]\n");
+    std::fs::write(&path, bytes).unwrap();
+    let error = wirecheck::scenario::load_file(&path).expect_err("not UTF-8");
+    let text = error.render();
+    let column = "script = [ { send = \"".len() + 1;
+    assert!(text.contains(&format!("gbk.toml:4:{column}")), "{text}");
+    assert!(text.contains("this file is not UTF-8 text"), "{text}");
+    assert!(text.contains("byte 0xc4"), "{text}");
+    assert!(text.contains("save it as UTF-8"), "{text}");
+}
+
+async fn wirecheck_binary(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wirecheck"));
+    command.args(args);
+    crate::output_within(command, Duration::from_secs(60), "wirecheck").await
+}
+
+#[tokio::test]
+async fn check_and_run_agree_that_an_empty_folder_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["check", "run"] {
+        let output = wirecheck_binary(&[command.as_ref(), dir.path().as_os_str()]).await;
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("no scenario matched"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[rstest]
+#[case::junit("--junit")]
+#[case::json("--json")]
+#[tokio::test]
+async fn a_report_path_in_a_missing_folder_is_refused_before_anything_runs(#[case] flag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.toml"),
+        "[servers.s]\nbuiltin = \"echo\"\n[[clients]]\nscript = [ { send = \"x\" }, { expect = \"x\" } ]\n",
+    )
+    .unwrap();
+    let report = dir.path().join("no-such-folder").join("report.out");
+    let output = wirecheck_binary(&[
+        "run".as_ref(),
+        dir.path().join("s.toml").as_os_str(),
+        flag.as_ref(),
+        report.as_os_str(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("PASS"), "it ran anyway: {stdout}");
+}

@@ -48,3 +48,22 @@ fn the_compiled_list_matches_the_folder() {
         on_disk.len()
     );
 }
+
+/// The scenarios of `examples/naive/` run a tutorial's buggy program (or the v1
+/// connect probe) against the checks its twin in `scenarios/programs/` passes:
+/// each must fail, every time. Three runs each here; the tutorial's claim "every
+/// time" is measured with `wirecheck run examples/naive --repeat 200` (BENCHMARKS.md).
+#[rstest]
+#[tokio::test]
+async fn naive_example_fails(#[files("../examples/naive/*.toml")] path: PathBuf) {
+    let scenario = load_file(&path).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert!(
+        scenario.tags.iter().any(|t| t == "expected-failure"),
+        "{} is not tagged expected-failure",
+        path.display()
+    );
+    for _ in 0..3 {
+        let outcome = run_loaded(&scenario).await;
+        crate::failure(&outcome);
+    }
+}

@@ -159,7 +159,9 @@ script = [
     assert_eq!(failure.kind, FailureKind::StepTimeout);
     assert_eq!(failure.actor.as_deref(), Some("client1"));
     assert!(
-        failure.message.contains("has not read anything: is it reading at all?"),
+        failure
+            .message
+            .contains("has not read anything: is it reading at all?"),
         "{}",
         failure.message
     );
