@@ -31,6 +31,8 @@ pub struct Plan {
     pub step_timeout: Duration,
     /// The scenario's `unread` policy.
     pub unread: crate::scenario::UnreadPolicy,
+    /// Which step captures each variable (see [`crate::scenario::Scenario::capturers`]).
+    pub capturers: Arc<std::collections::HashMap<String, String>>,
     pub servers: Vec<PlannedServer>,
     pub clients: Vec<PlannedClient>,
     /// Client programs, started once every server is ready.
@@ -208,6 +210,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
         timeout: scenario.timeout,
         step_timeout: scenario.step_timeout,
         unread: scenario.unread,
+        capturers: Arc::clone(&scenario.capturers),
         servers,
         clients,
         programs: scenario.programs.clone(),

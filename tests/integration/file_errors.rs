@@ -979,3 +979,26 @@ fn unread_takes_three_values() {
         crate::scenario(&format!("unread = \"{value}\"\n{ECHO}"));
     }
 }
+
+#[test]
+fn template_placeholders_are_checked_at_load() {
+    let e = invalid(&with_client_script(
+        r#"{ send = { template = "auth {tokn}\n" } }, { expect_line = { regex = '(?P<token>\w+)' } }"#,
+    ));
+    e.reports("unknown placeholder `{tokn}`", "{tokn}");
+    e.says("did you mean `{token}`?");
+    let e = invalid(&with_client_script(
+        r#"{ send = { template = "auth {token\n" } }"#,
+    ));
+    e.reports("a `{` that is never closed", "{token");
+    let e = invalid(&with_client_script(r#"{ send = { template = "a } b" } }"#));
+    e.reports("a single `}` in a template", "} b");
+    let e = invalid(&with_client_script(
+        r#"{ send = { template = "{port:nope}" } }"#,
+    ));
+    e.reports("names no server", "{port:nope}");
+    let e = invalid(&with_client_script(
+        r#"{ expect = { contains = { template = "x" } } }"#,
+    ));
+    e.reports("`contains` cannot be a template", "{ template");
+}

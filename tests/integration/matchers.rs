@@ -292,3 +292,66 @@ script = [
     .await;
     assert_passed(&outcome);
 }
+
+#[tokio::test]
+async fn a_captured_token_is_sent_back_by_a_template() {
+    let outcome = run(r#"
+[servers.srv]
+script = [
+  { send = "HELLO\r\nTOKEN 5f3a9c\r\n" },
+  { expect = "AUTH 5f3a9c x{y}\n" },
+  { send = "OK\n" },
+]
+
+[[clients]]
+connect = "srv"
+script = [
+  { expect_line = "HELLO" },
+  { expect_line = { regex = '^TOKEN (?P<token>[0-9a-f]+)$' } },
+  { send = { template = "AUTH {token} x{{y}}\n" } },
+  { expect = { template = "OK\n" } },
+]
+"#)
+    .await;
+    assert_passed(&outcome);
+}
+
+#[tokio::test]
+async fn a_variable_used_before_it_is_captured_names_the_capturing_step() {
+    let outcome = run(r#"
+[servers.srv]
+script = [ { send = { template = "you said {word}\n" } } ]
+
+[[clients]]
+connect = "srv"
+script = [ { expect_line = { regex = '(?P<word>\w+)' } } ]
+"#)
+    .await;
+    let f = failure(&outcome);
+    assert!(
+        f.message.contains(
+            "the variable `word` has no value yet: step 1 of `client1` (line 7:12) captures it"
+        ),
+        "{}",
+        f.message
+    );
+}
+
+#[tokio::test]
+async fn templates_know_server_addresses() {
+    let outcome = run(r#"
+[servers.srv]
+script = [ { expect = { regex = '^to 127\.0\.0\.1:(?P<p>\d+) port (?P<q>\d+)\n$' } }, { send = { template = "{p}={q}" } } ]
+
+[[clients]]
+connect = "srv"
+script = [ { send = { template = "to {addr:srv} port {port:srv}\n" } }, { expect = { regex = '^(\d+)=(\d+)$' } } ]
+"#)
+    .await;
+    assert_passed(&outcome);
+    let read = reads(&outcome, "client1").concat();
+    let text = String::from_utf8(read).unwrap();
+    let (p, q) = text.split_once('=').unwrap();
+    assert_eq!(p, q);
+    assert!(p.parse::<u16>().unwrap() > 0);
+}

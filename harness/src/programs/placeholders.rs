@@ -20,13 +20,16 @@ pub enum Placeholder {
     Host(String),
     /// `{addr:NAME}`: `host:port` (`[::1]:9000` for IPv6).
     Addr(String),
+    /// `{VAR}`: a variable a regex captured earlier in the run (in `{ template }`
+    /// data; in a json-header `send_frame` header also `{md5}` and `{size}`).
+    Var(String),
 }
 
 impl Placeholder {
     /// The server (or proxy) this placeholder names, if any.
     pub fn name(&self) -> Option<&str> {
         match self {
-            Placeholder::OwnPort => None,
+            Placeholder::OwnPort | Placeholder::Var(_) => None,
             Placeholder::Port(name) | Placeholder::Host(name) | Placeholder::Addr(name) => {
                 Some(name)
             }
@@ -65,6 +68,57 @@ impl Template {
         own_port: bool,
         known: &dyn Fn(&str) -> bool,
     ) -> Result<Self, TemplateError> {
+        Self::parse_inner(text, own_port, false, known)
+    }
+
+    /// Parses `{ template = "..." }` data: besides `{port:NAME}`, `{host:NAME}` and
+    /// `{addr:NAME}`, a bare name `{token}` is a variable. Whether some regex
+    /// captures it is for the caller to check, once the whole scenario is read.
+    pub fn parse_data(text: &str, known: &dyn Fn(&str) -> bool) -> Result<Self, TemplateError> {
+        Self::parse_inner(text, false, true, known)
+    }
+
+    /// The variables it uses.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.placeholders().filter_map(|p| match p {
+            Placeholder::Var(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The bytes of `{ template }` data: text as UTF-8, placeholders replaced,
+    /// variables as the bytes they captured. The first variable `var` does not know
+    /// yet is the error.
+    pub fn expand_bytes(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<SocketAddr>,
+        var: &dyn Fn(&str) -> Option<bytes::Bytes>,
+    ) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
+                Piece::Slot(Placeholder::Var(name)) => match var(name) {
+                    Some(value) => out.extend_from_slice(&value),
+                    None => return Err(name.clone()),
+                },
+                Piece::Slot(slot) => {
+                    let one = Template {
+                        pieces: vec![Piece::Slot(slot.clone())],
+                    };
+                    out.extend_from_slice(one.expand(None, lookup).as_bytes());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse_inner(
+        text: &str,
+        own_port: bool,
+        variables: bool,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, TemplateError> {
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut rest = text.char_indices().peekable();
@@ -95,13 +149,13 @@ impl Template {
                     };
                     let inner = &text[at + 1..at + 1 + len];
                     let range = at..at + len + 2;
-                    let slot = parse_slot(inner, own_port, known).map_err(|(message, hint)| {
-                        TemplateError {
+                    let slot = parse_slot(inner, own_port, variables, known).map_err(
+                        |(message, hint)| TemplateError {
                             range: range.clone(),
                             message,
                             hint,
-                        }
-                    })?;
+                        },
+                    )?;
                     // Skip the characters of the placeholder.
                     while rest.peek().is_some_and(|&(i, _)| i < range.end) {
                         rest.next();
@@ -150,6 +204,7 @@ impl Template {
                         Placeholder::Port(name) => lookup(name).map(|a| a.port().to_string()),
                         Placeholder::Host(name) => lookup(name).map(|a| a.ip().to_string()),
                         Placeholder::Addr(name) => lookup(name).map(|a| a.to_string()),
+                        Placeholder::Var(_) => None,
                     };
                     match value {
                         Some(value) => out.push_str(&value),
@@ -168,14 +223,19 @@ fn written(slot: &Placeholder) -> String {
         Placeholder::Port(name) => format!("{{port:{name}}}"),
         Placeholder::Host(name) => format!("{{host:{name}}}"),
         Placeholder::Addr(name) => format!("{{addr:{name}}}"),
+        Placeholder::Var(name) => format!("{{{name}}}"),
     }
 }
 
 fn parse_slot(
     inner: &str,
     own_port: bool,
+    variables: bool,
     known: &dyn Fn(&str) -> bool,
 ) -> Result<Placeholder, (String, String)> {
+    if variables && inner != "port" && crate::matcher::is_variable_name(inner) {
+        return Ok(Placeholder::Var(inner.to_owned()));
+    }
     if inner == "port" {
         return if own_port {
             Ok(Placeholder::OwnPort)

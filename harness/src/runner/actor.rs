@@ -216,7 +216,23 @@ impl Actor {
             );
             let started = Instant::now();
             let deadline = started + step.timeout.unwrap_or(self.context.step_timeout);
-            match self.step(&step.action, deadline).await {
+            let resolved;
+            let action = if step.action.has_template() {
+                match self.resolve(&step.action) {
+                    Ok(action) => {
+                        resolved = action;
+                        Ok(&resolved)
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                Ok(&step.action)
+            };
+            let result = match action {
+                Ok(action) => self.step(action, deadline).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) => self
                     .context
                     .log
@@ -715,6 +731,52 @@ impl Actor {
             )
         };
         Err(StepError::new(message).bytes(Some(expected.clone()), Some(got)))
+    }
+
+    /// The step with its `{ template }` data made into bytes from the run's
+    /// variables and addresses. A variable no step captured yet fails the step,
+    /// naming the step that captures it.
+    fn resolve(&self, action: &Action) -> Result<Action, StepError> {
+        let expand = |data: &Data| -> Result<Data, StepError> {
+            let Data::Template(template) = data else {
+                return Ok(data.clone());
+            };
+            let addresses = self.context.addresses.get();
+            template
+                .expand_bytes(
+                    &|server| addresses.and_then(|a| a.get(server).copied()),
+                    &|name| self.context.variables.get(name),
+                )
+                .map(|bytes| Data::Bytes(Bytes::from(bytes)))
+                .map_err(|name| {
+                    StepError::new(match self.context.capturers.get(&name) {
+                        Some(capturer) => format!(
+                            "the variable `{name}` has no value yet: {capturer} captures it, and it has not matched before this step ran (order the steps with `signal`/`wait`)"
+                        ),
+                        None => format!("the variable `{name}` is captured by no step"),
+                    })
+                })
+        };
+        Ok(match action {
+            Action::Send {
+                data,
+                chunks,
+                delay,
+            } => Action::Send {
+                data: expand(data)?,
+                chunks: chunks.clone(),
+                delay: *delay,
+            },
+            Action::Expect(Expected::Data(data)) => Action::Expect(Expected::Data(expand(data)?)),
+            Action::Recv {
+                max,
+                expect: Some(Expected::Data(data)),
+            } => Action::Recv {
+                max: *max,
+                expect: Some(Expected::Data(expand(data)?)),
+            },
+            other => other.clone(),
+        })
     }
 
     /// Makes a step's captures visible to every actor of the run.

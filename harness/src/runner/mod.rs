@@ -64,6 +64,11 @@ pub struct RunContext {
     pub unread: UnreadPolicy,
     /// Values captured by matchers so far, shared by every actor.
     pub variables: Variables,
+    /// Which step captures each variable, for "used before it was captured".
+    pub capturers: Arc<HashMap<String, String>>,
+    /// Every server's address, for `{port:NAME}` in templates; set once the
+    /// servers are planned.
+    pub addresses: std::sync::OnceLock<Arc<HashMap<String, SocketAddr>>>,
     /// Notes for the report, whatever the run's result (`unread` warnings).
     notes: Mutex<RunNotes>,
     /// The sockets of actors that failed, kept open until the run is cleaned up:
@@ -256,6 +261,8 @@ pub async fn run_plan(
         output: OutputTail::default(),
         unread: plan.unread,
         variables: Variables::default(),
+        capturers: Arc::clone(&plan.capturers),
+        addresses: std::sync::OnceLock::new(),
         notes: Mutex::default(),
         parked: Mutex::new(Vec::new()),
     });
@@ -516,6 +523,7 @@ impl RunState {
                 .map(|s| (s.name.to_string(), s.addr))
                 .collect(),
         );
+        let _ = self.context.addresses.set(Arc::clone(&addresses));
         for server in plan.servers {
             self.start_server(server, &addresses).await?;
         }

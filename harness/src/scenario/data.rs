@@ -25,6 +25,10 @@ pub enum Data {
     Bytes(Bytes),
     /// A slice of a file, read when the step runs.
     File(FileSlice),
+    /// `{ template = "..." }`: bytes made when the step runs, from the run's
+    /// variables and addresses. The runner resolves it into [`Data::Bytes`] before
+    /// the step uses it.
+    Template(Arc<crate::programs::placeholders::Template>),
 }
 
 /// `len` bytes of the file at `path` from `offset`.
@@ -44,6 +48,8 @@ impl Data {
         match self {
             Data::Bytes(bytes) => bytes.len() as u64,
             Data::File(slice) => slice.len,
+            // Unknown until the step runs.
+            Data::Template(_) => 0,
         }
     }
 
@@ -55,7 +61,7 @@ impl Data {
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match self {
             Data::Bytes(bytes) => Some(bytes),
-            Data::File(_) => None,
+            Data::File(_) | Data::Template(_) => None,
         }
     }
 
@@ -70,6 +76,7 @@ impl Data {
         match self {
             Data::Bytes(bytes) => Ok(bytes.slice(..bytes.len().min(limit))),
             Data::File(slice) => slice.read(0, usize_of(slice.len).min(limit)),
+            Data::Template(_) => Err(unresolved()),
         }
     }
 }
@@ -143,6 +150,7 @@ impl DataReader {
                 let file = File::open(&slice.path).map_err(|e| slice.error(e))?;
                 Source::File(slice.clone(), file)
             }
+            Data::Template(_) => return Err(unresolved()),
         };
         Ok(Self {
             source,
@@ -189,6 +197,11 @@ impl DataReader {
         }
         Ok(joined.freeze())
     }
+}
+
+/// A template reached a step unresolved: a bug of the runner, reported, not a panic.
+fn unresolved() -> io::Error {
+    io::Error::other("internal error: template data was not resolved before its step")
 }
 
 fn usize_of(n: u64) -> usize {

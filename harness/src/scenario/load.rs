@@ -27,7 +27,7 @@ use crate::duration::{parse_duration, DURATION_HINT};
 use crate::event::ShutdownHow;
 use crate::framing::{FramingConfig, FramingKind};
 use crate::matcher::{self, Match, MatchSpec};
-use crate::programs::placeholders::Placeholder;
+use crate::programs::placeholders::{Placeholder, Template};
 use crate::servers::{BuiltinConfig, BuiltinKind, OptionValue};
 
 /// Data larger than this is almost certainly a mistake in a scenario (`times = 1e12`),
@@ -73,10 +73,10 @@ const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
 const PROGRAM_CLIENT_KEYS: &[&str] = &[
     "name", "command", "env", "cwd", "count", "stdin", "exit", "stdout", "stderr",
 ];
-const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat"];
+const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat", "template"];
 /// Keys of a data table.
 const DATA_TABLE_KEYS: &[&str] = &[
-    "text", "hex", "base64", "file", "repeat", "times", "offset", "len",
+    "text", "hex", "base64", "file", "repeat", "template", "times", "offset", "len",
 ];
 /// Keys of a `send` table.
 const SEND_KEYS: &[&str] = &[
@@ -85,6 +85,7 @@ const SEND_KEYS: &[&str] = &[
     "base64",
     "file",
     "repeat",
+    "template",
     "times",
     "offset",
     "len",
@@ -99,6 +100,7 @@ const FRAME_KEYS: &[&str] = &[
     "base64",
     "file",
     "repeat",
+    "template",
     "times",
     "offset",
     "len",
@@ -185,6 +187,7 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         declared_servers: HashSet::new(),
         data_total: Cell::new(0),
         shared: RefCell::default(),
+        variable_uses: RefCell::default(),
     };
     let scenario = loader.scenario(&root);
     match scenario {
@@ -222,6 +225,9 @@ struct Loader<'a> {
     data_total: Cell<usize>,
     /// Data already built in this load, so equal data is one allocation.
     shared: RefCell<SharedData>,
+    /// Every `{VAR}` a template uses, with where: checked against the regexes'
+    /// capture names once the whole file is read.
+    variable_uses: RefCell<Vec<(String, Range<usize>)>>,
 }
 
 /// Payloads built so far in one load. `Bytes` clones share one buffer, so a
@@ -637,14 +643,18 @@ impl Loader<'_> {
             group,
             retries,
             unread,
+            capturers: Arc::default(),
             servers,
             clients,
             programs,
         };
         // With other errors, some scripts were dropped, and their signals with them:
         // checking waits now would report signals that do exist.
+        let mut scenario = scenario;
         if self.diagnostics.is_empty() {
             self.check_signals(&scenario);
+            scenario.capturers = Arc::new(capturers(&scenario));
+            self.check_variables(&scenario.capturers);
         }
         Some(scenario)
     }
@@ -1207,10 +1217,8 @@ impl Loader<'_> {
     /// DATA whose bytes are needed now (stdin, an output to match): a file slice is
     /// read at load time.
     fn data_now(&self, node: &Node, key: &str) -> Check<Bytes> {
-        match self.data(node, key)? {
-            Data::Bytes(bytes) => Ok(bytes),
-            Data::File(slice) => self.read_slice(&slice, &node.span),
-        }
+        let data = self.data(node, key)?;
+        self.loaded_bytes(data, &node.span, key)
     }
 
     /// A MATCH on a program's whole output: DATA (exact bytes), or one of
@@ -1733,8 +1741,7 @@ impl Loader<'_> {
     /// slice is read now.
     fn matcher(&self, node: &Node, key: &str) -> Check<Match> {
         Ok(match self.expected(node, key, false)? {
-            Expected::Data(Data::Bytes(bytes)) => Match::Exact(bytes),
-            Expected::Data(Data::File(slice)) => Match::Exact(self.read_slice(&slice, &node.span)?),
+            Expected::Data(data) => Match::Exact(self.loaded_bytes(data, &node.span, key)?),
             Expected::Match { matcher, .. } => matcher,
         })
     }
@@ -1829,10 +1836,7 @@ impl Loader<'_> {
         let node = fields.get(which).expect("key is present");
         let spec = match which {
             "regex" => MatchSpec::Regex(string(node, which)?),
-            "contains" => MatchSpec::Contains(match self.data(node, which)? {
-                Data::Bytes(bytes) => bytes,
-                Data::File(slice) => self.read_slice(&slice, &node.span)?,
-            }),
+            "contains" => MatchSpec::Contains(self.data_now(node, which)?),
             "len" => MatchSpec::Len(count(node, which, 0, MAX_RECV_BYTES)?),
             _ => {
                 if !matches!(node.kind, NodeKind::Table(_)) {
@@ -1855,6 +1859,52 @@ impl Loader<'_> {
         })
     }
 
+    /// `{ template = "..." }`: placeholders parsed now (a stray brace or an unknown
+    /// server is an error here); variables are checked once the file is read.
+    fn data_template(&self, node: &Node) -> Check<Template> {
+        let text = string(node, "template")?;
+        let declared = &self.declared_servers;
+        let template =
+            Template::parse_data(&text, &|name| declared.contains(name)).map_err(|e| {
+                Diagnostic::new(
+                    char_span_in_string(node, self.source, e.range.start, e.range.len()),
+                    e.message,
+                )
+                .label("in this template")
+                .hint(e.hint)
+            })?;
+        let mut uses = self.variable_uses.borrow_mut();
+        let mut from = 0;
+        for name in template.variables() {
+            // Point at the placeholder itself.
+            let needle = format!("{{{name}}}");
+            let at = text[from..].find(&needle).map(|i| from + i);
+            let span = match at {
+                Some(at) => {
+                    from = at + needle.len();
+                    char_span_in_string(node, self.source, at, needle.len())
+                }
+                None => node.span.clone(),
+            };
+            uses.push((name.to_owned(), span));
+        }
+        Ok(template)
+    }
+
+    /// Bytes needed at load time from DATA that is not a template.
+    fn loaded_bytes(&self, data: Data, span: &Range<usize>, key: &str) -> Check<Bytes> {
+        match data {
+            Data::Bytes(bytes) => Ok(bytes),
+            Data::File(slice) => self.read_slice(&slice, span),
+            Data::Template(_) => Err(Diagnostic::new(
+                span.clone(),
+                format!("`{key}` cannot be a template"),
+            )
+            .label("its bytes are needed before the run starts")
+            .hint("templates work in `send`, `expect` and `recv`")),
+        }
+    }
+
     /// DATA: a string, or a table with exactly one data key.
     fn data(&self, node: &Node, key: &str) -> Check<Data> {
         if let NodeKind::Str(s) = &node.kind {
@@ -1872,10 +1922,8 @@ impl Loader<'_> {
     /// scenario's data limit.
     fn data_bytes(&self, fields: &mut Fields, key: &str) -> Check<Bytes> {
         let span = fields.span.clone();
-        match self.data_fields(fields, key)? {
-            Data::Bytes(bytes) => Ok(bytes),
-            Data::File(slice) => self.read_slice(&slice, &span),
-        }
+        let data = self.data_fields(fields, key)?;
+        self.loaded_bytes(data, &span, key)
     }
 
     fn data_fields(&self, fields: &mut Fields, key: &str) -> Check<Data> {
@@ -1921,6 +1969,7 @@ impl Loader<'_> {
                 )
             }
             "file" => Data::File(self.file_slice(node, fields)?),
+            "template" => Data::Template(Arc::new(self.data_template(node)?)),
             _ => {
                 let unit = string(node, "repeat")?;
                 let times = match fields.get("times") {
@@ -2067,6 +2116,26 @@ impl Loader<'_> {
         Ok(bytes)
     }
 
+    /// Every `{VAR}` of a template must be captured by some regex of the scenario,
+    /// or it could never have a value.
+    fn check_variables(&mut self, capturers: &HashMap<String, String>) {
+        let uses = std::mem::take(&mut *self.variable_uses.borrow_mut());
+        let known: Vec<&str> = capturers.keys().map(String::as_str).collect();
+        for (name, span) in uses {
+            if capturers.contains_key(&name) {
+                continue;
+            }
+            let mut d = Diagnostic::new(span, format!("unknown placeholder `{{{name}}}`"))
+                .label(format!("no regex in this scenario captures `{name}`"));
+            if let Some(best) = did_you_mean(&name, &known) {
+                d = d.hint(format!("did you mean `{{{best}}}`?"));
+            }
+            self.push(d.hint(
+                "capture it with a named group, e.g. `{ expect_line = { regex = '^TOKEN (?P<token>\\w+)$' } }`; other placeholders: {port:NAME}, {host:NAME}, {addr:NAME}; `{{` and `}}` are literal braces",
+            ));
+        }
+    }
+
     /// Every `wait` must have a `signal` somewhere, or it can only time out.
     fn check_signals(&mut self, scenario: &Scenario) {
         let scripts = scenario
@@ -2108,6 +2177,40 @@ impl Loader<'_> {
             }
         }
     }
+}
+
+/// Which step captures each variable, as a report names it: `step 2 of
+/// `client1` (line 12:5)`. The first capturing step in file order wins.
+fn capturers(scenario: &Scenario) -> HashMap<String, String> {
+    let scripts = scenario
+        .servers
+        .iter()
+        .filter_map(|s| match &s.kind {
+            ServerKind::Script { script, .. } => Some((s.name.as_str(), script)),
+            _ => None,
+        })
+        .chain(
+            scenario
+                .clients
+                .iter()
+                .map(|c| (c.name.as_str(), &c.script)),
+        );
+    let mut found = HashMap::new();
+    for (actor, script) in scripts {
+        for (index, step) in script.iter().enumerate() {
+            for name in step.action.capture_names() {
+                found.entry(name.to_owned()).or_insert_with(|| {
+                    format!(
+                        "step {} of `{actor}` (line {}:{})",
+                        index + 1,
+                        step.location.line,
+                        step.location.column
+                    )
+                });
+            }
+        }
+    }
+    found
 }
 
 /// The top-level `unread` policy.

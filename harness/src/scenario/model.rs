@@ -49,6 +49,9 @@ pub struct Scenario {
     pub retries: Option<usize>,
     /// What to do when a TCP actor's script ends with bytes no step read.
     pub unread: UnreadPolicy,
+    /// For each variable some regex captures, the first step that captures it (as
+    /// a report names it), for "used before it was captured" failures.
+    pub capturers: Arc<std::collections::HashMap<String, String>>,
     /// Servers in file order.
     pub servers: Vec<ServerSpec>,
     /// Client declarations in file order (each may run `count` copies).
@@ -348,6 +351,37 @@ impl Action {
     /// The step's kind, without its arguments.
     pub fn kind(&self) -> StepKind {
         StepKind::from(self)
+    }
+
+    /// The variables this step's matcher captures (a regex's named groups).
+    pub fn capture_names(&self) -> Vec<&str> {
+        match self {
+            Action::Expect(Expected::Match { matcher, .. })
+            | Action::Recv {
+                expect: Some(Expected::Match { matcher, .. }),
+                ..
+            }
+            | Action::ExpectLine(matcher)
+            | Action::ExpectFrame {
+                payload: matcher, ..
+            } => matcher.capture_names(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the step's data is a template, made from variables as it runs.
+    pub fn has_template(&self) -> bool {
+        matches!(
+            self,
+            Action::Send {
+                data: Data::Template(_),
+                ..
+            } | Action::Expect(Expected::Data(Data::Template(_)))
+                | Action::Recv {
+                    expect: Some(Expected::Data(Data::Template(_))),
+                    ..
+                }
+        )
     }
 
     /// Whether the step waits for something outside this actor, and so has a deadline.
