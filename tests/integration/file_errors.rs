@@ -1002,3 +1002,19 @@ fn template_placeholders_are_checked_at_load() {
     ));
     e.reports("`contains` cannot be a template", "{ template");
 }
+
+#[test]
+fn a_frame_header_needs_json_header_framing() {
+    let e = invalid(&with_client_script(
+        r#"{ send_frame = { framing = "u32le", header = { a = 1 }, text = "x" } }"#,
+    ));
+    e.reports("`header` is for `framing = \"json-header\"`", "{ a = 1 }");
+    let e = invalid(&with_client_script(
+        r#"{ send_frame = { framing = "json-header", header = { md5 = "{md5" }, text = "x" } }"#,
+    ));
+    e.reports("a `{` that is never closed", "{md5\"");
+    let e = invalid(&with_client_script(
+        r#"{ expect_frame = { framing = "json-header", body = "x", text = "y" } }"#,
+    ));
+    e.reports("`expect_frame` has both `body` and `text`", "text");
+}

@@ -355,3 +355,53 @@ script = [ { send = { template = "to {addr:srv} port {port:srv}\n" } }, { expect
     assert_eq!(p, q);
     assert!(p.parse::<u16>().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn json_header_frames_carry_a_header_with_md5_and_size_filled_in() {
+    let outcome = run(r#"
+[servers.srv]
+script = [
+  { expect_frame = { framing = "json-header", header = { file_name = "a.txt", md5 = "5d41402abc4b2a76b9719d911017c592", size = 5, note = "n=5", file_size = 5 }, body = "hello" } },
+  { send_frame = { framing = "json-header", header = { status = "ok", stored = { name = "a.txt" } }, text = "" } },
+  { expect_frame = { framing = "json-header", body = { len = 3 } } },
+]
+
+[[clients]]
+connect = "srv"
+script = [
+  { send_frame = { framing = "json-header", header = { file_name = "a.txt", md5 = "{md5}", size = "{size}", note = "n={size}" }, text = "hello" } },
+  { expect_frame = { framing = "json-header", header = { status = "ok", stored = { name = "a.txt" } } } },
+  { send_frame = { framing = "json-header", header = { file_size = 3 }, text = "hello" } },
+]
+"#)
+    .await;
+    assert_passed(&outcome);
+    // The lying `file_size` left two bytes of the body for nobody.
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.contains("2 bytes arrived that no step read: \"lo\"")),
+        "{:?}",
+        outcome.notes
+    );
+}
+
+#[tokio::test]
+async fn a_json_header_that_lacks_a_key_fails_naming_it() {
+    let outcome = run(r#"
+[servers.srv]
+script = [ { send_frame = { framing = "json-header", header = { status = "error" }, text = "x" } } ]
+
+[[clients]]
+connect = "srv"
+script = [ { expect_frame = { framing = "json-header", header = { status = "ok" } } } ]
+"#)
+    .await;
+    let f = failure(&outcome);
+    assert!(
+        f.message.contains("`status` is \"error\", expected \"ok\""),
+        "{}",
+        f.message
+    );
+}

@@ -330,16 +330,31 @@ impl Actor {
             }
             Action::ExpectLine(matcher) => self.expect_line(matcher, deadline).await,
             Action::ExpectSilence(quiet) => self.expect_silence(*quiet).await,
-            Action::SendFrame { framing, payload } => {
-                let mut frame = BytesMut::new();
-                framing
-                    .encode(payload, &mut frame)
-                    .map_err(|e| StepError::new(format!("cannot encode the frame: {e}")))?;
-                self.send(&Data::Bytes(frame.freeze()), &[], None, false, deadline)
+            Action::SendFrame {
+                framing,
+                payload,
+                header,
+            } => {
+                let frame = match header {
+                    Some(header) => self.json_header_frame(header, payload)?,
+                    None => {
+                        let mut frame = BytesMut::new();
+                        framing
+                            .encode(payload, &mut frame)
+                            .map_err(|e| StepError::new(format!("cannot encode the frame: {e}")))?;
+                        frame.freeze()
+                    }
+                };
+                self.send(&Data::Bytes(frame), &[], None, false, deadline)
                     .await
             }
-            Action::ExpectFrame { framing, payload } => {
-                self.expect_frame(framing, payload, deadline).await
+            Action::ExpectFrame {
+                framing,
+                payload,
+                header,
+            } => {
+                self.expect_frame(framing, payload, header.as_ref(), deadline)
+                    .await
             }
             Action::ExpectEof => self.expect_eof(deadline).await,
             Action::ExpectReset => self.expect_reset(deadline).await,
@@ -779,6 +794,81 @@ impl Actor {
         })
     }
 
+    /// One json-header frame with the step's header: its strings expanded (`{md5}`
+    /// and `{size}` of the body, variables, addresses; a string that is exactly
+    /// `{size}` becomes a number), `file_size` added from the body unless the
+    /// header gives one, which is sent as given, true or not.
+    fn json_header_frame(
+        &self,
+        header: &serde_json::Map<String, serde_json::Value>,
+        body: &Bytes,
+    ) -> Result<Bytes, StepError> {
+        use md5::Digest as _;
+        let md5 = hex::encode(md5::Md5::digest(body));
+        let size = body.len().to_string();
+        let mut map = header.clone();
+        for value in map.values_mut() {
+            self.expand_header_value(value, &md5, &size)?;
+        }
+        map.entry("file_size")
+            .or_insert_with(|| serde_json::Value::from(body.len() as u64));
+        let text = serde_json::to_vec(&map)
+            .map_err(|e| StepError::new(format!("cannot write the header: {e}")))?;
+        let mut frame = BytesMut::with_capacity(4 + text.len() + body.len());
+        frame.extend_from_slice(&(text.len() as i32).to_le_bytes());
+        frame.extend_from_slice(&text);
+        frame.extend_from_slice(body);
+        Ok(frame.freeze())
+    }
+
+    fn expand_header_value(
+        &self,
+        value: &mut serde_json::Value,
+        md5: &str,
+        size: &str,
+    ) -> Result<(), StepError> {
+        match value {
+            serde_json::Value::String(text) if text == "{size}" => {
+                *value = serde_json::Value::from(size.parse::<u64>().unwrap_or(0));
+            }
+            serde_json::Value::String(text) if text.contains(['{', '}']) => {
+                let template = crate::programs::placeholders::Template::parse_data(text, &|_| true)
+                    .map_err(|e| StepError::new(format!("header value {text:?}: {}", e.message)))?;
+                let addresses = self.context.addresses.get();
+                let bytes = template
+                    .expand_bytes(
+                        &|server| addresses.and_then(|a| a.get(server).copied()),
+                        &|name| match name {
+                            "md5" => Some(Bytes::from(md5.to_owned())),
+                            "size" => Some(Bytes::from(size.to_owned())),
+                            other => self.context.variables.get(other),
+                        },
+                    )
+                    .map_err(|name| {
+                        StepError::new(match self.context.capturers.get(&name) {
+                            Some(capturer) => format!(
+                                "the variable `{name}` has no value yet: {capturer} captures it, and it has not matched before this step ran"
+                            ),
+                            None => format!("the variable `{name}` is captured by no step"),
+                        })
+                    })?;
+                *value = serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    self.expand_header_value(item, md5, size)?;
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for item in map.values_mut() {
+                    self.expand_header_value(item, md5, size)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Makes a step's captures visible to every actor of the run.
     fn captured(&self, captures: Captures) {
         if !captures.is_empty() {
@@ -1154,6 +1244,7 @@ impl Actor {
         &mut self,
         framing: &FramingConfig,
         payload: &Match,
+        header: Option<&Match>,
         deadline: Instant,
     ) -> StepResult {
         let mut codec = framing.codec();
@@ -1184,6 +1275,7 @@ impl Actor {
                 ))
                 .bytes(None, Some(datagram)));
             }
+            compare_header(header, &frame)?;
             let captures = compare_frame(payload, frame.payload)?;
             self.captured(captures);
             return Ok(());
@@ -1197,6 +1289,7 @@ impl Actor {
         loop {
             match codec.decode(&mut buffered) {
                 Ok(Some(frame)) => {
+                    compare_header(header, &frame)?;
                     let captures = compare_frame(payload, frame.payload)?;
                     self.captured(captures);
                     return Ok(());
@@ -1397,6 +1490,18 @@ fn compare_frame(expected: &Match, got: Bytes) -> Result<Captures, StepError> {
             None => format!("the frame's payload: {}", mismatch.message),
         };
         StepError::new(message).bytes(mismatch.expected, Some(got))
+    })
+}
+
+/// A json-header frame's header against `expect_frame`'s `header` table.
+fn compare_header(expected: Option<&Match>, frame: &crate::framing::Frame) -> StepResult {
+    let Some(Match::Json(want)) = expected else {
+        return Ok(());
+    };
+    let have = serde_json::Value::Object(frame.header.clone().unwrap_or_default());
+    crate::matcher::json_subset(want, &have, &mut String::new()).map_err(|why| {
+        StepError::new(format!("the frame's header {have}: {why}"))
+            .bytes(None, Some(frame.payload.clone()))
     })
 }
 

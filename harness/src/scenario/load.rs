@@ -93,8 +93,11 @@ const SEND_KEYS: &[&str] = &[
     "delay",
     "await_read",
 ];
-/// Keys of a `send_frame` or `expect_frame` table.
-const FRAME_KEYS: &[&str] = &[
+/// The keys that make a table a matcher instead of DATA.
+const MATCHER_KEYS: &[&str] = &["regex", "contains", "len", "json"];
+const MATCH_HINT: &str = "a MATCH is DATA (exact bytes), or `{ regex = \"...\" }`, `{ contains = \"...\" }`, `{ len = N }` or `{ json = { key = value } }`";
+/// Keys of a `send_frame`.
+const SEND_FRAME_KEYS: &[&str] = &[
     "text",
     "hex",
     "base64",
@@ -108,12 +111,29 @@ const FRAME_KEYS: &[&str] = &[
     "max_frame",
     "max_line",
     "length_includes_header",
+    "header",
 ];
-/// The keys that make a table a matcher instead of DATA.
-const MATCHER_KEYS: &[&str] = &["regex", "contains", "len", "json"];
-const MATCH_HINT: &str = "a MATCH is DATA (exact bytes), or `{ regex = \"...\" }`, `{ contains = \"...\" }`, `{ len = N }` or `{ json = { key = value } }`";
-/// Keys of an `expect_frame` whose payload is a matcher.
-const FRAME_MATCH_KEYS: &[&str] = &["framing", "max_frame", "max_line", "length_includes_header"];
+/// Keys of an `expect_frame`.
+const EXPECT_FRAME_KEYS: &[&str] = &[
+    "text",
+    "hex",
+    "base64",
+    "file",
+    "repeat",
+    "template",
+    "times",
+    "offset",
+    "len",
+    "framing",
+    "max_frame",
+    "max_line",
+    "length_includes_header",
+    "header",
+    "body",
+    "regex",
+    "contains",
+    "json",
+];
 const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`, `base64`, `file` (with `offset` and `len` for a slice), or `repeat` (with `times`)";
 
 /// Reads and loads a scenario file.
@@ -1515,14 +1535,8 @@ impl Loader<'_> {
             StepKind::Expect => Action::Expect(self.expected(node, key, true)?),
             StepKind::ExpectLine => Action::ExpectLine(self.matcher(node, key)?),
             StepKind::ExpectSilence => Action::ExpectSilence(duration(node, key)?),
-            StepKind::SendFrame => {
-                let (framing, payload) = self.frame(node, key)?;
-                Action::SendFrame { framing, payload }
-            }
-            StepKind::ExpectFrame => {
-                let (framing, payload) = self.expect_frame(node)?;
-                Action::ExpectFrame { framing, payload }
-            }
+            StepKind::SendFrame => self.send_frame(node)?,
+            StepKind::ExpectFrame => self.expect_frame(node)?,
             StepKind::ExpectEof => {
                 must_be_true(node, key)?;
                 Action::ExpectEof
@@ -1652,43 +1666,145 @@ impl Loader<'_> {
         Ok(Action::Recv { max, expect })
     }
 
-    fn frame(&self, node: &Node, key: &str) -> Check<(FramingConfig, Bytes)> {
+    fn send_frame(&self, node: &Node) -> Check<Action> {
+        let key = "send_frame";
         let mut fields = self.frame_fields(node, key)?;
         let framing = self.framing(node, &mut fields, key)?;
+        let header = match fields.get("header") {
+            Some(header) => Some(Arc::new(self.frame_header(header, &framing, key)?)),
+            None => None,
+        };
         let payload = self.data_bytes(&mut fields, key)?;
-        // Refuse at load time what could never be sent, rather than mid-run.
-        let mut scratch = bytes::BytesMut::new();
-        framing.encode(&payload, &mut scratch).map_err(|e| {
-            Diagnostic::new(
+        // Refuse at load time what could never be sent, rather than mid-run. With
+        // a header the frame is built when the step runs (its `file_size` may lie
+        // on purpose).
+        if header.is_none() {
+            let mut scratch = bytes::BytesMut::new();
+            framing.encode(&payload, &mut scratch).map_err(|e| {
+                Diagnostic::new(
+                    node.span.clone(),
+                    format!("this payload cannot be a {} frame", framing.kind.name()),
+                )
+                .label(e.to_string())
+            })?;
+        }
+        first_unknown(&fields, format_args!("`{key}`"), SEND_FRAME_KEYS)?;
+        Ok(Action::SendFrame {
+            framing,
+            payload,
+            header,
+        })
+    }
+
+    /// A json-header `header = { ... }`: a table, on a json-header frame; its
+    /// strings are templates (checked now) where `{md5}` and `{size}` are the
+    /// body's.
+    fn frame_header(
+        &self,
+        node: &Node,
+        framing: &FramingConfig,
+        key: &str,
+    ) -> Check<serde_json::Map<String, serde_json::Value>> {
+        if framing.kind != FramingKind::JsonHeader {
+            return Err(Diagnostic::new(
                 node.span.clone(),
-                format!("this payload cannot be a {} frame", framing.kind.name()),
+                format!(
+                    "`header` is for `framing = \"json-header\"`, not `{}`",
+                    framing.kind.name()
+                ),
             )
-            .label(e.to_string())
-        })?;
-        first_unknown(&fields, format_args!("`{key}`"), FRAME_KEYS)?;
-        Ok((framing, payload))
+            .label("this framing has no header")
+            .hint(format!(
+                "remove `header`, or use json-header in this `{key}`"
+            )));
+        }
+        let serde_json::Value::Object(map) = json_value(node)? else {
+            return Err(type_error(node, "header", "a table")
+                .hint("e.g. `header = { file_name = \"a.txt\", md5 = \"{md5}\" }`"));
+        };
+        if key == "send_frame" {
+            self.check_header_templates(node)?;
+        }
+        Ok(map)
+    }
+
+    /// Parses every string of a send_frame header as a template, so a stray brace
+    /// or an unknown name is a load error; `{md5}` and `{size}` are the body's.
+    fn check_header_templates(&self, node: &Node) -> Check<()> {
+        match &node.kind {
+            NodeKind::Str(text) => {
+                let declared = &self.declared_servers;
+                let template = Template::parse_data(text, &|name| declared.contains(name))
+                    .map_err(|e| {
+                        Diagnostic::new(
+                            char_span_in_string(node, self.source, e.range.start, e.range.len()),
+                            e.message,
+                        )
+                        .label("in this header value")
+                        .hint(format!("{}; in a header also {{md5}} and {{size}}", e.hint))
+                    })?;
+                let mut uses = self.variable_uses.borrow_mut();
+                for name in template.variables() {
+                    if name != "md5" && name != "size" {
+                        uses.push((name.to_owned(), node.span.clone()));
+                    }
+                }
+                Ok(())
+            }
+            NodeKind::Array(items) => items
+                .iter()
+                .try_for_each(|i| self.check_header_templates(i)),
+            NodeKind::Table(entries) => entries
+                .iter()
+                .try_for_each(|e| self.check_header_templates(&e.value)),
+            _ => Ok(()),
+        }
     }
 
     /// `expect_frame`: the framing keys, and a MATCH for the payload whose keys
-    /// (`regex`, `contains`, `len`, `json`, or DATA's) sit beside `framing`.
-    fn expect_frame(&self, node: &Node) -> Check<(FramingConfig, Match)> {
+    /// (`regex`, `contains`, `len`, `json`, or DATA's) sit beside `framing`, or
+    /// sit in `body = MATCH`; json-header frames may give `header = { ... }`.
+    fn expect_frame(&self, node: &Node) -> Check<Action> {
         let key = "expect_frame";
         let mut fields = self.frame_fields(node, key)?;
         let framing = self.framing(node, &mut fields, key)?;
-        let payload = match self.matcher_fields(&mut fields, key)? {
-            Some(matcher) => {
-                first_unknown(&fields, format_args!("`{key}`"), FRAME_MATCH_KEYS)?;
-                matcher
+        let header = match fields.get("header") {
+            Some(header) => Some(Match::Json(Arc::new(serde_json::Value::Object(
+                self.frame_header(header, &framing, key)?,
+            )))),
+            None => None,
+        };
+        let payload = if let Some(body) = fields.get("body") {
+            if let Some(other) = DATA_KEYS.iter().chain(MATCHER_KEYS).find(|k| fields.has(k)) {
+                return Err(Diagnostic::new(
+                    fields.key_span(other),
+                    format!("`{key}` has both `body` and `{other}`"),
+                )
+                .label("give the payload one way"));
             }
-            None => {
-                let data = self
-                    .data_bytes(&mut fields, key)
-                    .map_err(|d| d.hint(MATCH_HINT))?;
-                first_unknown(&fields, format_args!("`{key}`"), FRAME_KEYS)?;
-                Match::Exact(data)
+            self.matcher(body, "body")?
+        } else {
+            match self.matcher_fields(&mut fields, key)? {
+                Some(matcher) => matcher,
+                None if header.is_some() && !DATA_KEYS.iter().any(|k| fields.has(k)) => {
+                    // Only the header is checked: the empty regex matches any body.
+                    Match::compile(MatchSpec::Regex(String::new()))
+                        .map_err(|e| Diagnostic::new(node.span.clone(), e.message))?
+                }
+                None => {
+                    let data = self
+                        .data_bytes(&mut fields, key)
+                        .map_err(|d| d.hint(MATCH_HINT))?;
+                    Match::Exact(data)
+                }
             }
         };
-        Ok((framing, payload))
+        first_unknown(&fields, format_args!("`{key}`"), EXPECT_FRAME_KEYS)?;
+        Ok(Action::ExpectFrame {
+            framing,
+            payload,
+            header,
+        })
     }
 
     fn frame_fields<'n>(&self, node: &'n Node, key: &str) -> Check<Fields<'n>> {
@@ -2422,7 +2538,12 @@ mod tests {
     /// data keys plus their own.
     #[test]
     fn table_key_lists_start_with_the_data_keys() {
-        for list in [DATA_TABLE_KEYS, SEND_KEYS, FRAME_KEYS] {
+        for list in [
+            DATA_TABLE_KEYS,
+            SEND_KEYS,
+            SEND_FRAME_KEYS,
+            EXPECT_FRAME_KEYS,
+        ] {
             assert_eq!(&list[..DATA_KEYS.len()], DATA_KEYS);
             assert_eq!(
                 list[DATA_KEYS.len()..DATA_KEYS.len() + 3],

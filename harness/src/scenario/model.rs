@@ -313,15 +313,20 @@ pub enum Action {
     ExpectLine(Match),
     /// Nothing (no byte, no end of stream, no datagram) arrives for this long.
     ExpectSilence(Duration),
-    /// Encode the payload as one frame and send it.
+    /// Encode the payload as one frame and send it. With `header` (json-header
+    /// only): that header, its strings templates (`{md5}`, `{size}` of the body,
+    /// variables), `file_size` from the body unless the header gives one.
     SendFrame {
         framing: FramingConfig,
         payload: Bytes,
+        header: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     },
-    /// Read one whole frame and match its payload.
+    /// Read one whole frame and match its payload; with `header` (json-header),
+    /// the frame's header must hold those keys, as `json` matches.
     ExpectFrame {
         framing: FramingConfig,
         payload: Match,
+        header: Option<Match>,
     },
     ExpectEof,
     ExpectReset,
@@ -371,6 +376,12 @@ impl Action {
 
     /// Whether the step's data is a template, made from variables as it runs.
     pub fn has_template(&self) -> bool {
+        if let Action::SendFrame {
+            header: Some(_), ..
+        } = self
+        {
+            return true;
+        }
         matches!(
             self,
             Action::Send {
@@ -486,6 +497,7 @@ mod tests {
             Action::SendFrame {
                 framing: FramingConfig::new(crate::framing::FramingKind::Line),
                 payload: Bytes::new(),
+                header: None,
             }
             .keyword(),
             "send_frame"
