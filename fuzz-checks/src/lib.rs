@@ -66,11 +66,14 @@ pub enum Target {
     ScenarioParse,
     /// The pcap/pcapng importer.
     TraceImport,
+    /// Structured: a stream fed in arbitrary chunks to the incremental regex,
+    /// `contains` and line matchers, against matching the whole buffer at once.
+    MatcherChunks,
 }
 
 impl Target {
     /// Every target, in the order ci/fuzz.sh runs them.
-    pub const ALL: [Target; 10] = [
+    pub const ALL: [Target; 11] = [
         Target::LengthRaw,
         Target::VarintRaw,
         Target::LineRaw,
@@ -81,6 +84,7 @@ impl Target {
         Target::LinesVsTokio,
         Target::ScenarioParse,
         Target::TraceImport,
+        Target::MatcherChunks,
     ];
 
     /// The target's name: its file in fuzz/fuzz_targets/ and its folders under
@@ -97,6 +101,7 @@ impl Target {
             Target::LinesVsTokio => "lines_vs_tokio",
             Target::ScenarioParse => "scenario_parse",
             Target::TraceImport => "trace_import",
+            Target::MatcherChunks => "matcher_chunks",
         }
     }
 
@@ -128,6 +133,11 @@ impl Target {
             Target::LinesVsTokio => check_lines_vs_tokio(data),
             Target::ScenarioParse => check_scenario_parse(data),
             Target::TraceImport => check_trace_import(data),
+            Target::MatcherChunks => {
+                if let Some(input) = structured::<MatcherChunksInput>(data) {
+                    check_matcher_chunks(&input);
+                }
+            }
         }
     }
 }
@@ -2305,4 +2315,143 @@ fn framing_kind(index: usize) -> FramingKind {
     FramingKind::all()
         .nth(index % count)
         .expect("the index is below the count")
+}
+
+// ---------------------------------------------------------------------------
+// Matchers: chunked streams against whole buffers
+// ---------------------------------------------------------------------------
+
+/// A stream, the sizes of the reads it arrives in, and what to look for.
+#[derive(Debug, Arbitrary)]
+pub struct MatcherChunksInput {
+    /// 0: a regex (`pattern`), 1: `contains` (`pattern`'s bytes), 2: a line.
+    pub kind: u8,
+    pub pattern: String,
+    /// Read sizes (0 counts as 1); the last repeats.
+    pub reads: Vec<u8>,
+    pub stream: Vec<u8>,
+}
+
+/// Feeds `input.stream` to the stream matcher (or the line splitter) read by read,
+/// as `expect` and `expect_line` do, and checks the verdict against matching whole
+/// buffers at once:
+///
+/// * regex: the step matches at the first read after which the bytes so far hold a
+///   match (`Regex::find` on them), and consumes through that match's end, with
+///   the same captures; a stream that never matches is never reported as matched,
+///   and an early failure (the DFA went dead) means the whole stream holds no match;
+/// * `contains`: consumes through the end of the needle's first occurrence in the
+///   whole stream, whatever the reads;
+/// * a line ends at the whole stream's first LF, its CR stripped.
+pub fn check_matcher_chunks(input: &MatcherChunksInput) {
+    // A compiled regex may take up to the regex crate's size limits (10 MiB for
+    // the program, 2 MiB of lazy DFA cache, twice: matcher and reference).
+    within_budget(
+        "matcher_chunks",
+        64 << 20,
+        "the regex crate's limits for two compiled regexes + 1 MiB",
+        || matcher_chunks(input),
+    )
+}
+
+fn matcher_chunks(input: &MatcherChunksInput) {
+    use wirecheck::matcher::{LineSplitter, Match, MatchSpec, Progress};
+    let stream = &input.stream[..input.stream.len().min(4096)];
+    let mut ends = Vec::new();
+    let mut at = 0;
+    let mut sizes = input.reads.iter().map(|&r| usize::from(r).max(1));
+    let mut last = 1;
+    while at < stream.len() {
+        let size = sizes.next().unwrap_or(last);
+        last = size;
+        at = (at + size).min(stream.len());
+        ends.push(at);
+    }
+    match input.kind % 3 {
+        0 => {
+            let Ok(whole) = regex::bytes::Regex::new(&input.pattern) else {
+                return;
+            };
+            let Ok(matcher) = Match::compile(MatchSpec::Regex(input.pattern.clone())) else {
+                return;
+            };
+            assert_eq!(
+                matcher.match_whole(stream).is_ok(),
+                whole.is_match(stream),
+                "match_whole disagrees with the regex on the whole stream"
+            );
+            let mut judge = matcher.stream(usize::MAX);
+            for &end in &ends {
+                let expected = whole.find(&stream[..end]).map(|m| m.end());
+                match judge.advance(&stream[..end]) {
+                    Progress::Matched { consumed, captures } => {
+                        assert_eq!(Some(consumed), expected, "matched at read end {end}");
+                        let found = whole.captures(&stream[..end]).unwrap();
+                        for (name, value) in captures.iter() {
+                            assert_eq!(found.name(name).map(|m| m.as_bytes()), Some(&value[..]));
+                        }
+                        return;
+                    }
+                    Progress::NeedMore { .. } => {
+                        assert_eq!(
+                            expected, None,
+                            "a match in the first {end} bytes was missed"
+                        );
+                    }
+                    Progress::Failed(why) => {
+                        assert!(
+                            !whole.is_match(stream),
+                            "gave up at {end} ({why}) on a stream that matches"
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+        1 => {
+            let needle = input.pattern.as_bytes();
+            if needle.is_empty() {
+                return;
+            }
+            let matcher = Match::Contains(Bytes::copy_from_slice(needle));
+            let expected = memmem(stream, needle).map(|at| at + needle.len());
+            let mut judge = matcher.stream(usize::MAX);
+            let mut got = None;
+            for &end in &ends {
+                if let Progress::Matched { consumed, .. } = judge.advance(&stream[..end]) {
+                    got = Some(consumed);
+                    break;
+                }
+            }
+            assert_eq!(got, expected, "contains {needle:?}");
+        }
+        _ => {
+            let mut lines = LineSplitter::default();
+            let lf = stream.iter().position(|&b| b == b'\n');
+            let mut got = None;
+            for &end in &ends {
+                match lines.advance(&stream[..end]) {
+                    Ok(Some(line)) => {
+                        got = Some(line);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+            }
+            match (lf, got) {
+                (Some(lf), Some(line)) => {
+                    assert_eq!(line.consumed, lf + 1);
+                    let cr = lf > 0 && stream[lf - 1] == b'\r';
+                    assert_eq!(line.content, if cr { lf - 1 } else { lf });
+                }
+                (None, None) => {}
+                (lf, got) => panic!("line end {lf:?}, splitter {got:?}"),
+            }
+        }
+    }
+}
+
+fn memmem(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -88,6 +88,7 @@ replay_tests! {
     replay_lines_vs_tokio => Target::LinesVsTokio,
     replay_scenario_parse => Target::ScenarioParse,
     replay_trace_import => Target::TraceImport,
+    replay_matcher_chunks => Target::MatcherChunks,
 }
 
 #[test]
