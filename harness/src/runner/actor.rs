@@ -777,10 +777,12 @@ impl Actor {
                 data,
                 chunks,
                 delay,
+                await_read,
             } => Action::Send {
                 data: expand(data)?,
                 chunks: chunks.clone(),
                 delay: *delay,
+                await_read: *await_read,
             },
             Action::Expect(Expected::Data(data)) => Action::Expect(Expected::Data(expand(data)?)),
             Action::Recv {
