@@ -16,6 +16,7 @@ pub mod cli;
 pub mod duration;
 pub mod event;
 pub mod framing;
+pub mod fuzz;
 pub mod matcher;
 pub mod net;
 pub mod outcome;

@@ -9,6 +9,7 @@ mod cli;
 mod core;
 mod external;
 mod file_errors;
+mod fuzz;
 mod fuzz_corpora;
 mod html;
 mod imports;

@@ -23,6 +23,7 @@ use crate::trace::{self, TraceFormat, TraceSettings};
 mod selection;
 mod watch;
 pub use selection::SelectionArgs;
+mod fuzz;
 
 /// Exit code: every scenario passed.
 pub const EXIT_PASSED: i32 = 0;
@@ -59,6 +60,8 @@ pub enum Command {
     /// Print the JSON Schema (draft 2020-12) of the scenario format, v1 and v2, for
     /// editors and validators (the repository ships it as scenario.schema.json).
     Schema,
+    /// Fuzz the servers of a passing scenario with mutations of its clients' scripts.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -280,12 +283,17 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
             run_command(args)
         };
     }
+    let cli = match cli.command {
+        Command::Run(args) => return run_command(args),
+        Command::Fuzz(args) => return fuzz::fuzz_command(args),
+        command => Cli { command },
+    };
     let Some(runtime) = runtime(true) else {
         return EXIT_USAGE;
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Run(_) => unreachable!("handled above"),
+            Command::Run(_) | Command::Fuzz(_) => unreachable!("handled above"),
             Command::Check(args) => check(args),
             Command::Serve(args) => serve(args).await,
             Command::Import(args) => import(args),
@@ -300,7 +308,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
 /// The async runtime: several worker threads, or one. A single scenario run is a
 /// chain of small round trips, and on one thread each wake-up stays on the core
 /// that saw the socket ready; runs in parallel (`-j`) want every core.
-fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+pub(crate) fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
     let mut builder = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
     } else {

@@ -1,0 +1,854 @@
+//! `wirecheck fuzz`: fuzz a live server, starting from a scenario that passes.
+//!
+//! ```text
+//! seed scenario --run 3 times (must pass every time)--> plan --> targets started
+//!   clients' scripts --input::from_script--> seed inputs (corpus)
+//!   loop: pick from corpus, mutate (arbitrary-driven, structure-aware)
+//!         --exec::execute over loopback--> reply classes --new transition?--> corpus
+//!         target.check (exit, crash reports on stderr, panics, memory), probes (hangs)
+//!   finding: which input (confirm each candidate alone on a fresh target)
+//!         --> delta debugging over ops, then bytes --> reproducer scenario (verified)
+//! ```
+//!
+//! Executions do not go through the scenario runner: a connection replays the input
+//! against a target that keeps running, which is what makes thousands of executions
+//! per second possible. What the fuzzer writes at the end is an ordinary scenario,
+//! checked with the runner itself.
+
+pub mod exec;
+pub mod input;
+pub mod mutate;
+pub mod reproducer;
+pub mod symptom;
+pub mod target;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::duration::format_duration;
+use crate::event::EventStream;
+use crate::report::render_failure;
+use crate::scenario::{self, Scenario, Target as ClientTarget};
+use crate::vocab::Proto;
+use exec::{Observation, Reply, Windows};
+use input::Input;
+use symptom::{Kind, Symptom};
+use target::Target;
+
+/// How often a seed scenario is run before fuzzing; all must pass.
+pub const SEED_RUNS: usize = 3;
+/// How often a written reproducer is run to check that it fails.
+pub const VERIFY_RUNS: usize = 3;
+/// Most inputs kept in the corpus.
+const MAX_CORPUS: usize = 4096;
+/// Inputs remembered after they ran, as candidates when a finding shows up late.
+const RECENT: usize = 64;
+/// A probe (the seed, unmutated) runs at least this often, in executions.
+const PROBE_EVERY: u64 = 1000;
+/// Executions in a row without any answer that call for a probe at once.
+const STALLS_BEFORE_PROBE: usize = 32;
+/// Most tests one minimization may run.
+const MINIMIZE_TESTS: usize = 200;
+/// Most time one minimization may take.
+const MINIMIZE_TIME: Duration = Duration::from_secs(20);
+/// How long a confirmation waits for a program to show a symptom after an input.
+const CONFIRM_SETTLE: Duration = Duration::from_millis(40);
+/// Shortest reply window; the window is five times the slowest seed answer.
+const MIN_WINDOW: Duration = Duration::from_millis(1);
+
+/// How long to fuzz.
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    Time(Duration),
+    Runs(u64),
+}
+
+/// Everything `wirecheck fuzz` was asked.
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    pub path: PathBuf,
+    pub budget: Budget,
+    pub seed: u64,
+    pub out: PathBuf,
+    /// Executions in flight at once.
+    pub jobs: usize,
+    /// Memory growth of a program (bytes) that counts as a finding; 0: unchecked.
+    pub memory_limit: u64,
+    /// How often the stats line is printed.
+    pub stats_every: Duration,
+    /// Stop once this many distinct findings are in (tests and scripts that know
+    /// what they are looking for); `None`: run out the budget.
+    pub stop_after: Option<usize>,
+}
+
+/// One distinct finding.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub number: usize,
+    pub symptom: Symptom,
+    /// When it was first seen, from the start of fuzzing.
+    pub found_after: Duration,
+    /// How many executions had run by then.
+    pub found_at_exec: u64,
+    /// The reproducer scenario.
+    pub reproducer: PathBuf,
+    /// How many of [`VERIFY_RUNS`] runs of the reproducer failed.
+    pub verified_failures: usize,
+    /// The minimized input: ops and bytes sent.
+    pub ops: usize,
+    pub bytes: usize,
+    /// Whether the input reproduced the symptom alone on a fresh server.
+    pub confirmed: bool,
+    /// Further executions that showed the same symptom.
+    pub hits: u64,
+}
+
+impl Finding {
+    /// The one-line summary (printed, and written to `findings.txt`).
+    pub fn line(&self) -> String {
+        let file = self
+            .reproducer
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!(
+            "{file}: {} (after {}, {} execs; input {} ops, {} bytes{}; reproducer failed {} of {} runs)",
+            self.symptom,
+            format_duration(self.found_after),
+            self.found_at_exec,
+            self.ops,
+            self.bytes,
+            if self.confirmed { "" } else { ", not reproduced alone" },
+            self.verified_failures,
+            VERIFY_RUNS
+        )
+    }
+}
+
+/// What a fuzz run did.
+#[derive(Debug, Clone)]
+pub struct FuzzReport {
+    pub seed: u64,
+    pub execs: u64,
+    pub elapsed: Duration,
+    pub corpus: usize,
+    pub findings: Vec<Finding>,
+    pub restarts: usize,
+}
+
+impl FuzzReport {
+    pub fn execs_per_second(&self) -> f64 {
+        self.execs as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// An input of the corpus and where it goes.
+#[derive(Debug, Clone)]
+struct Entry {
+    input: Input,
+    /// Index into the seed scenario's clients (the script it came from).
+    client: usize,
+    /// Index into the targets.
+    target: usize,
+}
+
+/// A seed input with what it got from a healthy server.
+struct Seed {
+    entry: Entry,
+    /// For each reply the seed saw when calibrated, whether it was an answer.
+    answered: Vec<bool>,
+}
+
+/// The fuzzer's state.
+struct Fuzzer<'a> {
+    options: &'a FuzzOptions,
+    scenario: &'a Scenario,
+    targets: Vec<Target>,
+    seeds: Vec<Seed>,
+    corpus: Vec<Entry>,
+    transitions: HashSet<(Reply, Reply)>,
+    windows: Windows,
+    /// The scenario's step timeout: how long a probe waits for each answer.
+    probe_windows: Windows,
+    rng: fastrand::Rng,
+    findings: Vec<Finding>,
+    known: HashMap<(Kind, String), usize>,
+    execs: u64,
+    /// Probe failures no single input reproduced.
+    unconfirmed: usize,
+    started: Instant,
+    log: &'a (dyn Fn(&str) + Sync),
+}
+
+/// Fuzzes `options.path`. `Err` is a usage problem (exit 2): a seed that fails or is
+/// flaky, a server that does not start, an `--out` that cannot be written. `log`
+/// receives the stats lines and findings as they happen.
+pub async fn fuzz(
+    options: &FuzzOptions,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<FuzzReport, String> {
+    let scenario = scenario::load_file(&options.path).map_err(|e| e.render())?;
+    check_out_dir(&options.out)?;
+    let fuzzable = fuzzable_clients(&scenario)?;
+    log(&format!(
+        "fuzz: seed {} (pass --seed {} to repeat this run)",
+        options.seed, options.seed
+    ));
+    check_seed(&scenario, log).await?;
+    let plan =
+        crate::plan::plan(&scenario).map_err(|e| format!("server `{}`: {}", e.actor, e.message))?;
+    let mut targets = Vec::new();
+    let mut names = Vec::new();
+    let addresses: Arc<HashMap<String, std::net::SocketAddr>> = Arc::new(
+        plan.servers
+            .iter()
+            .map(|s| (s.name.to_string(), s.addr))
+            .collect(),
+    );
+    for server in plan.servers {
+        names.push(server.name.to_string());
+        match Target::start(server, &addresses, options.memory_limit).await {
+            Ok(target) => targets.push(target),
+            Err(e) => {
+                for target in &mut targets {
+                    target.stop().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let step_timeout = scenario.step_timeout;
+    let mut fuzzer = Fuzzer {
+        options,
+        scenario: &scenario,
+        targets,
+        seeds: Vec::new(),
+        corpus: Vec::new(),
+        transitions: HashSet::new(),
+        windows: Windows {
+            reply: step_timeout,
+            connect: step_timeout,
+        },
+        probe_windows: Windows {
+            reply: step_timeout,
+            connect: step_timeout,
+        },
+        rng: fastrand::Rng::with_seed(options.seed),
+        findings: Vec::new(),
+        known: HashMap::new(),
+        execs: 0,
+        unconfirmed: 0,
+        started: Instant::now(),
+        log,
+    };
+    let result = async {
+        fuzzer.calibrate(&fuzzable, &names).await?;
+        fuzzer.run().await
+    }
+    .await;
+    for target in &mut fuzzer.targets {
+        target.stop().await;
+    }
+    result?;
+    Ok(FuzzReport {
+        seed: options.seed,
+        execs: fuzzer.execs,
+        elapsed: fuzzer.started.elapsed(),
+        corpus: fuzzer.corpus.len(),
+        restarts: fuzzer.targets.iter().map(|t| t.restarts).sum(),
+        findings: fuzzer.findings,
+    })
+}
+
+/// Creates `--out` and writes a file into it, so a folder that cannot take the
+/// reproducers is refused before any fuzzing.
+fn check_out_dir(out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| format!("--out {}: cannot create the folder: {e}", out.display()))?;
+    let probe = out.join(".wirecheck-fuzz-write-test");
+    std::fs::write(&probe, b"")
+        .map_err(|e| format!("--out {}: cannot write into the folder: {e}", out.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The clients whose scripts become seed inputs: TCP clients of a server of the
+/// scenario (by index), or an error saying why there are none.
+fn fuzzable_clients(scenario: &Scenario) -> Result<Vec<(usize, usize)>, String> {
+    let mut fuzzable = Vec::new();
+    let mut skipped = Vec::new();
+    for (index, client) in scenario.clients.iter().enumerate() {
+        let server = match &client.connect {
+            ClientTarget::Server(name) => scenario.servers.iter().position(|s| &s.name == name),
+            ClientTarget::Address(_) => None,
+        };
+        match server {
+            Some(server) if client.proto == Proto::Tcp => fuzzable.push((index, server)),
+            Some(_) => skipped.push(format!("`{}` (UDP)", client.name)),
+            None => skipped.push(format!("`{}` (connects to a literal address)", client.name)),
+        }
+    }
+    if let Some(server) = scenario
+        .servers
+        .iter()
+        .find(|s| matches!(s.kind, scenario::ServerKind::Script { .. }))
+    {
+        return Err(format!(
+            "{}: server `{}` is scripted; `wirecheck fuzz` fuzzes built-in servers, `command` programs and `address` servers",
+            scenario.path.display(),
+            server.name
+        ));
+    }
+    if fuzzable.is_empty() {
+        return Err(format!(
+            "{}: no client to fuzz with: the seed inputs are the scripts of TCP clients that connect to a server of the scenario{}",
+            scenario.path.display(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (not usable: {})", skipped.join(", "))
+            }
+        ));
+    }
+    Ok(fuzzable)
+}
+
+/// Runs the seed scenario [`SEED_RUNS`] times with the ordinary runner; it must pass
+/// every time. A seed that fails would make every finding meaningless; one that is
+/// flaky would make findings that are the flakiness.
+async fn check_seed(scenario: &Scenario, log: &(dyn Fn(&str) + Sync)) -> Result<(), String> {
+    let mut failed = None;
+    let mut passed = 0;
+    for run in 1..=SEED_RUNS {
+        let outcome = crate::runner::run_scenario(
+            scenario,
+            run,
+            CancellationToken::new(),
+            EventStream::disabled(),
+        )
+        .await;
+        match &outcome.failure {
+            None => passed += 1,
+            Some(failure) => {
+                if failed.is_none() {
+                    failed = Some(render_failure(&outcome, failure));
+                }
+            }
+        }
+    }
+    match failed {
+        None => {
+            log(&format!(
+                "fuzz: the seed scenario `{}` passed {SEED_RUNS} of {SEED_RUNS} runs",
+                scenario.name
+            ));
+            Ok(())
+        }
+        Some(report) if passed == 0 => Err(format!(
+            "the seed scenario {} fails, so there is nothing to fuzz from; make it pass first:\n{report}",
+            scenario.path.display()
+        )),
+        Some(report) => Err(format!(
+            "the seed scenario {} is flaky: it passed {passed} of {SEED_RUNS} runs; a fuzzer would report its flakiness as findings. Make it pass every time (`wirecheck run --repeat 50 {}`). The failure:\n{report}",
+            scenario.path.display(),
+            scenario.path.display()
+        )),
+    }
+}
+
+/// Transitions between consecutive reply classes, from the connection's start.
+fn transitions(observation: &Observation) -> impl Iterator<Item = (Reply, Reply)> + '_ {
+    std::iter::once(Reply::Open)
+        .chain(observation.replies.iter().copied())
+        .zip(observation.replies.iter().copied())
+}
+
+impl Fuzzer<'_> {
+    /// Runs each seed input against its healthy target to learn what it gets and
+    /// how fast, which sets the reply window.
+    async fn calibrate(
+        &mut self,
+        fuzzable: &[(usize, usize)],
+        names: &[String],
+    ) -> Result<(), String> {
+        let mut slowest = Duration::ZERO;
+        for &(client, target) in fuzzable {
+            let input = input::from_script(&self.scenario.clients[client].script);
+            let entry = Entry {
+                input,
+                client,
+                target,
+            };
+            let addr = self.targets[target].addr;
+            let mut answered = Vec::new();
+            for _ in 0..5 {
+                let started = Instant::now();
+                let observation = exec::execute(addr, &entry.input, self.probe_windows).await;
+                let reads = observation.replies.len().max(1) as u32;
+                slowest = slowest.max(started.elapsed() / reads);
+                if observation.refused {
+                    return Err(format!(
+                        "server `{}` refused the seed's connection at {addr}",
+                        names[target]
+                    ));
+                }
+                answered = observation.replies.iter().map(|r| r.answered()).collect();
+                for transition in transitions(&observation) {
+                    self.transitions.insert(transition);
+                }
+            }
+            if let Some(symptom) = self.targets[target].check(false).await {
+                return Err(format!(
+                    "server `{}` failed on the seed input itself: {symptom}",
+                    names[target]
+                ));
+            }
+            self.corpus.push(entry.clone());
+            self.seeds.push(Seed { entry, answered });
+        }
+        self.windows.reply = (slowest * 5).clamp(MIN_WINDOW, self.scenario.step_timeout);
+        (self.log)(&format!(
+            "fuzz: {} seed input(s) from {}; targets: {}; reply window {}",
+            self.seeds.len(),
+            self.scenario.path.display(),
+            self.targets
+                .iter()
+                .map(|t| format!("`{}` at {}", t.name, t.addr))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format_duration(self.windows.reply)
+        ));
+        Ok(())
+    }
+
+    fn budget_left(&self, started: u64) -> bool {
+        if self
+            .options
+            .stop_after
+            .is_some_and(|n| self.findings.len() >= n)
+        {
+            return false;
+        }
+        match self.options.budget {
+            Budget::Runs(n) => started < n,
+            Budget::Time(d) => self.started.elapsed() < d,
+        }
+    }
+
+    /// A new input: a corpus entry (a seed one time in five), mutated.
+    fn next_input(&mut self) -> Entry {
+        let base = if self.rng.u8(..5) == 0 || self.corpus.len() == self.seeds.len() {
+            &self.seeds[self.rng.usize(..self.seeds.len())].entry
+        } else {
+            &self.corpus[self.rng.usize(..self.corpus.len())]
+        };
+        let mut entry = base.clone();
+        let noise: Vec<u8> = (0..40).map(|_| self.rng.u8(..)).collect();
+        let donors: Vec<&Input> = (0..3)
+            .map(|_| &self.corpus[self.rng.usize(..self.corpus.len())].input)
+            .collect();
+        mutate::mutate(&mut entry.input, &noise, &donors);
+        entry
+    }
+
+    async fn run(&mut self) -> Result<(), String> {
+        let jobs = self.options.jobs.max(1);
+        // Executions finish in the order they started (the first is awaited while
+        // the others keep running), so the corpus grows in the same order on every
+        // run and `--seed` replays the same inputs whatever `-j` is.
+        let mut in_flight: VecDeque<(JoinHandle<Observation>, Entry)> = VecDeque::new();
+        let mut recent: VecDeque<Entry> = VecDeque::new();
+        let mut spawned = 0u64;
+        let mut stalled_in_a_row = 0usize;
+        let mut last_probe = 0u64;
+        let mut last_stats = Instant::now();
+        let mut last_memory = Instant::now();
+        loop {
+            while in_flight.len() < jobs && self.budget_left(spawned) {
+                let entry = self.next_input();
+                let addr = self.targets[entry.target].addr;
+                let input = entry.input.clone();
+                let windows = self.windows;
+                let task = tokio::spawn(async move { exec::execute(addr, &input, windows).await });
+                in_flight.push_back((task, entry));
+                spawned += 1;
+            }
+            let Some((task, entry)) = in_flight.pop_front() else {
+                break;
+            };
+            let observation = task
+                .await
+                .map_err(|e| format!("an execution task failed: {e}"))?;
+            self.execs += 1;
+            let target = entry.target;
+            let mut novel = false;
+            for transition in transitions(&observation) {
+                novel |= self.transitions.insert(transition);
+            }
+            novel |= self.targets[target].take_new_lines() > 0;
+            if novel && self.corpus.len() < MAX_CORPUS {
+                self.corpus.push(entry.clone());
+            }
+            if observation.replies.iter().any(|r| r.answered()) {
+                stalled_in_a_row = 0;
+            } else {
+                stalled_in_a_row += 1;
+            }
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(entry);
+
+            let check_memory = last_memory.elapsed() >= Duration::from_millis(250);
+            if check_memory {
+                last_memory = Instant::now();
+            }
+            let mut symptom = None;
+            for (index, target) in self.targets.iter_mut().enumerate() {
+                if let Some(found) = target.check(check_memory).await {
+                    symptom = Some((index, found));
+                    break;
+                }
+            }
+            let probe_due = observation.refused
+                || stalled_in_a_row >= STALLS_BEFORE_PROBE
+                || self.execs - last_probe >= PROBE_EVERY;
+            if symptom.is_none() && probe_due {
+                last_probe = self.execs;
+                stalled_in_a_row = 0;
+                for seed in 0..self.seeds.len() {
+                    if !self.probe(seed).await {
+                        let target = self.seeds[seed].entry.target;
+                        let found = match self.targets[target].check(false).await {
+                            Some(found) => found,
+                            None => self.hang_symptom(),
+                        };
+                        symptom = Some((target, found));
+                        break;
+                    }
+                }
+            }
+            if let Some((target, symptom)) = symptom {
+                // Everything still running may be the culprit too: let it finish.
+                while let Some((task, entry)) = in_flight.pop_front() {
+                    let _ = task.await;
+                    recent.push_back(entry);
+                }
+                let candidates: Vec<Entry> = recent
+                    .iter()
+                    .rev()
+                    .filter(|e| e.target == target)
+                    .cloned()
+                    .collect();
+                self.finding(target, symptom, candidates).await?;
+                recent.clear();
+            }
+            if last_stats.elapsed() >= self.options.stats_every {
+                last_stats = Instant::now();
+                (self.log)(&self.stats_line());
+            }
+        }
+        Ok(())
+    }
+
+    fn stats_line(&self) -> String {
+        let elapsed = self.started.elapsed();
+        format!(
+            "fuzz: {:>6.1}s  execs {}  ({:.0}/s)  corpus {}  findings {}  restarts {}",
+            elapsed.as_secs_f64(),
+            self.execs,
+            self.execs as f64 / elapsed.as_secs_f64().max(1e-9),
+            self.corpus.len(),
+            self.findings.len(),
+            self.targets.iter().map(|t| t.restarts).sum::<usize>()
+        )
+    }
+
+    fn hang_symptom(&self) -> Symptom {
+        Symptom::new(
+            Kind::Hang,
+            "no answer to the seed",
+            format!(
+                "the server stopped answering: the seed input got no answer within the step timeout ({})",
+                format_duration(self.scenario.step_timeout)
+            ),
+        )
+    }
+
+    /// Runs seed `index` unmutated with the scenario's step timeout: false when a
+    /// read the seed had answered got nothing.
+    async fn probe(&mut self, index: usize) -> bool {
+        let seed = &self.seeds[index];
+        let addr = self.targets[seed.entry.target].addr;
+        let observation = exec::execute(addr, &seed.entry.input, self.probe_windows).await;
+        if observation.refused {
+            return false;
+        }
+        seed.answered.iter().enumerate().all(|(i, &answered)| {
+            !answered || observation.replies.get(i).is_some_and(|r| r.answered())
+        })
+    }
+
+    /// Runs `input` alone against a fresh target and says what it broke, if anything.
+    /// The target is restarted first only if it showed a symptom since its last
+    /// start: a healthy program is reused, which keeps minimization fast.
+    async fn confirm(&mut self, target: usize, input: &Input) -> Option<Symptom> {
+        if self.targets[target].suspect {
+            if let Err(e) = self.targets[target].restart().await {
+                return Some(Symptom::new(Kind::Crash, "restart failed", e));
+            }
+        }
+        let addr = self.targets[target].addr;
+        exec::execute(addr, input, self.windows).await;
+        let settle = Instant::now();
+        while settle.elapsed() < CONFIRM_SETTLE {
+            if let Some(symptom) = self.targets[target].check(false).await {
+                return Some(symptom);
+            }
+            tokio::time::sleep(Duration::from_millis(4)).await;
+        }
+        for seed in 0..self.seeds.len() {
+            if self.seeds[seed].entry.target == target && !self.probe(seed).await {
+                return Some(
+                    self.targets[target]
+                        .check(false)
+                        .await
+                        .unwrap_or_else(|| self.hang_symptom()),
+                );
+            }
+        }
+        self.targets[target].check(false).await
+    }
+
+    async fn reproduces(&mut self, target: usize, input: &Input, key: &(Kind, String)) -> bool {
+        self.confirm(target, input)
+            .await
+            .is_some_and(|symptom| &symptom.key() == key)
+    }
+
+    /// Handles a symptom: counts a known one; for a new one finds the input,
+    /// minimizes it and writes the reproducer.
+    async fn finding(
+        &mut self,
+        target: usize,
+        symptom: Symptom,
+        candidates: Vec<Entry>,
+    ) -> Result<(), String> {
+        let key = symptom.key();
+        if let Some(&index) = self.known.get(&key) {
+            self.findings[index].hits += 1;
+            return self.targets[target]
+                .restart()
+                .await
+                .map_err(|e| format!("cannot restart after a finding: {e}"));
+        }
+        let found_after = self.started.elapsed();
+        let found_at_exec = self.execs;
+        (self.log)(&format!(
+            "fuzz: {} after {} ({} execs); finding the input...",
+            symptom,
+            format_duration(found_after),
+            found_at_exec
+        ));
+        let mut culprit = None;
+        if symptom.kind != Kind::MemoryGrowth {
+            for candidate in candidates.iter().take(RECENT) {
+                if self.reproduces(target, &candidate.input, &key).await {
+                    culprit = Some(candidate.clone());
+                    break;
+                }
+            }
+        }
+        let confirmed = culprit.is_some();
+        if !confirmed && symptom.kind == Kind::Hang {
+            // A probe that failed once and never again was the machine being slow,
+            // not the server hanging: no finding without an input that hangs it.
+            (self.log)("fuzz: no input hangs the server on its own; not a finding");
+            self.unconfirmed += 1;
+            return self.targets[target]
+                .restart()
+                .await
+                .map_err(|e| format!("cannot restart after a probe failed: {e}"));
+        }
+        let mut entry = match culprit.or_else(|| candidates.first().cloned()) {
+            Some(entry) => entry,
+            None => self.seeds[0].entry.clone(),
+        };
+        if confirmed {
+            entry.input = self.minimize(target, entry.input.clone(), &key).await;
+        }
+        let number = self.findings.len() + 1;
+        let file = self
+            .options
+            .out
+            .join(format!("finding-{number}-{}.toml", symptom.kind.name()));
+        let client = &self.scenario.clients[entry.client];
+        let text = reproducer::render(
+            self.scenario,
+            client,
+            &entry.input,
+            &symptom,
+            number,
+            &self.options.out,
+        )?;
+        std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        // The reproducer runs its own copy of the server; ours stays down meanwhile
+        // only if it is a program that crashed, which the restart below handles.
+        let verified_failures = verify(&file).await;
+        let bytes = entry.input.ops.iter().map(|op| op.wire_bytes().len()).sum();
+        let finding = Finding {
+            number,
+            symptom,
+            found_after,
+            found_at_exec,
+            reproducer: file,
+            verified_failures,
+            ops: entry.input.ops.len(),
+            bytes,
+            confirmed,
+            hits: 0,
+        };
+        let line = finding.line();
+        (self.log)(&format!("fuzz: finding {number}: {line}"));
+        let summary = self.options.out.join("findings.txt");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+            .and_then(|mut f| writeln!(f, "{line}"))
+            .map_err(|e| format!("cannot write {}: {e}", summary.display()))?;
+        self.known.insert(key, self.findings.len());
+        self.findings.push(finding);
+        self.targets[target]
+            .restart()
+            .await
+            .map_err(|e| format!("cannot restart after a finding: {e}"))
+    }
+
+    /// Delta debugging: first over the input's ops, then over each send's bytes,
+    /// keeping every reduction that still shows the same symptom.
+    async fn minimize(&mut self, target: usize, input: Input, key: &(Kind, String)) -> Input {
+        let started = Instant::now();
+        let mut tests = 0usize;
+        let ops = self
+            .ddmin(
+                target,
+                input.ops.clone(),
+                key,
+                &mut tests,
+                started,
+                &|ops| Input { ops: ops.to_vec() },
+            )
+            .await;
+        let mut current = Input { ops };
+        for index in 0..current.ops.len() {
+            let Some(bytes) = current.ops[index].payload_mut().map(|b| b.clone()) else {
+                continue;
+            };
+            let base = current.clone();
+            let build = |bytes: &[u8]| {
+                let mut input = base.clone();
+                if let Some(payload) = input.ops[index].payload_mut() {
+                    *payload = bytes.to_vec();
+                }
+                input
+            };
+            let reduced = self
+                .ddmin(target, bytes, key, &mut tests, started, &build)
+                .await;
+            current = build(&reduced);
+            // Plain writes are easier to read than chunked, paused ones.
+            if let Some((chunks, pause)) = current.ops[index].chunking_mut() {
+                if !chunks.is_empty() || !pause.is_zero() {
+                    let mut plain = current.clone();
+                    if let Some((chunks, pause)) = plain.ops[index].chunking_mut() {
+                        chunks.clear();
+                        *pause = Duration::ZERO;
+                    }
+                    if tests < MINIMIZE_TESTS && self.reproduces(target, &plain, key).await {
+                        current = plain;
+                    }
+                    tests += 1;
+                }
+            }
+        }
+        current
+    }
+
+    /// The ddmin algorithm (Zeller): try removing ever smaller parts of `items`,
+    /// keeping any removal after which `build(rest)` still reproduces `key`.
+    async fn ddmin<T: Clone>(
+        &mut self,
+        target: usize,
+        mut items: Vec<T>,
+        key: &(Kind, String),
+        tests: &mut usize,
+        started: Instant,
+        build: &dyn Fn(&[T]) -> Input,
+    ) -> Vec<T> {
+        let mut parts = 2usize;
+        while items.len() >= 2 {
+            let chunk = items.len().div_ceil(parts);
+            let mut reduced = false;
+            let mut start = 0;
+            while start < items.len() {
+                if *tests >= MINIMIZE_TESTS || started.elapsed() >= MINIMIZE_TIME {
+                    return items;
+                }
+                let end = (start + chunk).min(items.len());
+                let mut rest = items[..start].to_vec();
+                rest.extend_from_slice(&items[end..]);
+                *tests += 1;
+                if self.reproduces(target, &build(&rest), key).await {
+                    items = rest;
+                    reduced = true;
+                    parts = (parts - 1).max(2);
+                    break;
+                }
+                start = end;
+            }
+            if !reduced {
+                if chunk == 1 {
+                    break;
+                }
+                parts = (parts * 2).min(items.len());
+            }
+        }
+        if items.len() == 1 && *tests < MINIMIZE_TESTS {
+            *tests += 1;
+            if self.reproduces(target, &build(&[]), key).await {
+                items.clear();
+            }
+        }
+        items
+    }
+}
+
+/// Runs the reproducer [`VERIFY_RUNS`] times with the ordinary runner; returns how
+/// many runs failed (all of them, for a good reproducer).
+async fn verify(file: &Path) -> usize {
+    let Ok(scenario) = scenario::load_file(file) else {
+        return 0;
+    };
+    let scenario = Arc::new(scenario);
+    let mut failures = 0;
+    for run in 1..=VERIFY_RUNS {
+        let outcome = crate::runner::run_scenario(
+            &scenario,
+            run,
+            CancellationToken::new(),
+            EventStream::disabled(),
+        )
+        .await;
+        if !outcome.passed() {
+            failures += 1;
+        }
+    }
+    failures
+}

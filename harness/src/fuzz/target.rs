@@ -1,0 +1,448 @@
+//! The servers under fuzz: started once from the seed scenario's plan, watched
+//! between executions, restarted when they die.
+//!
+//! A `command` server runs through the runner's own process handling (its process
+//! group, readiness rules and cleanup), with its output arriving as the run's
+//! `ProcessOutput` events; a subscriber of that stream scans each line for crash
+//! reports. A built-in server runs in this process on the plan's bound socket; a
+//! panic in it is caught by the fuzz command's panic hook.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::symptom::{normalize, Kind, Scanner, Symptom};
+use crate::event::{Event, EventKind, EventStream, Interest, RunSubscriber};
+use crate::plan::{PlannedServer, PlannedServerKind};
+use crate::programs::process::{Launch, Program};
+use crate::runner::OutputTail;
+use crate::scenario::{CommandSpec, Readiness};
+use crate::servers::{self, BuiltinConfig, ServerContext};
+use crate::vocab::{Proto, SocketOptions};
+
+/// How long a dead program's last output gets to arrive before its crash is judged
+/// (the event stream drains every few milliseconds).
+const OUTPUT_SETTLE: Duration = Duration::from_millis(60);
+
+/// What the output watcher found, shared with the subscriber thread.
+#[derive(Debug, Default)]
+pub struct Watch {
+    scanner: Scanner,
+    /// Reports completed and not yet taken.
+    symptoms: Vec<Symptom>,
+    /// Every kind of line seen (numbers blanked): a new kind is new behaviour.
+    kinds: HashSet<String>,
+    /// New kinds of line since the last [`Target::take_new_lines`].
+    new_kinds: usize,
+    /// The last lines, for a crash without a recognizable report.
+    last: Vec<String>,
+}
+
+impl Watch {
+    fn line(&mut self, line: &str) {
+        if let Some(symptom) = self.scanner.push(line) {
+            self.symptoms.push(symptom);
+        }
+        if self.kinds.len() < 10_000 && self.kinds.insert(normalize(line)) {
+            self.new_kinds += 1;
+        }
+        if self.last.len() == 20 {
+            self.last.remove(0);
+        }
+        self.last.push(line.to_owned());
+    }
+}
+
+/// Forwards a program's output lines to its [`Watch`].
+struct WatchSubscriber(Arc<Mutex<Watch>>);
+
+impl RunSubscriber for WatchSubscriber {
+    fn interest(&self) -> Interest {
+        Interest {
+            events: true,
+            payloads: false,
+        }
+    }
+
+    fn event(&mut self, event: &Event) {
+        if let EventKind::ProcessOutput { line, .. } = &event.kind {
+            lock(&self.0).line(line);
+        }
+    }
+}
+
+fn lock(watch: &Mutex<Watch>) -> std::sync::MutexGuard<'_, Watch> {
+    watch.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Panics in this process while the fuzzer runs: a built-in server's connection
+/// task that panics is caught by tokio, so the hook is where it can be seen.
+static PANICS: Mutex<Vec<Symptom>> = Mutex::new(Vec::new());
+
+/// Records every panic of this process as a symptom (and stays quiet about it: the
+/// fuzz report prints it). Installed by `wirecheck fuzz` only.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| "an unknown place".into());
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let mut symptom = Symptom::new(
+            Kind::RustPanic,
+            format!("panic at {location}"),
+            format!("a built-in server panicked at {location}: {message}"),
+        );
+        symptom.detail.push(message);
+        PANICS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(symptom);
+    }));
+}
+
+fn take_panics() -> Vec<Symptom> {
+    std::mem::take(&mut *PANICS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+enum Running {
+    Builtin {
+        config: BuiltinConfig,
+        options: SocketOptions,
+        shutdown: CancellationToken,
+        task: JoinHandle<()>,
+    },
+    Command {
+        spec: CommandSpec,
+        process: Option<Program>,
+        /// Every server's address, for `{addr:NAME}` placeholders.
+        addresses: Arc<HashMap<String, SocketAddr>>,
+        log: EventStream,
+        tail: OutputTail,
+        /// Resident memory right after the last start, in bytes.
+        baseline: u64,
+    },
+    Address,
+}
+
+/// One server of the scenario under fuzz.
+pub struct Target {
+    pub name: Arc<str>,
+    pub proto: Proto,
+    /// Where executions connect; a restarted program may get a new port.
+    pub addr: SocketAddr,
+    running: Running,
+    watch: Arc<Mutex<Watch>>,
+    /// Times the server was started again after a finding.
+    pub restarts: usize,
+    /// It showed a symptom since it was last started.
+    pub suspect: bool,
+    /// Memory growth over the start that counts as a finding, in bytes.
+    memory_limit: u64,
+}
+
+impl Target {
+    /// Starts the planned server. An error is a sentence for the user.
+    pub async fn start(
+        server: PlannedServer,
+        addresses: &Arc<HashMap<String, SocketAddr>>,
+        memory_limit: u64,
+    ) -> Result<Self, String> {
+        let watch = Arc::new(Mutex::new(Watch::default()));
+        let name = Arc::clone(&server.name);
+        let running = match server.kind {
+            PlannedServerKind::Builtin { config, bound } => {
+                let shutdown = CancellationToken::new();
+                let task = spawn_builtin(&name, config.clone(), bound, server.options.clone(), &shutdown);
+                Running::Builtin {
+                    config,
+                    options: server.options,
+                    shutdown,
+                    task,
+                }
+            }
+            PlannedServerKind::Command(spec) => {
+                let (log, receiver) = EventStream::new(Interest {
+                    events: true,
+                    payloads: false,
+                });
+                let subscriber = WatchSubscriber(Arc::clone(&watch));
+                std::thread::spawn(move || {
+                    let mut subscribers: [Box<dyn RunSubscriber>; 1] = [Box::new(subscriber)];
+                    crate::event::feed(receiver, &mut subscribers);
+                });
+                Running::Command {
+                    spec,
+                    process: None,
+                    addresses: Arc::clone(addresses),
+                    log,
+                    tail: OutputTail::default(),
+                    baseline: 0,
+                }
+            }
+            PlannedServerKind::Address => Running::Address,
+            PlannedServerKind::Script { .. } => {
+                return Err(format!(
+                    "server `{name}` is scripted; `wirecheck fuzz` fuzzes built-in servers, `command` programs and `address` servers"
+                ))
+            }
+        };
+        let mut target = Self {
+            name,
+            proto: server.proto,
+            addr: server.addr,
+            running,
+            watch,
+            restarts: 0,
+            suspect: false,
+            memory_limit,
+        };
+        if matches!(target.running, Running::Command { .. }) {
+            target.launch().await?;
+        }
+        Ok(target)
+    }
+
+    /// Starts the program (again) on a fresh port, with the readiness rules of a
+    /// run (`ready`, `ready_timeout`, `ready_delay`).
+    async fn launch(&mut self) -> Result<(), String> {
+        let Running::Command {
+            spec,
+            process,
+            addresses,
+            log,
+            tail,
+            baseline,
+        } = &mut self.running
+        else {
+            return Ok(());
+        };
+        if let Some(mut old) = process.take() {
+            old.stop(log).await;
+        }
+        // A fresh port each time: the old one may sit in TIME_WAIT, and a program
+        // that does not set SO_REUSEADDR could not bind it again.
+        let port = crate::plan::free_port(self.proto, self.addr.ip())
+            .map_err(|e| format!("server `{}`: cannot find a free port: {e}", self.name))?;
+        let addr = SocketAddr::new(self.addr.ip(), port);
+        let lookup = |name: &str| {
+            if name == &*self.name {
+                Some(addr)
+            } else {
+                addresses.get(name).copied()
+            }
+        };
+        let launch = Launch {
+            argv: spec
+                .argv
+                .iter()
+                .map(|t| t.expand(Some(port), &lookup))
+                .collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expand(Some(port), &lookup)))
+                .collect(),
+            cwd: spec.cwd.clone(),
+            stdin: None,
+            keep_output: false,
+            log_ready: match &spec.ready {
+                Readiness::Log(regex) => Some(regex.clone()),
+                _ => None,
+            },
+        };
+        let failed = |e: String| format!("server `{}`: {e}", self.name);
+        let mut program = Program::spawn(launch, log, tail, &self.name).map_err(failed)?;
+        let mut ready = program
+            .wait_ready(&spec.ready, self.proto, addr, spec.ready_timeout)
+            .await;
+        if ready.is_ok() && !spec.ready_delay.is_zero() {
+            tokio::time::sleep(spec.ready_delay).await;
+            if let Some(exit) = program.exited() {
+                ready = Err(format!(
+                    "the program exited during its ready_delay ({})",
+                    exit.describe()
+                ));
+            }
+        }
+        if let Err(e) = ready {
+            program.finish(log).await;
+            return Err(failed(e));
+        }
+        self.addr = addr;
+        *baseline = group_rss(program.pid as i32);
+        *process = Some(program);
+        // Output of the old process (its last traceback) belongs to the finding
+        // already judged; start the new one clean.
+        let mut watch = lock(&self.watch);
+        watch.symptoms.clear();
+        watch.scanner = Scanner::default();
+        Ok(())
+    }
+
+    /// Starts the server again: a program is relaunched; a built-in server keeps
+    /// running (its connections are independent), unless its task ended.
+    pub async fn restart(&mut self) -> Result<(), String> {
+        self.restarts += 1;
+        self.suspect = false;
+        match &mut self.running {
+            Running::Command { .. } => self.launch().await,
+            Running::Builtin {
+                config,
+                options,
+                shutdown,
+                task,
+            } => {
+                if task.is_finished() {
+                    let bound =
+                        servers::bind(self.proto, SocketAddr::new(self.addr.ip(), 0), options)
+                            .map_err(|e| {
+                                format!("cannot bind a new socket for `{}`: {e}", self.name)
+                            })?;
+                    self.addr = bound.local_addr().map_err(|e| e.to_string())?;
+                    *task =
+                        spawn_builtin(&self.name, config.clone(), bound, options.clone(), shutdown);
+                }
+                take_panics();
+                Ok(())
+            }
+            Running::Address => Ok(()),
+        }
+    }
+
+    /// Whether the target has failed since the last check: a program that exited
+    /// (with its report, if it printed one), a report on its output, a panic of a
+    /// built-in server, memory beyond the limit.
+    pub async fn check(&mut self, with_memory: bool) -> Option<Symptom> {
+        let symptom = self.check_now(with_memory).await;
+        self.suspect |= symptom.is_some();
+        symptom
+    }
+
+    async fn check_now(&mut self, with_memory: bool) -> Option<Symptom> {
+        match &mut self.running {
+            Running::Command {
+                process, baseline, ..
+            } => {
+                let process = process.as_mut()?;
+                if let Some(exit) = process.exited() {
+                    let status = exit.describe();
+                    tokio::time::sleep(OUTPUT_SETTLE).await;
+                    let mut watch = lock(&self.watch);
+                    let first = watch.symptoms.drain(..).next();
+                    let report = first.or_else(|| watch.scanner.finish());
+                    let mut symptom = report.unwrap_or_else(|| {
+                        let last = watch.last.last().cloned().unwrap_or_default();
+                        let mut symptom = Symptom::new(
+                            Kind::Crash,
+                            format!("{status}"),
+                            format!("the server ended ({status}); its last line: {last}"),
+                        );
+                        symptom.detail = watch.last.clone();
+                        symptom
+                    });
+                    if symptom.kind != Kind::Crash {
+                        symptom.summary =
+                            format!("{} (the server ended: {status})", symptom.summary);
+                    }
+                    return Some(symptom);
+                }
+                if let Some(symptom) = lock(&self.watch).symptoms.drain(..).next() {
+                    return Some(symptom);
+                }
+                if with_memory && self.memory_limit > 0 {
+                    let rss = group_rss(process.pid as i32);
+                    if rss > baseline.saturating_add(self.memory_limit) {
+                        return Some(Symptom::new(
+                            Kind::MemoryGrowth,
+                            "memory growth",
+                            format!(
+                                "the server's memory grew from {} MiB to {} MiB (limit: {} MiB of growth)",
+                                *baseline >> 20,
+                                rss >> 20,
+                                self.memory_limit >> 20
+                            ),
+                        ));
+                    }
+                }
+                None
+            }
+            Running::Builtin { .. } => take_panics().into_iter().next(),
+            Running::Address => None,
+        }
+    }
+
+    /// Kinds of output line never seen before, since the last call.
+    pub fn take_new_lines(&self) -> usize {
+        std::mem::take(&mut lock(&self.watch).new_kinds)
+    }
+
+    /// Stops whatever was started.
+    pub async fn stop(&mut self) {
+        match &mut self.running {
+            Running::Command { process, log, .. } => {
+                if let Some(mut process) = process.take() {
+                    process.stop(log).await;
+                }
+                log.close();
+            }
+            Running::Builtin { shutdown, task, .. } => {
+                shutdown.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
+            Running::Address => {}
+        }
+    }
+}
+
+fn spawn_builtin(
+    name: &Arc<str>,
+    config: BuiltinConfig,
+    bound: servers::Bound,
+    options: SocketOptions,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    let context = ServerContext {
+        log: EventStream::disabled(),
+        actor: Arc::clone(name),
+        options,
+    };
+    let task = servers::serve(config, bound, context, shutdown.clone());
+    tokio::spawn(async move {
+        let _ = task.await;
+    })
+}
+
+/// Resident memory of every process in the group, in bytes (from /proc).
+fn group_rss(pgid: i32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let page = 4096u64;
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // After the command: state(0) ppid(1) pgrp(2) ... rss(21).
+            (fields.get(2)? == &pgid.to_string()).then(|| fields.get(21)?.parse::<u64>().ok())?
+        })
+        .sum::<u64>()
+        * page
+}

@@ -1,0 +1,314 @@
+//! `wirecheck fuzz` over real loopback sockets: it finds the planted bugs of the
+//! shipped Python server with a fixed seed within a bounded number of executions,
+//! writes reproducers that `wirecheck run` fails, finds nothing in a clean server,
+//! and refuses bad input (a failing or flaky seed, a server that dies on startup,
+//! an `--out` that cannot be written) with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use tokio::process::Command;
+use wirecheck::fuzz::symptom::Kind;
+use wirecheck::fuzz::{fuzz, Budget, FuzzOptions, FuzzReport};
+
+use crate::{failure, run_loaded, scenarios_dir};
+
+/// Watchdog of one fuzz run (not a timing assertion: the runs are bounded by
+/// executions, this only stops a hung test).
+const BOUND: Duration = Duration::from_secs(240);
+
+fn options(path: PathBuf, out: &Path, runs: u64, seed: u64) -> FuzzOptions {
+    FuzzOptions {
+        path,
+        budget: Budget::Runs(runs),
+        seed,
+        out: out.to_path_buf(),
+        jobs: 1,
+        memory_limit: 512 << 20,
+        stats_every: Duration::from_secs(3600),
+        stop_after: None,
+    }
+}
+
+async fn fuzz_within(options: &FuzzOptions) -> Result<FuzzReport, String> {
+    let log = |line: &str| eprintln!("{line}");
+    tokio::time::timeout(BOUND, fuzz(options, &log))
+        .await
+        .expect("the fuzz run ended")
+}
+
+fn buggy_seed() -> PathBuf {
+    scenarios_dir().join("fuzzing/buggy-framed-server.toml")
+}
+
+async fn wirecheck(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wirecheck"));
+    command.args(args);
+    crate::output_within(command, BOUND, &format!("wirecheck {}", args.join(" "))).await
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_both_planted_bugs_with_a_fixed_seed_and_writes_failing_reproducers() {
+    let out = tempfile::tempdir().unwrap();
+    let mut options = options(buggy_seed(), out.path(), 3000, 7);
+    options.stop_after = Some(2);
+    let report = fuzz_within(&options).await.expect("the seed passes");
+    let signatures: Vec<&str> = report
+        .findings
+        .iter()
+        .map(|f| f.symptom.signature.as_str())
+        .collect();
+    assert!(
+        signatures
+            .iter()
+            .any(|s| s.starts_with("ValueError at buggy_framed_server.py")),
+        "the negative length bug: {signatures:?}"
+    );
+    assert!(
+        signatures
+            .iter()
+            .any(|s| s.starts_with("UnicodeDecodeError at buggy_framed_server.py")),
+        "the UTF-8 bug: {signatures:?}"
+    );
+    assert!(report.execs <= 3000);
+    for finding in &report.findings {
+        assert_eq!(finding.symptom.kind, Kind::PythonTraceback);
+        assert!(finding.confirmed, "{}", finding.line());
+        assert_eq!(finding.verified_failures, 3, "{}", finding.line());
+        // The minimized input is small: one frame's worth of bytes.
+        assert!(
+            finding.ops <= 2 && finding.bytes <= 16,
+            "{}",
+            finding.line()
+        );
+        // The reproducer is an ordinary scenario, and `run` fails it with the
+        // server's traceback in the report.
+        let scenario = wirecheck::scenario::load_file(&finding.reproducer)
+            .unwrap_or_else(|e| panic!("{}", e.render()));
+        let ran = run_loaded(&scenario).await;
+        let failure = failure(&ran);
+        let exception = finding.symptom.signature.split(' ').next().unwrap();
+        assert!(
+            failure.notes.iter().any(|n| n.contains(exception)),
+            "the report shows the traceback: {failure:?}"
+        );
+    }
+    let summary = std::fs::read_to_string(out.path().join("findings.txt")).unwrap();
+    assert_eq!(summary.lines().count(), 2, "{summary}");
+}
+
+#[tokio::test]
+async fn the_binary_exits_1_with_a_summary_when_it_finds_something() {
+    let out = tempfile::tempdir().unwrap();
+    let seed = buggy_seed();
+    let output = wirecheck(&[
+        "fuzz",
+        seed.to_str().unwrap(),
+        "--runs",
+        "40",
+        "--seed",
+        "7",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("seed 7"), "{stderr}");
+    assert!(stdout.contains("fuzz summary: 40 execs"), "{stdout}");
+    assert!(
+        stdout.contains("finding-1-python-traceback.toml"),
+        "{stdout}"
+    );
+    // A reproducer fails under `wirecheck run`, every time.
+    let reproducer = out.path().join("finding-1-python-traceback.toml");
+    let run = wirecheck(&["run", reproducer.to_str().unwrap(), "--repeat", "5"]).await;
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
+    assert!(
+        text(&run.stdout).ends_with("0 passed, 1 failed\n")
+            || text(&run.stdout).contains("0 passed, 5 failed"),
+        "{}",
+        text(&run.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_server_gives_no_finding() {
+    let out = tempfile::tempdir().unwrap();
+    let seed = scenarios_dir().join("fuzzing/framed-echo.toml");
+    let mut options = options(seed.clone(), out.path(), 2000, 3);
+    options.jobs = 4;
+    let report = fuzz_within(&options).await.expect("the seed passes");
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.execs, 2000);
+    // The mutations reached more than the seed's own behaviour.
+    assert!(report.corpus > 5, "corpus of {}", report.corpus);
+    let output = wirecheck(&[
+        "fuzz",
+        seed.to_str().unwrap(),
+        "--runs",
+        "300",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("0 finding(s)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_servers_survive_a_short_fuzz() {
+    let out = tempfile::tempdir().unwrap();
+    let seed = scenarios_dir().join("fuzzing/reference-servers.toml");
+    let mut options = options(seed, out.path(), 1500, 11);
+    options.jobs = 4;
+    let report = fuzz_within(&options).await.expect("the seed passes");
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_failing_seed_is_refused_with_its_failure() {
+    let dir = folder(&[(
+        "seed.toml",
+        r#"
+[servers.echo]
+builtin = "echo"
+
+[[clients]]
+connect = "echo"
+script = [ { send = "hello" }, { expect = "hellO" } ]
+"#,
+    )]);
+    let out = dir.path().join("out");
+    let error = fuzz_within(&options(dir.path().join("seed.toml"), &out, 10, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("fails, so there is nothing to fuzz"),
+        "{error}"
+    );
+    assert!(
+        error.contains("seed.toml:7:"),
+        "the failure points at the step: {error}"
+    );
+    let output = wirecheck(&[
+        "fuzz",
+        dir.path().join("seed.toml").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn a_flaky_seed_is_refused() {
+    // The server answers wrongly on its second start only: the seed passes two of
+    // its three runs.
+    let dir = folder(&[
+        (
+            "flaky.py",
+            r#"
+import os, socket, sys
+count = int(open("starts").read()) + 1 if os.path.exists("starts") else 1
+open("starts", "w").write(str(count))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    data = c.recv(16)
+    if data:
+        c.sendall(b"bad" if count == 2 else data)
+    c.close()
+"#,
+        ),
+        (
+            "seed.toml",
+            r#"
+[servers.flaky]
+command = ["python3", "flaky.py", "{port}"]
+
+[[clients]]
+connect = "flaky"
+script = [ { send = "abc" }, { expect = "abc" } ]
+"#,
+        ),
+    ]);
+    let out = dir.path().join("out");
+    let error = fuzz_within(&options(dir.path().join("seed.toml"), &out, 10, 1))
+        .await
+        .unwrap_err();
+    assert!(error.contains("is flaky: it passed 2 of 3 runs"), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_that_dies_on_startup_is_refused() {
+    let dir = folder(&[(
+        "seed.toml",
+        r#"
+[servers.dead]
+command = ["python3", "-c", "import sys; print('no config'); sys.exit(3)"]
+
+[[clients]]
+connect = "dead"
+script = [ { send = "abc" }, { expect = "abc" } ]
+"#,
+    )]);
+    let out = dir.path().join("out");
+    let error = fuzz_within(&options(dir.path().join("seed.toml"), &out, 10, 1))
+        .await
+        .unwrap_err();
+    assert!(error.contains("fails"), "{error}");
+    assert!(error.contains("exited before it was ready"), "{error}");
+}
+
+#[tokio::test]
+async fn an_out_folder_that_cannot_be_written_is_refused() {
+    let dir = folder(&[("not-a-folder", "")]);
+    let out = dir.path().join("not-a-folder").join("findings");
+    let error = fuzz_within(&options(
+        scenarios_dir().join("fuzzing/framed-echo.toml"),
+        &out,
+        10,
+        1,
+    ))
+    .await
+    .unwrap_err();
+    assert!(error.contains("--out"), "{error}");
+    assert!(error.contains("cannot create the folder"), "{error}");
+}
+
+#[tokio::test]
+async fn a_seed_without_a_fuzzable_client_is_refused() {
+    let dir = folder(&[(
+        "seed.toml",
+        r#"
+[servers.srv]
+script = [ { expect = "hi" } ]
+
+[[clients]]
+connect = "srv"
+script = [ { send = "hi" } ]
+"#,
+    )]);
+    let out = dir.path().join("out");
+    let error = fuzz_within(&options(dir.path().join("seed.toml"), &out, 10, 1))
+        .await
+        .unwrap_err();
+    assert!(error.contains("is scripted"), "{error}");
+}
