@@ -56,6 +56,18 @@ done
 [ "$judged" -gt 0 ] || { echo "no trace was written to target/traces"; exit 1; }
 echo "$judged traces: no TCP analysis warnings, every checksum good, capinfos reads them"
 
+echo "== fuzz the reference servers (they must survive; FUZZING.md, \"Fuzz your own server\")"
+# Exit 1 means a finding: the reproducer and its one-line summary are printed.
+if ! ./target/release/wirecheck fuzz scenarios/fuzzing/reference-servers.toml \
+    --time "${SERVER_FUZZ_TIME:-50s}" -j 4 --out target/fuzz-findings; then
+  echo "a reference server did not survive the fuzzer:"
+  cat target/fuzz-findings/findings.txt 2>/dev/null || true
+  for reproducer in target/fuzz-findings/finding-*.toml; do
+    [ -e "$reproducer" ] && { echo "--- $reproducer"; cat "$reproducer"; }
+  done
+  exit 1
+fi
+
 echo "== sticky determinism (--repeat 200)"
 ./target/release/wirecheck run scenarios/sticky --repeat 200
 

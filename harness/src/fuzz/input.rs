@@ -103,7 +103,7 @@ impl LengthLie {
             LengthLie::PlusOne => "one byte more than sent".into(),
             LengthLie::MinusOne => "one byte less than sent".into(),
             LengthLie::Zero => "length 0".into(),
-            LengthLie::Value(v) => format!("length {v}"),
+            LengthLie::Value(_) => "a made-up length".into(),
         }
     }
 }

@@ -150,13 +150,13 @@ fn op_lines(op: &Op) -> Vec<String> {
         } => {
             let comment = match lie {
                 Some(lie) => format!(
-                    "# a {} frame of {} payload bytes whose length lies: {}",
+                    "# frame ({}), {} payload bytes; its length lies: {}",
                     framing.kind,
                     payload.len(),
                     lie.describe()
                 ),
                 None => format!(
-                    "# a {} frame of {} payload bytes",
+                    "# frame ({}), {} payload bytes",
                     framing.kind,
                     payload.len()
                 ),
@@ -218,8 +218,9 @@ fn data(bytes: &[u8]) -> String {
     }
 }
 
+/// One-line basic string, as the importer writes them (`"hello\n"`).
 fn toml_string(text: &str) -> String {
-    Value::from(text).to_string().trim().to_owned()
+    crate::trace::import::basic_string(text)
 }
 
 /// A step rewritten with its bytes inline, for the kinds that carry file data.
