@@ -36,6 +36,9 @@ pub struct FuzzArgs {
     /// not watch memory).
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     pub memory_limit: u64,
+    /// Stop once N distinct findings are in (`--max-findings 1`: stop at the first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_findings: Option<u64>,
 }
 
 pub fn fuzz_command(args: FuzzArgs) -> i32 {
@@ -57,7 +60,7 @@ pub fn fuzz_command(args: FuzzArgs) -> i32 {
         jobs: args.jobs as usize,
         memory_limit: args.memory_limit << 20,
         stats_every: Duration::from_secs(2),
-        stop_after: None,
+        stop_after: args.max_findings.map(|n| n as usize),
     };
     let Some(runtime) = super::runtime(options.jobs > 1) else {
         return EXIT_USAGE;

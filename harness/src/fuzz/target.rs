@@ -344,7 +344,7 @@ impl Target {
                         let last = watch.last.last().cloned().unwrap_or_default();
                         let mut symptom = Symptom::new(
                             Kind::Crash,
-                            format!("{status}"),
+                            status.clone(),
                             format!("the server ended ({status}); its last line: {last}"),
                         );
                         symptom.detail = watch.last.clone();
