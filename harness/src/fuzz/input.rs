@@ -264,12 +264,15 @@ pub fn from_script<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Input {
                 data,
                 chunks,
                 delay,
+                ..
             } => Op::Write {
                 bytes: seed_bytes(data),
                 chunks: chunks.clone(),
                 pause: delay.unwrap_or_default().min(MAX_PAUSE),
             },
-            Action::SendFrame { framing, payload } => Op::Frame {
+            Action::SendFrame {
+                framing, payload, ..
+            } => Op::Frame {
                 framing: framing.clone(),
                 payload: payload.to_vec(),
                 lie: None,
@@ -284,7 +287,9 @@ pub fn from_script<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Input {
                 want: matcher.exact().map_or(UNKNOWN_LEN, |line| line.len() + 1),
             },
             Action::ExpectSilence(d) => Op::Pause((*d).min(MAX_PAUSE)),
-            Action::ExpectFrame { framing, payload } => Op::Read {
+            Action::ExpectFrame {
+                framing, payload, ..
+            } => Op::Read {
                 want: payload.exact().map_or(UNKNOWN_LEN, |bytes| {
                     encode_frame(framing, bytes, None).len()
                 }),
@@ -293,9 +298,15 @@ pub fn from_script<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Input {
             Action::Shutdown(how) => Op::Shutdown(*how),
             Action::Close => Op::Close,
             Action::Sleep(d) => Op::Pause((*d).min(MAX_PAUSE)),
-            Action::AwaitQueued(_) | Action::Signal(_) | Action::Wait(_) | Action::Connect => {
-                continue
-            }
+            // Holding and flushing only regroup the same bytes into writes, which
+            // the rechunking mutations vary anyway.
+            Action::AwaitQueued(_)
+            | Action::Signal(_)
+            | Action::Wait(_)
+            | Action::Connect
+            | Action::Hold
+            | Action::Flush
+            | Action::AwaitRead => continue,
         };
         ops.push(op);
     }
