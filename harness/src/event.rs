@@ -141,6 +141,21 @@ pub enum EventKind {
     ProcessOutput { stream: OutputStream, line: String },
     /// An external server exited (or was stopped by us).
     ProcessExited { status: String },
+    /// A fault of a proxy acted: on the bytes it is about to write on `conn` (the
+    /// trace puts `action` in the comment of the next packet of that actor), or on
+    /// bytes or datagrams it discarded.
+    Fault {
+        conn: ConnId,
+        flow: crate::proxy::Flow,
+        fault: &'static str,
+        action: String,
+    },
+    /// A proxy started with this seed: every decision of its faults follows from it.
+    ProxyStarted {
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        seed: u64,
+    },
 }
 
 /// Which output stream a process line came from.

@@ -22,6 +22,7 @@ pub mod net;
 pub mod outcome;
 pub mod plan;
 pub mod programs;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -31,6 +31,38 @@ pub struct ScenarioOutcome {
     /// CLI after the run; the runner itself never writes files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<PathBuf>,
+    /// The seed each fault proxy of the run used: the same seeds replay the same
+    /// fault decisions (`wirecheck run FILE --seed N`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<ProxySeed>,
+}
+
+/// The seed one proxy used in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxySeed {
+    pub proxy: String,
+    pub seed: u64,
+}
+
+/// The command that replays a run's fault decisions, when one `--seed` can: every
+/// proxy used the same seed. (Proxies with different seeds in the file replay with
+/// `wirecheck run FILE` alone.)
+pub fn replay_command(path: &std::path::Path, seeds: &[ProxySeed]) -> Option<String> {
+    let first = seeds.first()?;
+    let file = path.display().to_string();
+    let quoted = if file
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        file
+    } else {
+        format!("'{}'", file.replace('\'', "'\\''"))
+    };
+    if seeds.iter().all(|s| s.seed == first.seed) {
+        Some(format!("wirecheck run {quoted} --seed {}", first.seed))
+    } else {
+        None
+    }
 }
 
 impl ScenarioOutcome {

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::proxy::ProxyConfig;
 use crate::scenario::{CommandSpec, Location, Scenario, ServerKind, Step, Target};
 use crate::servers::{self, Bound, BuiltinConfig};
 use crate::vocab::{Proto, SocketOptions};
@@ -34,9 +35,23 @@ pub struct Plan {
     /// Which step captures each variable (see [`crate::scenario::Scenario::capturers`]).
     pub capturers: Arc<std::collections::HashMap<String, String>>,
     pub servers: Vec<PlannedServer>,
+    /// Fault proxies, their listeners bound, so their faults are in place before
+    /// the first client connects.
+    pub proxies: Vec<PlannedProxy>,
     pub clients: Vec<PlannedClient>,
     /// Client programs, started once every server is ready.
     pub programs: Vec<crate::scenario::ClientProgram>,
+}
+
+/// A proxy of the plan: its bound listener and its resolved configuration (the
+/// upstream address and the seed in use).
+pub struct PlannedProxy {
+    pub location: Location,
+    pub proto: Proto,
+    /// Where clients reach it.
+    pub addr: SocketAddr,
+    pub bound: Bound,
+    pub config: ProxyConfig,
 }
 
 /// A server of the plan, with its address known.
@@ -168,21 +183,13 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
             kind,
         });
     }
+    let proxies = plan_proxies(scenario, &servers)?;
     let clients = scenario
         .clients
         .iter()
         .map(|client| {
-            let (target, in_process) = match &client.connect {
-                Target::Server(name) => {
-                    // The loader guarantees the name exists.
-                    let server = servers
-                        .iter()
-                        .find(|s| &*s.name == name.as_str())
-                        .expect("the loader checked every client's server name");
-                    (server.addr, server.in_process())
-                }
-                Target::Address(addr) => (*addr, false),
-            };
+            let target = resolve(&client.connect, &servers, &proxies);
+            let in_process = held_here(&client.connect, scenario, &servers) > 0;
             PlannedClient {
                 name: client.name.clone(),
                 count: client.count,
@@ -190,8 +197,8 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
                 options: client.options.clone(),
                 target,
                 // A TCP connection to a server of this process holds two descriptors.
-                descriptors_each: if in_process && client.proto == Proto::Tcp {
-                    2
+                descriptors_each: if client.proto == Proto::Tcp {
+                    1 + held_here(&client.connect, scenario, &servers)
                 } else {
                     1
                 },
@@ -212,9 +219,108 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
         unread: scenario.unread,
         capturers: Arc::clone(&scenario.capturers),
         servers,
+        proxies,
         clients,
         programs: scenario.programs.clone(),
     })
+}
+
+/// The address of a client's or proxy's target. The loader guarantees that every
+/// name exists.
+fn resolve(target: &Target, servers: &[PlannedServer], proxies: &[PlannedProxy]) -> SocketAddr {
+    match target {
+        Target::Server(name) => {
+            servers
+                .iter()
+                .find(|s| &*s.name == name.as_str())
+                .expect("the loader checked every server name")
+                .addr
+        }
+        Target::Proxy(name) => {
+            proxies
+                .iter()
+                .find(|p| &*p.config.name == name.as_str())
+                .expect("the loader checked every proxy name")
+                .addr
+        }
+        Target::Address(addr) => *addr,
+    }
+}
+
+/// Descriptors this process holds for one TCP connection to `target`, beside the
+/// client's own: one at an in-process server, two at each proxy on the way (its
+/// accepted and its upstream connection).
+fn held_here(target: &Target, scenario: &Scenario, servers: &[PlannedServer]) -> u32 {
+    let mut held = 0;
+    let mut target = target;
+    // A chain is at most as long as the proxies (the loader refused loops).
+    for _ in 0..=scenario.proxies.len() {
+        match target {
+            Target::Server(name) => {
+                let in_process = servers
+                    .iter()
+                    .find(|s| &*s.name == name.as_str())
+                    .is_some_and(PlannedServer::in_process);
+                return held + u32::from(in_process);
+            }
+            Target::Address(_) => return held,
+            Target::Proxy(name) => {
+                held += 2;
+                match scenario.proxies.iter().find(|p| &p.name == name) {
+                    Some(proxy) => target = &proxy.to,
+                    None => return held,
+                }
+            }
+        }
+    }
+    held
+}
+
+/// Binds every proxy's listener, then resolves each one's upstream (a proxy may
+/// forward to one declared after it) and its seed: the proxy's own, or one seed
+/// drawn for this run and shared by every proxy that has none.
+fn plan_proxies(
+    scenario: &Scenario,
+    servers: &[PlannedServer],
+) -> Result<Vec<PlannedProxy>, PlanError> {
+    let run_seed = crate::proxy::random_seed();
+    let mut proxies = Vec::with_capacity(scenario.proxies.len());
+    for proxy in &scenario.proxies {
+        let error = |message: String| PlanError {
+            actor: proxy.name.clone(),
+            message,
+        };
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let bound = servers::bind(proxy.proto, listen, &SocketOptions::default()).map_err(|e| {
+            error(format!(
+                "cannot bind a listener for proxy `{}`: {e}",
+                proxy.name
+            ))
+        })?;
+        let addr = bound.local_addr().map_err(|e| error(e.to_string()))?;
+        proxies.push(PlannedProxy {
+            location: proxy.location.clone(),
+            proto: proxy.proto,
+            addr,
+            bound,
+            config: ProxyConfig {
+                name: Arc::from(proxy.name.as_str()),
+                // Filled in below, once every proxy has its address.
+                upstream: addr,
+                seed: proxy.seed.unwrap_or(run_seed),
+                faults: proxy.faults.clone(),
+            },
+        });
+    }
+    let upstreams: Vec<SocketAddr> = scenario
+        .proxies
+        .iter()
+        .map(|proxy| resolve(&proxy.to, servers, &proxies))
+        .collect();
+    for (proxy, upstream) in proxies.iter_mut().zip(upstreams) {
+        proxy.config.upstream = upstream;
+    }
+    Ok(proxies)
 }
 
 fn shared_script(steps: &[Step]) -> Script {

@@ -412,6 +412,7 @@ fn crashed_outcome(
         notes: Vec::new(),
         started_at: std::time::SystemTime::now(),
         trace: None,
+        seeds: Vec::new(),
     }
 }
 

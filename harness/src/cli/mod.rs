@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod proxy;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +64,9 @@ pub enum Command {
     Schema,
     /// Fuzz the servers of a passing scenario with mutations of its clients' scripts.
     Fuzz(fuzz::FuzzArgs),
+    /// Run one fault proxy in front of any program until SIGINT or SIGTERM,
+    /// logging each fault action.
+    Proxy(proxy::ProxyArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -128,6 +133,10 @@ pub struct RunArgs {
     /// synthesizing them. Without the privilege, traces are synthesized.
     #[arg(long, requires = "pcap")]
     pub capture: bool,
+    /// Use seed N for every fault proxy (overrides each proxy's `seed`): replays
+    /// the fault decisions of a run whose report printed that seed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// `--flaky-result` values.
@@ -301,6 +310,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
                 out!("{}", crate::schema::render());
                 EXIT_PASSED
             }
+            Command::Proxy(args) => proxy::proxy(args).await,
         }
     })
 }
@@ -384,10 +394,18 @@ fn prepare_run(args: &RunArgs) -> Result<PreparedRun, i32> {
         eprint!("{message}");
         EXIT_USAGE
     })?;
-    let (scenarios, errors) = load_all(&args.paths).map_err(|e| {
+    let (mut scenarios, errors) = load_all(&args.paths).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_USAGE
     })?;
+    // `--seed N` is every proxy's seed: the replay of a report's fault decisions.
+    if let Some(seed) = args.seed {
+        for scenario in &mut scenarios {
+            for proxy in &mut scenario.proxies {
+                proxy.seed = Some(seed);
+            }
+        }
+    }
     let matched_before_partition = scenarios.iter().filter(|s| selection.matches(s)).count();
     let selected: Vec<Scenario> = selection.apply(scenarios, |s| s);
     let full_selection: Vec<PathBuf> = selected.iter().map(|s| s.path.clone()).collect();

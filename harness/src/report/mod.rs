@@ -94,7 +94,38 @@ pub fn render_failure(outcome: &ScenarioOutcome, failure: &Failure) -> String {
     if let Some(trace) = &outcome.trace {
         let _ = writeln!(out, "  trace: {}", trace.display());
     }
+    render_seeds(&mut out, outcome);
     out
+}
+
+/// The seeds of the run's fault proxies and the command that replays them.
+fn render_seeds(out: &mut String, outcome: &ScenarioOutcome) {
+    if outcome.seeds.is_empty() {
+        return;
+    }
+    let list: Vec<String> = outcome
+        .seeds
+        .iter()
+        .map(|s| format!("`{}` {}", s.proxy, s.seed))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  seed: {} (proxy {})",
+        outcome.seeds[0].seed,
+        list.join(", ")
+    );
+    match crate::outcome::replay_command(&outcome.path, &outcome.seeds) {
+        Some(command) => {
+            let _ = writeln!(out, "  replay: {command}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  replay: the proxies used different seeds; write each one's seed in its table (`seed = N`) and run `wirecheck run {}`",
+                outcome.path.display()
+            );
+        }
+    }
 }
 
 /// `name (run 3)` when repeating, else just the name.

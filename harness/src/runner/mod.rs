@@ -238,6 +238,7 @@ pub async fn run_scenario(
                 notes: Vec::new(),
                 started_at: events.started_at(),
                 trace: None,
+                seeds: Vec::new(),
             }
         }
     }
@@ -276,6 +277,14 @@ pub async fn run_plan(
         descriptors: DescriptorUse::default(),
     };
     let (name, path, timeout) = (plan.name.clone(), plan.path.clone(), plan.timeout);
+    let seeds = plan
+        .proxies
+        .iter()
+        .map(|proxy| crate::outcome::ProxySeed {
+            proxy: proxy.config.name.to_string(),
+            seed: proxy.config.seed,
+        })
+        .collect();
     let deadline = Instant::now() + timeout;
     let mut failure = tokio::select! {
         result = tokio::time::timeout_at(deadline, run_state.start_and_wait(plan)) => match result {
@@ -336,6 +345,7 @@ pub async fn run_plan(
         notes,
         started_at,
         trace: None,
+        seeds,
     }
 }
 
@@ -517,13 +527,30 @@ struct RunState {
 
 impl RunState {
     async fn start_and_wait(&mut self, plan: Plan) -> Result<(), Failure> {
+        // `{port:NAME}`, `{host:NAME}` and `{addr:NAME}` name servers and proxies.
         let addresses: Arc<HashMap<String, SocketAddr>> = Arc::new(
             plan.servers
                 .iter()
                 .map(|s| (s.name.to_string(), s.addr))
+                .chain(
+                    plan.proxies
+                        .iter()
+                        .map(|p| (p.config.name.to_string(), p.addr)),
+                )
                 .collect(),
         );
         let _ = self.context.addresses.set(Arc::clone(&addresses));
+        // Proxies first: their listeners were bound by the plan, and with their
+        // tasks running every fault is in place before any client connects.
+        for proxy in plan.proxies {
+            let task = crate::proxy::serve(
+                proxy.bound,
+                proxy.config,
+                self.context.log.clone(),
+                self.shutdown.clone(),
+            );
+            self.builtin_tasks.spawn(task);
+        }
         for server in plan.servers {
             self.start_server(server, &addresses).await?;
         }

@@ -28,6 +28,7 @@ use crate::event::ShutdownHow;
 use crate::framing::{FramingConfig, FramingKind};
 use crate::matcher::{self, Match, MatchSpec};
 use crate::programs::placeholders::{Placeholder, Template};
+use crate::proxy::fault::{self as faults, Direction, FaultKind, FaultSpec};
 use crate::servers::{BuiltinConfig, BuiltinKind, OptionValue};
 
 /// Data larger than this is almost certainly a mistake in a scenario (`times = 1e12`),
@@ -51,11 +52,18 @@ const TOP_KEYS: &[&str] = &[
     "unread",
     "servers",
     "clients",
+    "proxies",
 ];
 
 /// The most retries a scenario (or `run --retries`) may ask for: a scenario that
 /// needs more is broken, not flaky.
 pub const MAX_RETRIES: usize = 100;
+const PROXY_KEYS: &[&str] = &["to", "proto", "seed", "faults"];
+/// Keys every fault takes beside its own.
+const FAULT_COMMON_KEYS: &[&str] = &["direction", "connections", "probability"];
+/// The largest `coalesce`: what one write may gather. The proxy's read bound grows
+/// to it, so a connection never holds more.
+pub const MAX_COALESCE_BYTES: usize = 1 << 20;
 const SOCKET_OPTION_KEYS: &[&str] = &["nodelay", "recv_buffer", "send_buffer", "linger"];
 const SERVER_KIND_KEYS: &[&str] = &["builtin", "script", "command", "address"];
 const SERVER_COMMON_KEYS: &[&str] = &["proto", "bind"];
@@ -134,6 +142,9 @@ const EXPECT_FRAME_KEYS: &[&str] = &[
     "contains",
     "json",
 ];
+mod proxies;
+pub use proxies::fault_from_text;
+
 const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`, `base64`, `file` (with `offset` and `len` for a slice), or `repeat` (with `times`)";
 
 /// Reads and loads a scenario file.
@@ -205,6 +216,7 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         lines: LineIndex::new(&source),
         diagnostics: Vec::new(),
         declared_servers: HashSet::new(),
+        declared_proxies: HashSet::new(),
         data_total: Cell::new(0),
         shared: RefCell::default(),
         variable_uses: RefCell::default(),
@@ -227,6 +239,8 @@ type Check<T> = Result<T, Diagnostic>;
 struct Servers<'s> {
     list: &'s [ServerSpec],
     protos: HashMap<&'s str, Proto>,
+    /// Valid proxies by name, with their protocol.
+    proxies: HashMap<&'s str, Proto>,
 }
 
 struct Loader<'a> {
@@ -239,6 +253,8 @@ struct Loader<'a> {
     /// Every `[servers.NAME]`, valid or not: a client naming a server that has
     /// its own errors gets no second, misleading "no such server" error.
     declared_servers: HashSet<String>,
+    /// Every `[proxies.NAME]`, valid or not, for the same reason.
+    declared_proxies: HashSet<String>,
     /// Bytes of `file` and `repeat` data of every step so far, counted per step even
     /// when steps share one copy: each step is capped, and so is the file, so a
     /// scenario's data (and what a run sends and compares) stays bounded.
@@ -630,6 +646,10 @@ impl Loader<'_> {
             .and_then(|node| self.ok(unread_policy(node)))
             .unwrap_or_default();
 
+        // Proxy names first: a server's `command` may name one in a placeholder.
+        if let Some(NodeKind::Table(entries)) = top.get("proxies").map(|node| &node.kind) {
+            self.declared_proxies = entries.iter().map(|e| e.key.clone()).collect();
+        }
         let servers = match top.get("servers") {
             Some(node) => {
                 if let NodeKind::Table(entries) = &node.kind {
@@ -639,8 +659,12 @@ impl Loader<'_> {
             }
             None => Vec::new(),
         };
+        let proxies = match top.get("proxies") {
+            Some(node) => self.proxies(node, &servers),
+            None => Vec::new(),
+        };
         let (clients, programs) = match top.get("clients") {
-            Some(node) => self.clients(node, &servers),
+            Some(node) => self.clients(node, &servers, &proxies),
             None => (Vec::new(), Vec::new()),
         };
         let unknown = top.unknown_keys("the scenario's top level", TOP_KEYS);
@@ -667,6 +691,7 @@ impl Loader<'_> {
             servers,
             clients,
             programs,
+            proxies,
         };
         // With other errors, some scripts were dropped, and their signals with them:
         // checking waits now would report signals that do exist.
@@ -1083,8 +1108,9 @@ impl Loader<'_> {
     /// A string with placeholders; errors point at the placeholder itself.
     fn template(&self, node: &Node, key: &str, own_port: bool) -> Check<Template> {
         let text = string(node, key)?;
-        let declared = &self.declared_servers;
-        Template::parse(&text, own_port, &|name| declared.contains(name)).map_err(|e| {
+        let (servers, proxies) = (&self.declared_servers, &self.declared_proxies);
+        let known = |name: &str| servers.contains(name) || proxies.contains(name);
+        Template::parse(&text, own_port, &known).map_err(|e| {
             Diagnostic::new(
                 char_span_in_string(node, self.source, e.range.start, e.range.len()),
                 e.message,
@@ -1098,10 +1124,12 @@ impl Loader<'_> {
         &mut self,
         node: &Node,
         servers: &[ServerSpec],
+        proxies: &[ProxySpec],
     ) -> (Vec<ClientSpec>, Vec<ClientProgram>) {
         let servers = Servers {
             list: servers,
             protos: servers.iter().map(|s| (s.name.as_str(), s.proto)).collect(),
+            proxies: proxies.iter().map(|p| (p.name.as_str(), p.proto)).collect(),
         };
         let items = match &node.kind {
             NodeKind::Array(items) => items,
@@ -1332,7 +1360,10 @@ impl Loader<'_> {
         if let Some(&proto) = servers.protos.get(text.as_str()) {
             return Some((Target::Server(text), Some(proto)));
         }
-        if self.declared_servers.contains(&text) {
+        if let Some(&proto) = servers.proxies.get(text.as_str()) {
+            return Some((Target::Proxy(text), Some(proto)));
+        }
+        if self.declared_servers.contains(&text) || self.declared_proxies.contains(&text) {
             // That server has errors of its own, already reported.
             return None;
         }
@@ -1340,16 +1371,25 @@ impl Loader<'_> {
             let addr = self.ok(loopback_addr(node, "connect"))?;
             return Some((Target::Address(addr), None));
         }
-        let names: Vec<&str> = servers.list.iter().map(|s| s.name.as_str()).collect();
-        let mut d = Diagnostic::new(node.span.clone(), format!("no server is named `{text}`"))
-            .label("`connect` names a server of this file or a \"host:port\"");
+        let mut names: Vec<&str> = servers.list.iter().map(|s| s.name.as_str()).collect();
+        let mut proxy_names: Vec<&str> = servers.proxies.keys().copied().collect();
+        proxy_names.sort_unstable();
+        names.extend(proxy_names);
+        let mut d = Diagnostic::new(
+            node.span.clone(),
+            format!("no server or proxy is named `{text}`"),
+        )
+        .label("`connect` names a server or proxy of this file, or a \"host:port\"");
         if let Some(best) = did_you_mean(&text, &names) {
             d = d.hint(format!("did you mean `{best}`?"));
         }
         if names.is_empty() {
             d = d.hint("this file declares no servers; use an address like \"127.0.0.1:8080\"");
         } else {
-            d = d.hint(format!("servers in this file: {}", names.join(", ")));
+            d = d.hint(format!(
+                "servers and proxies in this file: {}",
+                names.join(", ")
+            ));
         }
         self.push(d);
         None

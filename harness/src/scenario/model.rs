@@ -58,6 +58,24 @@ pub struct Scenario {
     pub clients: Vec<ClientSpec>,
     /// Client programs (`[[clients]]` with `command`), in file order.
     pub programs: Vec<ClientProgram>,
+    /// Fault proxies in file order.
+    pub proxies: Vec<ProxySpec>,
+}
+
+/// A `[proxies.NAME]` table: a proxy between clients and a server that makes the
+/// network misbehave, the same way for the same seed.
+#[derive(Debug, Clone)]
+pub struct ProxySpec {
+    pub name: String,
+    pub location: Location,
+    pub proto: Proto,
+    /// Where it forwards: a server, another proxy, or an address.
+    pub to: Target,
+    /// `None`: a random seed, chosen per run and printed in its report.
+    /// `run --seed N` sets every proxy's seed to N.
+    pub seed: Option<u64>,
+    /// Applied in order to the bytes (or datagrams) flowing through.
+    pub faults: Vec<crate::proxy::FaultSpec>,
 }
 
 /// The top-level `unread` key: what happens when a TCP actor's script ends (or
@@ -241,6 +259,8 @@ pub struct ClientSpec {
 pub enum Target {
     /// A server declared in the same file, by name.
     Server(String),
+    /// A proxy declared in the same file, by name.
+    Proxy(String),
     /// A literal loopback address.
     Address(SocketAddr),
 }

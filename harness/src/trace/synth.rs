@@ -186,6 +186,12 @@ pub struct Synthesizer {
     now: Duration,
     frame: Vec<u8>,
     comment: String,
+    /// What proxy faults did to the next packet of a connection or socket, by the
+    /// id the proxy recorded them under: added to that packet's comment.
+    fault_notes: HashMap<ConnId, String>,
+    /// The note of the event being turned into packets now, for its first packet
+    /// that carries data, a FIN or a RST.
+    pending_note: Option<String>,
     stats: SynthStats,
 }
 
@@ -209,6 +215,8 @@ impl Synthesizer {
             now: Duration::ZERO,
             frame: Vec::with_capacity(frame::MAX_FRAME),
             comment: String::new(),
+            fault_notes: HashMap::new(),
+            pending_note: None,
             stats: SynthStats::default(),
         }
     }
@@ -228,7 +236,31 @@ impl Synthesizer {
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
         self.now = event.at.max(self.last_at);
+        self.pending_note = match &event.kind {
+            EventKind::Write { conn, .. }
+            | EventKind::Shutdown { conn, .. }
+            | EventKind::Close { conn, .. }
+            | EventKind::DatagramSent { conn, .. } => self.fault_notes.remove(conn),
+            _ => None,
+        };
         match &event.kind {
+            EventKind::Fault {
+                conn,
+                fault,
+                action,
+                ..
+            } => {
+                let notes = self.fault_notes.entry(*conn).or_default();
+                // A comment stays readable: a few notes, then a count.
+                if notes.len() < 512 {
+                    if !notes.is_empty() {
+                        notes.push_str("; ");
+                    }
+                    notes.push_str(fault);
+                    notes.push_str(": ");
+                    notes.push_str(action);
+                }
+            }
             EventKind::StepStarted { index, step } => {
                 self.steps
                     .insert(Arc::clone(&event.actor), (*index, Arc::clone(step)));
@@ -498,6 +530,13 @@ impl Synthesizer {
             Side::Server => format!("server at {} (not recorded)", from.addr),
         };
         self.comment = self.label(from.actor.as_ref(), &fallback);
+        let carries = !payload.is_empty() || flags.fin || flags.rst;
+        if carries {
+            if let Some(note) = self.pending_note.take() {
+                self.comment.push_str(" | fault ");
+                self.comment.push_str(&note);
+            }
+        }
         let id = self.next_ip_id();
         let len = frame::build_tcp(&mut self.frame, &segment, id, self.snaplen)?;
         self.send(len, emit)
@@ -559,6 +598,10 @@ impl Synthesizer {
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
         let data: &[u8] = data.bytes().map_or(&[], |bytes| &bytes[..]);
+        if let Some(note) = self.pending_note.take() {
+            self.comment.push_str(" | fault ");
+            self.comment.push_str(&note);
+        }
         let id = self.next_ip_id();
         let len = frame::build_udp(&mut self.frame, from, to, data, id, self.snaplen)?;
         self.stats.udp_datagrams += 1;
