@@ -16,6 +16,7 @@ mod imports;
 mod matchers;
 mod programs;
 mod schema;
+mod proxies;
 mod shipped;
 mod steps;
 mod suite;
