@@ -679,3 +679,28 @@ async fn wirecheck_proxy_refuses_bad_faults_and_addresses() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a loopback address"));
 }
+
+#[tokio::test]
+async fn placeholders_name_proxies_too() {
+    // A program server told the proxy's address forwards to it: the chain
+    // program -> proxy -> echo answers through the proxy.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = crate::scenario_in(
+        dir.path(),
+        r#"
+[servers.srv]
+builtin = "echo"
+[proxies.front]
+to = "srv"
+faults = [ { slice = 1 } ]
+[servers.relay]
+command = ["python3", "-c", "import socket,sys; l=socket.create_server(('127.0.0.1', int(sys.argv[1]))); c,_=l.accept(); u=socket.create_connection(('{host:front}', int(sys.argv[2]))); u.sendall(c.recv(100)); d=b''\nwhile len(d) < 5: d += u.recv(100)\nc.sendall(d); c.close()", "{port}", "{port:front}"]
+[[clients]]
+connect = "relay"
+script = [ { send = "hello" }, { expect = "hello" } ]
+"#,
+    );
+    let ran = crate::run_loaded(&scenario).await;
+    assert_passed(&ran);
+    assert_eq!(write_sizes(&ran, "front#1")[..5], [1, 1, 1, 1, 1]);
+}
