@@ -704,3 +704,47 @@ script = [ { send = "hello" }, { expect = "hello" } ]
     assert_passed(&ran);
     assert_eq!(write_sizes(&ran, "front#1")[..5], [1, 1, 1, 1, 1]);
 }
+
+/// `scenarios/faults/udp-loss-seeded.toml` expects exactly the datagrams its seed
+/// lets through; this recomputes them with the pure pipeline, so a change to the
+/// seeded decisions shows up here, with the list the file must hold.
+#[test]
+fn the_shipped_udp_loss_scenario_expects_what_its_seed_keeps() {
+    let path = crate::scenarios_dir().join("faults/udp-loss-seeded.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept = survivors(7, 20);
+    let expected: Vec<String> = kept
+        .iter()
+        .map(|d| format!("{{ expect = \"{d}\" }}"))
+        .collect();
+    let expected = expected.join(", ");
+    assert!(
+        text.contains(&expected),
+        "{} must expect exactly: {expected}",
+        path.display()
+    );
+    assert!(text.contains("seed = 7") && text.contains("[proxies.lossy]"));
+}
+
+#[tokio::test]
+async fn a_naive_server_fails_behind_coalesce_every_time() {
+    let file = crate::fixtures_dir().join("faults/naive-server-behind-coalesce.toml");
+    for _ in 0..3 {
+        let scenario = wirecheck::scenario::load_file(&file).unwrap();
+        let ran = crate::run_loaded(&scenario).await;
+        let failure = failure(&ran);
+        assert_eq!(
+            failure.actor.as_deref(),
+            Some("client1"),
+            "{}",
+            rendered(&ran)
+        );
+        // The one answer is for the merged message, "helloworld".
+        assert_eq!(
+            failure.actual.as_deref(),
+            Some(&b"message 1: hellow"[..]),
+            "{}",
+            rendered(&ran)
+        );
+    }
+}

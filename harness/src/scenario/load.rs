@@ -1375,21 +1375,28 @@ impl Loader<'_> {
         let mut proxy_names: Vec<&str> = servers.proxies.keys().copied().collect();
         proxy_names.sort_unstable();
         names.extend(proxy_names);
-        let mut d = Diagnostic::new(
-            node.span.clone(),
-            format!("no server or proxy is named `{text}`"),
-        )
-        .label("`connect` names a server or proxy of this file, or a \"host:port\"");
+        // Files without proxies keep the plain wording.
+        let what = if self.declared_proxies.is_empty() {
+            "server"
+        } else {
+            "server or proxy"
+        };
+        let mut d = Diagnostic::new(node.span.clone(), format!("no {what} is named `{text}`"))
+            .label(format!(
+                "`connect` names a {what} of this file, or a \"host:port\""
+            ));
         if let Some(best) = did_you_mean(&text, &names) {
             d = d.hint(format!("did you mean `{best}`?"));
         }
         if names.is_empty() {
             d = d.hint("this file declares no servers; use an address like \"127.0.0.1:8080\"");
         } else {
-            d = d.hint(format!(
-                "servers and proxies in this file: {}",
-                names.join(", ")
-            ));
+            let listed = if self.declared_proxies.is_empty() {
+                "servers"
+            } else {
+                "servers and proxies"
+            };
+            d = d.hint(format!("{listed} in this file: {}", names.join(", ")));
         }
         self.push(d);
         None
