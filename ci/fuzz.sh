@@ -22,7 +22,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_RSS_MB=${FUZZ_RSS_MB:-2048}
 FUZZ_MAX_LEN=${FUZZ_MAX_LEN:-8192}
 ALL_TARGETS="length_raw varint_raw line_raw json_header_raw round_trip json_header_round_trip
-length_vs_tokio lines_vs_tokio scenario_parse trace_import matcher_chunks"
+length_vs_tokio lines_vs_tokio scenario_parse trace_import matcher_chunks proxy_pipeline"
 FUZZ_TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 FUZZ_SKIP=${FUZZ_SKIP:-}
 

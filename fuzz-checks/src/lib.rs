@@ -69,11 +69,13 @@ pub enum Target {
     /// Structured: a stream fed in arbitrary chunks to the incremental regex,
     /// `contains` and line matchers, against matching the whole buffer at once.
     MatcherChunks,
+    /// Structured: the TCP fault pipeline of a proxy under a virtual clock.
+    ProxyPipeline,
 }
 
 impl Target {
     /// Every target, in the order ci/fuzz.sh runs them.
-    pub const ALL: [Target; 11] = [
+    pub const ALL: [Target; 12] = [
         Target::LengthRaw,
         Target::VarintRaw,
         Target::LineRaw,
@@ -85,6 +87,7 @@ impl Target {
         Target::ScenarioParse,
         Target::TraceImport,
         Target::MatcherChunks,
+        Target::ProxyPipeline,
     ];
 
     /// The target's name: its file in fuzz/fuzz_targets/ and its folders under
@@ -102,6 +105,7 @@ impl Target {
             Target::ScenarioParse => "scenario_parse",
             Target::TraceImport => "trace_import",
             Target::MatcherChunks => "matcher_chunks",
+            Target::ProxyPipeline => "proxy_pipeline",
         }
     }
 
@@ -136,6 +140,11 @@ impl Target {
             Target::MatcherChunks => {
                 if let Some(input) = structured::<MatcherChunksInput>(data) {
                     check_matcher_chunks(&input);
+                }
+            }
+            Target::ProxyPipeline => {
+                if let Some(input) = structured::<ProxyPipelineInput>(data) {
+                    check_proxy_pipeline(&input);
                 }
             }
         }
@@ -2454,4 +2463,156 @@ fn matcher_chunks(input: &MatcherChunksInput) {
 
 fn memmem(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// proxy_pipeline
+// ---------------------------------------------------------------------------
+
+/// A fault that never drops data, with small parameters (times in microseconds).
+#[derive(Debug, Clone, Arbitrary)]
+pub enum FuzzFault {
+    Slice { min: u8, max: u8, delay_us: u16 },
+    Coalesce { bytes: u16, window_us: u16 },
+    Latency { delay_us: u16, jitter_us: u16 },
+    Bandwidth { bytes_per_second: u32 },
+    SlowClose { delay_us: u16 },
+}
+
+/// One thing that happens to a pipeline: bytes arrive, or time passes, each after
+/// `wait_us` of virtual time; the consumer takes what is due after every step.
+#[derive(Debug, Clone, Arbitrary)]
+pub enum FuzzOp {
+    Push { wait_us: u16, bytes: Vec<u8> },
+    Advance { wait_us: u16 },
+}
+
+/// Input of the `proxy_pipeline` target.
+#[derive(Debug, Clone, Arbitrary)]
+pub struct ProxyPipelineInput {
+    pub seed: u64,
+    pub faults: Vec<FuzzFault>,
+    pub ops: Vec<FuzzOp>,
+}
+
+/// At most this many faults and operations of an input are used, so one input
+/// stays fast however long the fuzzer makes it.
+const MAX_FUZZ_FAULTS: usize = 8;
+const MAX_FUZZ_OPS: usize = 512;
+
+/// Drives the TCP fault pipeline (slice, coalesce, latency with jitter, bandwidth,
+/// slow_close) with a virtual clock and checks, for faults that never drop data:
+/// the bytes out are the bytes in, in order; pieces leave in time order and never
+/// before they are due; the close comes once, last; nothing is held at the end; and
+/// the pipeline's memory stays within a bound of the bytes pushed.
+pub fn check_proxy_pipeline(input: &ProxyPipelineInput) {
+    use std::time::Duration;
+    use wirecheck::proxy::pipeline::{PieceKind, Pipeline, StageSpec};
+    use wirecheck::proxy::rng::FaultRng;
+    use wirecheck::proxy::FaultKind;
+
+    let us = |n: u16| Duration::from_micros(u64::from(n));
+    let faults: Vec<StageSpec> = input
+        .faults
+        .iter()
+        .take(MAX_FUZZ_FAULTS)
+        .map(|fault| StageSpec {
+            kind: match *fault {
+                FuzzFault::Slice { min, max, delay_us } => {
+                    let min = usize::from(min.max(1));
+                    FaultKind::Slice {
+                        min,
+                        max: usize::from(max).max(min),
+                        delay: us(delay_us),
+                    }
+                }
+                FuzzFault::Coalesce { bytes, window_us } => FaultKind::Coalesce {
+                    bytes: usize::from(bytes.max(1)),
+                    window: us(window_us),
+                },
+                FuzzFault::Latency {
+                    delay_us,
+                    jitter_us,
+                } => FaultKind::Latency {
+                    delay: us(delay_us),
+                    jitter: us(jitter_us),
+                },
+                FuzzFault::Bandwidth { bytes_per_second } => FaultKind::Bandwidth {
+                    // At least 1 KB/s, so a run of the virtual clock stays short.
+                    bytes_per_second: u64::from(bytes_per_second.max(1000)),
+                    shared: false,
+                },
+                FuzzFault::SlowClose { delay_us } => FaultKind::SlowClose(us(delay_us)),
+            },
+            link: None,
+        })
+        .collect();
+    let pushed: usize = input
+        .ops
+        .iter()
+        .take(MAX_FUZZ_OPS)
+        .map(|op| match op {
+            FuzzOp::Push { bytes, .. } => bytes.len(),
+            FuzzOp::Advance { .. } => 0,
+        })
+        .sum();
+    // Pieces of at least one byte, each with a small header, plus notes.
+    let bound = pushed.saturating_mul(160).saturating_add(BUDGET_SLACK);
+    let basis = format!("160 x {pushed} pushed bytes + 1 MiB");
+    within_budget("proxy_pipeline", bound, &basis, || {
+        let mut pipeline = Pipeline::new(&faults, FaultRng::from_seed(input.seed), true);
+        let mut now = Duration::ZERO;
+        let mut sent = Vec::new();
+        let mut out = Vec::new();
+        let mut last_at = Duration::ZERO;
+        let mut take_due =
+            |pipeline: &mut Pipeline, now: Duration, out: &mut Vec<u8>, closes: &mut usize| {
+                pipeline.advance(now);
+                while let Some(piece) = pipeline.pop_due(now) {
+                    assert!(piece.at <= now, "a piece left before it was due");
+                    assert!(piece.at >= last_at, "pieces left out of time order");
+                    last_at = piece.at;
+                    match piece.kind {
+                        PieceKind::Data(data) => {
+                            assert!(*closes == 0, "data after the close");
+                            assert!(!data.is_empty(), "an empty write");
+                            out.extend_from_slice(&data);
+                        }
+                        PieceKind::Eof => *closes += 1,
+                        other => panic!("a fault that drops nothing produced {other:?}"),
+                    }
+                }
+            };
+        let mut closes = 0;
+        for op in input.ops.iter().take(MAX_FUZZ_OPS) {
+            match op {
+                FuzzOp::Push { wait_us, bytes } => {
+                    now += us(*wait_us);
+                    sent.extend_from_slice(bytes);
+                    pipeline.push(now, bytes::Bytes::copy_from_slice(bytes));
+                }
+                FuzzOp::Advance { wait_us } => now += us(*wait_us),
+            }
+            take_due(&mut pipeline, now, &mut out, &mut closes);
+        }
+        pipeline.end(now);
+        // Let virtual time run until everything has left.
+        let mut rounds = 0usize;
+        loop {
+            take_due(&mut pipeline, now, &mut out, &mut closes);
+            match pipeline.next_wake() {
+                Some(wake) => now = now.max(wake),
+                None => break,
+            }
+            rounds += 1;
+            assert!(
+                rounds <= (sent.len() + 1) * (faults.len() + 1) * 4 + 64,
+                "the pipeline keeps waking without finishing"
+            );
+        }
+        assert_eq!(out, sent, "the bytes out differ from the bytes in");
+        assert_eq!(closes, 1, "the close must leave exactly once, last");
+        assert_eq!(pipeline.held_bytes(), 0, "bytes left behind");
+        assert!(pipeline.is_idle());
+    });
 }

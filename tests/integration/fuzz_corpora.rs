@@ -89,6 +89,7 @@ replay_tests! {
     replay_scenario_parse => Target::ScenarioParse,
     replay_trace_import => Target::TraceImport,
     replay_matcher_chunks => Target::MatcherChunks,
+    replay_proxy_pipeline => Target::ProxyPipeline,
 }
 
 #[test]
