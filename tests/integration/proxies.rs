@@ -748,3 +748,59 @@ async fn a_naive_server_fails_behind_coalesce_every_time() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_proxy_holds_a_bounded_amount_and_pushes_back_on_the_sender() {
+    // The server never reads: the client's 64 MiB send must block (backpressure)
+    // rather than the proxy buffering it, whatever the latency queue would take.
+    let ran = run(r#"
+[servers.srv]
+script = [ { wait = "all-sent", timeout = "3s" } ]
+[proxies.slow]
+to = "srv"
+faults = [ { latency = "50ms" } ]
+[[clients]]
+connect = "slow"
+script = [ { send = { repeat = "x", times = 67108864 }, timeout = "1s" }, { signal = "all-sent" } ]
+"#)
+    .await;
+    let failure = failure(&ran);
+    assert_eq!(
+        failure.actor.as_deref(),
+        Some("client1"),
+        "{}",
+        rendered(&ran)
+    );
+    // What the proxy read from the client but had not yet written to the server,
+    // at every point of the run.
+    let mut in_flight: i64 = 0;
+    let mut most: i64 = 0;
+    let (client_side, server_side) = {
+        let conns: Vec<u64> = events_of(&ran, "slow#1")
+            .into_iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Accept { conn, .. } | EventKind::Connect { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        (conns[0], conns[1])
+    };
+    for event in events_of(&ran, "slow#1") {
+        match &event.kind {
+            EventKind::Read { conn, data } if *conn == client_side => {
+                in_flight += data.len() as i64
+            }
+            EventKind::Write { conn, data } if *conn == server_side => {
+                in_flight -= data.len() as i64
+            }
+            _ => {}
+        }
+        most = most.max(in_flight);
+    }
+    let bound = (wirecheck::proxy::tcp::MAX_HELD + 64 * 1024) as i64;
+    assert!(most > 0, "the proxy forwarded something");
+    assert!(
+        most <= bound,
+        "the proxy held {most} bytes, more than {bound}"
+    );
+}

@@ -237,6 +237,17 @@ async fn connection(
         });
     }
     let notes = log.enabled();
+    // A direction holds at most MAX_HELD bytes, or one whole `coalesce` if larger.
+    let bound = |stages: &[StageSpec]| {
+        stages
+            .iter()
+            .filter_map(|stage| match stage.kind {
+                FaultKind::Coalesce { bytes, .. } => Some(bytes),
+                _ => None,
+            })
+            .fold(MAX_HELD, usize::max)
+    };
+    let (up_bound, down_bound) = (bound(&up), bound(&down));
     let seed_of = |flow| FaultRng::new(config.seed, &config.name, number, StreamOf::Flow(flow));
     let up = Pipeline::new(&up, seed_of(Flow::Up), notes);
     let down = Pipeline::new(&down, seed_of(Flow::Down), notes);
@@ -248,6 +259,7 @@ async fn connection(
     };
     let up_pump = Pump {
         flow: Flow::Up,
+        max_held: up_bound,
         from: &client_side,
         to: &server_side,
         base,
@@ -255,6 +267,7 @@ async fn connection(
     };
     let down_pump = Pump {
         flow: Flow::Down,
+        max_held: down_bound,
         from: &server_side,
         to: &client_side,
         base,
@@ -291,6 +304,8 @@ async fn connect(upstream: SocketAddr) -> io::Result<TcpStream> {
 /// One direction of a connection.
 struct Pump<'a> {
     flow: Flow,
+    /// Stop reading the source while the pipeline holds this many bytes.
+    max_held: usize,
     from: &'a Recorder,
     to: &'a Recorder,
     base: Instant,
@@ -353,7 +368,7 @@ impl Pump<'_> {
                 return (source, sink);
             }
             let wake = pipeline.next_wake();
-            let can_read = !source_done && pipeline.held_bytes() < MAX_HELD;
+            let can_read = !source_done && pipeline.held_bytes() < self.max_held;
             tokio::select! {
                 biased;
                 _ = self.ending.stop.cancelled() => return (source, sink),
