@@ -290,13 +290,13 @@ fn plan_proxies(
             actor: proxy.name.clone(),
             message,
         };
-        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let bound = servers::bind(proxy.proto, listen, &SocketOptions::default()).map_err(|e| {
-            error(format!(
-                "cannot bind a listener for proxy `{}`: {e}",
-                proxy.name
-            ))
-        })?;
+        let bound =
+            servers::bind(proxy.proto, proxy.bind, &SocketOptions::default()).map_err(|e| {
+                error(format!(
+                    "cannot bind {} for proxy `{}`: {e}",
+                    proxy.bind, proxy.name
+                ))
+            })?;
         let addr = bound.local_addr().map_err(|e| error(e.to_string()))?;
         proxies.push(PlannedProxy {
             location: proxy.location.clone(),

@@ -804,3 +804,24 @@ script = [ { send = { repeat = "x", times = 67108864 }, timeout = "1s" }, { sign
         "the proxy held {most} bytes, more than {bound}"
     );
 }
+
+#[tokio::test]
+async fn a_proxy_listens_where_bind_says() {
+    let held = crate::reserved_tcp_port();
+    let ran = run(&format!(
+        r#"
+[servers.srv]
+builtin = "echo"
+[proxies.fixed]
+to = "srv"
+bind = "127.0.0.1:{}"
+[[clients]]
+connect = "fixed"
+script = [ {{ send = "hi" }}, {{ expect = "hi" }} ]
+"#,
+        held.port
+    ))
+    .await;
+    assert_passed(&ran);
+    assert_eq!(crate::connected_peer(&ran, "client1"), held.addr());
+}

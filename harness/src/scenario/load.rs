@@ -58,7 +58,7 @@ const TOP_KEYS: &[&str] = &[
 /// The most retries a scenario (or `run --retries`) may ask for: a scenario that
 /// needs more is broken, not flaky.
 pub const MAX_RETRIES: usize = 100;
-const PROXY_KEYS: &[&str] = &["to", "proto", "seed", "faults"];
+const PROXY_KEYS: &[&str] = &["to", "proto", "seed", "bind", "faults"];
 /// Keys every fault takes beside its own.
 const FAULT_COMMON_KEYS: &[&str] = &["direction", "connections", "probability"];
 /// The largest `coalesce`: what one write may gather. The proxy's read bound grows

@@ -74,6 +74,8 @@ pub struct ProxySpec {
     /// `None`: a random seed, chosen per run and printed in its report.
     /// `run --seed N` sets every proxy's seed to N.
     pub seed: Option<u64>,
+    /// Where it listens; port 0 (the default) is an ephemeral port.
+    pub bind: SocketAddr,
     /// Applied in order to the bytes (or datagrams) flowing through.
     pub faults: Vec<crate::proxy::FaultSpec>,
 }

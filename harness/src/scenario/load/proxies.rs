@@ -14,6 +14,7 @@ struct RawProxy<'n> {
     proto: Option<(Proto, Range<usize>)>,
     to: Option<(Target, Range<usize>)>,
     seed: Option<u64>,
+    bind: SocketAddr,
     faults: Option<&'n Node>,
 }
 
@@ -53,6 +54,7 @@ impl Loader<'_> {
                     proto,
                     to,
                     seed: proxy.seed,
+                    bind: proxy.bind,
                     faults,
                 })
             })
@@ -105,6 +107,10 @@ impl Loader<'_> {
                 None
             }
         });
+        let bind = match fields.get("bind") {
+            Some(node) => self.ok(loopback_addr(node, "bind"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
         let faults = fields.get("faults");
         let unknown = fields.unknown_keys(&context, PROXY_KEYS);
         self.diagnostics.extend(unknown);
@@ -115,6 +121,7 @@ impl Loader<'_> {
             proto,
             to,
             seed,
+            bind,
             faults,
         })
     }
