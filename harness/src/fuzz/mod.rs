@@ -286,7 +286,8 @@ fn fuzzable_clients(scenario: &Scenario) -> Result<Vec<(usize, usize)>, String> 
     for (index, client) in scenario.clients.iter().enumerate() {
         let server = match &client.connect {
             ClientTarget::Server(name) => scenario.servers.iter().position(|s| &s.name == name),
-            ClientTarget::Address(_) => None,
+            // Fuzzing goes to servers directly; a client behind a proxy is left out.
+            ClientTarget::Address(_) | ClientTarget::Proxy(_) => None,
         };
         match server {
             Some(server) if client.proto == Proto::Tcp => fuzzable.push((index, server)),

@@ -87,7 +87,7 @@ pub fn render(
 
 fn clients(client: &ClientSpec, input: &Input) -> String {
     let connect = match &client.connect {
-        Target::Server(name) => toml_string(name),
+        Target::Server(name) | Target::Proxy(name) => toml_string(name),
         Target::Address(addr) => toml_string(&addr.to_string()),
     };
     let mut text = String::new();
