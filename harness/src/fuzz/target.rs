@@ -20,7 +20,7 @@ use crate::event::{Event, EventKind, EventStream, Interest, RunSubscriber};
 use crate::plan::{PlannedServer, PlannedServerKind};
 use crate::programs::process::{Launch, Program};
 use crate::runner::OutputTail;
-use crate::scenario::{CommandSpec, Readiness};
+use crate::scenario::CommandSpec;
 use crate::servers::{self, BuiltinConfig, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
 
@@ -241,25 +241,7 @@ impl Target {
                 addresses.get(name).copied()
             }
         };
-        let launch = Launch {
-            argv: spec
-                .argv
-                .iter()
-                .map(|t| t.expand(Some(port), &lookup))
-                .collect(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expand(Some(port), &lookup)))
-                .collect(),
-            cwd: spec.cwd.clone(),
-            stdin: None,
-            keep_output: false,
-            log_ready: match &spec.ready {
-                Readiness::Log(regex) => Some(regex.clone()),
-                _ => None,
-            },
-        };
+        let launch = Launch::server(spec, port, &lookup);
         let failed = |e: String| format!("server `{}`: {e}", self.name);
         let mut program = Program::spawn(launch, log, tail, &self.name).map_err(failed)?;
         let mut ready = program

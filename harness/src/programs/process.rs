@@ -24,7 +24,7 @@ use super::{sockets, tree};
 use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream};
 use crate::runner::OutputTail;
-use crate::scenario::Readiness;
+use crate::scenario::{CommandSpec, Readiness};
 use crate::vocab::Proto;
 
 /// How much of one output line goes into an event; a program that prints megabytes
@@ -61,6 +61,37 @@ pub struct Launch {
     pub keep_output: bool,
     /// `ready = { log = REGEX }`: watch the output for it.
     pub log_ready: Option<regex::Regex>,
+}
+
+impl Launch {
+    /// A `command` server on `port`, its placeholders resolved through `lookup`:
+    /// the runner and `wirecheck fuzz` (which restarts servers on fresh ports) start
+    /// servers the same way.
+    pub fn server(
+        spec: &CommandSpec,
+        port: u16,
+        lookup: &dyn Fn(&str) -> Option<SocketAddr>,
+    ) -> Launch {
+        Launch {
+            argv: spec
+                .argv
+                .iter()
+                .map(|t| t.expand(Some(port), lookup))
+                .collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expand(Some(port), lookup)))
+                .collect(),
+            cwd: spec.cwd.clone(),
+            stdin: None,
+            keep_output: false,
+            log_ready: match &spec.ready {
+                Readiness::Log(regex) => Some(regex.clone()),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// How a program ended.

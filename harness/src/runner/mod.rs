@@ -36,9 +36,7 @@ use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
 use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
-use crate::scenario::{
-    Checked, ClientProgram, ExitExpectation, Readiness, Scenario, Step, UnreadPolicy,
-};
+use crate::scenario::{Checked, ClientProgram, ExitExpectation, Scenario, Step, UnreadPolicy};
 use crate::servers::accept::{accept_exactly, Accepted};
 use crate::servers::{self, Bound, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
@@ -623,25 +621,7 @@ impl RunState {
                 };
                 let port = server.addr.port();
                 let lookup = |name: &str| addresses.get(name).copied();
-                let launch = Launch {
-                    argv: spec
-                        .argv
-                        .iter()
-                        .map(|t| t.expand(Some(port), &lookup))
-                        .collect(),
-                    env: spec
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.expand(Some(port), &lookup)))
-                        .collect(),
-                    cwd: spec.cwd.clone(),
-                    stdin: None,
-                    keep_output: false,
-                    log_ready: match &spec.ready {
-                        Readiness::Log(regex) => Some(regex.clone()),
-                        _ => None,
-                    },
-                };
+                let launch = Launch::server(&spec, port, &lookup);
                 Program::check_port_free(server.proto, server.addr).map_err(setup_failure)?;
                 let mut program =
                     Program::spawn(launch, &self.context.log, &self.context.output, &actor)
