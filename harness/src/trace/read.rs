@@ -575,7 +575,9 @@ fn read_pcapng<R: Read>(
                 interfaces.push(interface);
                 None
             }
-            ENHANCED_PACKET if content.len() >= 20 => {
+            // The obsolete packet block is the enhanced one with a 16-bit interface
+            // id (and drop count, unused here) where the enhanced has 32 bits.
+            kind @ (ENHANCED_PACKET | OBSOLETE_PACKET) if content.len() >= 20 => {
                 let captured = order.u32(&content[12..16]) as usize;
                 if captured > content.len() - 20 {
                     return Err(input.damaged(
@@ -586,30 +588,15 @@ fn read_pcapng<R: Read>(
                         ),
                     ));
                 }
+                let interface = if kind == ENHANCED_PACKET {
+                    order.u32(&content[0..4])
+                } else {
+                    u32::from(order.u16(&content[0..2]))
+                };
                 let raw_time = (u64::from(order.u32(&content[4..8])) << 32)
                     | u64::from(order.u32(&content[8..12]));
                 Some((
-                    order.u32(&content[0..4]),
-                    raw_time,
-                    20..20 + captured,
-                    order.u32(&content[16..20]),
-                ))
-            }
-            OBSOLETE_PACKET if content.len() >= 20 => {
-                let captured = order.u32(&content[12..16]) as usize;
-                if captured > content.len() - 20 {
-                    return Err(input.damaged(
-                        number,
-                        format!(
-                            "a packet block claims {captured} captured bytes but holds {}",
-                            content.len() - 20
-                        ),
-                    ));
-                }
-                let raw_time = (u64::from(order.u32(&content[4..8])) << 32)
-                    | u64::from(order.u32(&content[8..12]));
-                Some((
-                    u32::from(order.u16(&content[0..2])),
+                    interface,
                     raw_time,
                     20..20 + captured,
                     order.u32(&content[16..20]),
