@@ -512,13 +512,7 @@ fn size(node: &Node, key: &str, min: u64, max: u64) -> Check<u64> {
             format!("`{key}` is {i}: a size cannot be negative"),
         )
         .label(format!("must be between {min} and {max}"))),
-        NodeKind::Int(i) if (*i as u64) >= min && (*i as u64) <= max => Ok(*i as u64),
-        NodeKind::Int(i) => Err(Diagnostic::new(
-            node.span.clone(),
-            format!("`{key}` is {i}, outside {min}..={max}"),
-        )
-        .label(format!("must be between {min} and {max}"))),
-        _ => Err(type_error(node, key, "an integer")),
+        _ => super::count(node, key, min as usize, max as usize).map(|n| n as u64),
     }
 }
 
