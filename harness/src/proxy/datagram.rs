@@ -262,16 +262,7 @@ impl DatagramPipeline {
                         next.push(datagram);
                     }
                     Stage::Latency { delay, jitter } => {
-                        let mut wait = *delay;
-                        if !jitter.is_zero() {
-                            let span = jitter.as_nanos().min(u64::MAX as u128 / 2) as u64;
-                            let offset = rng.between(0, span * 2);
-                            wait = if offset >= span {
-                                wait + Duration::from_nanos(offset - span)
-                            } else {
-                                wait.saturating_sub(Duration::from_nanos(span - offset))
-                            };
-                        }
+                        let wait = rng.jittered(*delay, *jitter);
                         add_note(
                             "latency",
                             format!(

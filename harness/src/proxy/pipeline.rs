@@ -428,16 +428,7 @@ impl Stage {
                 last,
                 rng,
             } => {
-                let mut wait = *delay;
-                if !jitter.is_zero() {
-                    let span = jitter.as_nanos().min(u64::MAX as u128 / 2) as u64;
-                    let offset = rng.between(0, span * 2);
-                    wait = if offset >= span {
-                        wait + Duration::from_nanos(offset - span)
-                    } else {
-                        wait.saturating_sub(Duration::from_nanos(span - offset))
-                    };
-                }
+                let wait = rng.jittered(*delay, *jitter);
                 let at = (piece.at + wait).max(*last);
                 *last = at;
                 let held_for = at - piece.at;

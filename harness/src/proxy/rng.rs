@@ -8,6 +8,8 @@
 //! by a general-purpose library, so the decisions of a seed never change with a
 //! dependency's version.
 
+use std::time::Duration;
+
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -84,6 +86,21 @@ impl FaultRng {
             return self.next_u64();
         }
         min + ((u128::from(self.next_u64()) * u128::from(span)) >> 64) as u64
+    }
+
+    /// `delay` moved by a uniform random amount within `jitter` either way (never
+    /// below zero), for the TCP and UDP `latency` faults alike.
+    pub fn jittered(&mut self, delay: Duration, jitter: Duration) -> Duration {
+        if jitter.is_zero() {
+            return delay;
+        }
+        let span = jitter.as_nanos().min(u64::MAX as u128 / 2) as u64;
+        let offset = self.between(0, span * 2);
+        if offset >= span {
+            delay + Duration::from_nanos(offset - span)
+        } else {
+            delay.saturating_sub(Duration::from_nanos(span - offset))
+        }
     }
 }
 
