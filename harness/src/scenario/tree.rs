@@ -380,11 +380,13 @@ impl<'s> Builder<'s> {
         }
     }
 
-    fn open_header(&mut self, header: Header, error: &mut dyn ErrorSink) {
+    /// Opens the table a `[header]` or `[[header]]` names; `end`: where its closing
+    /// bracket ends.
+    fn open_header(&mut self, header: Header, end: usize, error: &mut dyn ErrorSink) {
         let Some(((name, name_span), parents)) = header.key.split_last() else {
             return;
         };
-        let span = header.start..name_span.end + if header.array { 2 } else { 1 };
+        let span = header.start..end;
         let mut path = Vec::with_capacity(header.key.len());
         let mut table = &mut self.root;
         for (key, key_span) in parents {
@@ -540,10 +542,10 @@ impl EventReceiver for Builder<'_> {
         });
     }
 
-    fn std_table_close(&mut self, _span: Span, error: &mut dyn ErrorSink) {
+    fn std_table_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
         if let Some(header) = self.header.take() {
             if !self.failed {
-                self.open_header(header, error);
+                self.open_header(header, span.end(), error);
             }
         }
     }
@@ -689,6 +691,18 @@ mod tests {
             panic!()
         };
         assert_eq!(get(&script[0], "send").kind, NodeKind::Str("hi".into()));
+    }
+
+    #[test]
+    fn a_header_table_spans_its_whole_header() {
+        let source = "[ servers . echo ]\nbuiltin = \"echo\"\n[[ clients ]]\nconnect = \"echo\"\n";
+        let root = parse(source).unwrap();
+        let echo = get(get(&root, "servers"), "echo");
+        assert_eq!(&source[echo.span.clone()], "[ servers . echo ]");
+        let NodeKind::Array(clients) = &get(&root, "clients").kind else {
+            panic!()
+        };
+        assert_eq!(&source[clients[0].span.clone()], "[[ clients ]]");
     }
 
     #[test]
