@@ -34,6 +34,8 @@ use regex_automata::hybrid::LazyStateID;
 use regex_automata::Input;
 use serde_json::Value;
 
+use crate::programs::placeholders::Template;
+
 /// How many bytes a stream expectation reads at most before it gives up, unless the
 /// step sets `max`.
 pub const DEFAULT_STREAM_MAX: usize = 65_536;
@@ -82,6 +84,19 @@ pub enum Match {
     Contains(Bytes),
     Len(usize),
     Json(Arc<Value>),
+    /// Exact bytes or `contains` whose DATA is a `{ template }`: its bytes depend
+    /// on variables captured while the run goes, so [`Match::resolve`] makes it an
+    /// [`Match::Exact`] or [`Match::Contains`] when its step runs. Judging bytes
+    /// with it unresolved is a bug of the caller, reported as a mismatch.
+    Template(Arc<TemplateMatch>),
+}
+
+/// A MATCH made from a `{ template }` (see [`Match::Template`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TemplateMatch {
+    /// `{ contains = { template } }` rather than exact `{ template }` bytes.
+    pub contains: bool,
+    pub template: Template,
 }
 
 /// A regex compiled twice: as `regex::bytes::Regex` for the match itself and its
@@ -155,6 +170,10 @@ pub fn is_variable_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// What judging with an unresolved [`Match::Template`] says: a bug of the caller.
+const UNRESOLVED: &str =
+    "internal error: the template of this MATCH was not resolved before its step";
+
 /// Names a capture may not take: they are placeholders with a meaning of their own.
 pub const RESERVED_NAMES: &[&str] = &["port", "host", "addr", "md5", "size"];
 
@@ -166,6 +185,7 @@ impl PartialEq for Match {
             (Match::Regex(a), Match::Regex(b)) => a.pattern == b.pattern,
             (Match::Len(a), Match::Len(b)) => a == b,
             (Match::Json(a), Match::Json(b)) => a == b,
+            (Match::Template(a), Match::Template(b)) => a == b,
             _ => false,
         }
     }
@@ -192,6 +212,33 @@ impl Match {
         })
     }
 
+    /// Whether its bytes come from a template, to be [`Match::resolve`]d first.
+    pub fn has_template(&self) -> bool {
+        matches!(self, Match::Template(_))
+    }
+
+    /// The matcher with its template made into bytes by `expand` (the run's
+    /// variables and addresses); any other matcher as it is. A `contains` that
+    /// expands to no bytes is refused, as at load time: everything contains nothing.
+    pub fn resolve(
+        &self,
+        expand: &dyn Fn(&Template) -> Result<Bytes, String>,
+    ) -> Result<Match, String> {
+        let Match::Template(t) = self else {
+            return Ok(self.clone());
+        };
+        let bytes = expand(&t.template)?;
+        if !t.contains {
+            return Ok(Match::Exact(bytes));
+        }
+        if bytes.is_empty() {
+            return Err(
+                "the `contains` template made no bytes: everything contains nothing".into(),
+            );
+        }
+        Ok(Match::Contains(bytes))
+    }
+
     /// The names this matcher captures (a regex's named groups).
     pub fn capture_names(&self) -> Vec<&str> {
         match self {
@@ -208,6 +255,11 @@ impl Match {
             Match::Contains(bytes) => format!("bytes containing {}", quote(bytes)),
             Match::Len(n) => format!("exactly {n} bytes"),
             Match::Json(value) => format!("a JSON document holding {value}"),
+            Match::Template(t) => format!(
+                "{}the template {}",
+                if t.contains { "bytes containing " } else { "" },
+                t.template.source()
+            ),
         }
     }
 
@@ -268,6 +320,7 @@ impl Match {
                     .map(|()| Captures::default())
                     .map_err(Mismatch::new)
             }
+            Match::Template(_) => Err(Mismatch::new(UNRESOLVED)),
         }
     }
 
@@ -716,6 +769,7 @@ impl<'m> StreamMatcher<'m> {
                 }
             }
             Match::Regex(r) => self.advance_regex(r, buffered, new_from),
+            Match::Template(_) => Progress::Failed(Mismatch::new(UNRESOLVED)),
             Match::Json(expected) => {
                 let StreamState::Json(scan) = &mut self.state else {
                     unreachable!("a json matcher has a json scan")
@@ -852,6 +906,7 @@ impl<'m> StreamMatcher<'m> {
                 "{ended} after {} bytes, before one whole JSON value arrived",
                 buffered.len()
             )),
+            Match::Template(_) => Mismatch::new(UNRESOLVED),
         }
     }
 }
@@ -1016,6 +1071,41 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_match_resolves_into_exact_or_contains_bytes() {
+        let template = Template::parse_data("id={id}", &|_| false).unwrap();
+        let exact = Match::Template(Arc::new(TemplateMatch {
+            contains: false,
+            template: template.clone(),
+        }));
+        assert!(exact.has_template());
+        assert!(exact.match_whole(b"id=7").is_err(), "unresolved never matches");
+        let expand = |t: &Template| {
+            t.expand_bytes(&|_| None, &|_| Some(Bytes::from_static(b"7")))
+                .map(Bytes::from)
+        };
+        let resolved = exact.resolve(&expand).unwrap();
+        assert_eq!(resolved, Match::Exact(Bytes::from_static(b"id=7")));
+        let contains = Match::Template(Arc::new(TemplateMatch {
+            contains: true,
+            template,
+        }));
+        let resolved = contains.resolve(&expand).unwrap();
+        assert!(resolved.match_whole(b"xx id=7 yy").is_ok());
+        let empty = Match::Template(Arc::new(TemplateMatch {
+            contains: true,
+            template: Template::parse_data("{id}", &|_| false).unwrap(),
+        }));
+        let nothing = |_: &Template| Ok(Bytes::new());
+        assert!(empty.resolve(&nothing).unwrap_err().contains("no bytes"));
+        let missing = |_: &Template| Err("the variable `id` has no value yet".to_owned());
+        assert!(contains_err(&exact.resolve(&missing)));
+    }
+
+    fn contains_err(result: &Result<Match, String>) -> bool {
+        matches!(result, Err(e) if e.contains("`id`"))
+    }
 
     fn regex(p: &str) -> Match {
         Match::compile(MatchSpec::Regex(p.into())).unwrap()

@@ -399,11 +399,11 @@ fn definitions() -> Map<String, Value> {
     );
     defs.insert(
         "env".into(),
-        json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "environment variables for the program" }),
+        json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "environment variables for the program; values take the same placeholders as `command`" }),
     );
     defs.insert(
         "command".into(),
-        json!({ "type": "array", "minItems": 1, "items": { "type": "string" }, "description": "program and arguments; placeholders {port}, {port:NAME}, {host:NAME}, {addr:NAME} are replaced; never run through a shell" }),
+        json!({ "type": "array", "minItems": 1, "items": { "type": "string" }, "description": "program and arguments; placeholders {port}, {port:NAME}, {host:NAME}, {addr:NAME} and {VAR} (a variable captured earlier in the run, resolved when the program starts) are replaced; never run through a shell" }),
     );
     defs.insert("server".into(), server());
     defs.insert("client".into(), client());
@@ -568,6 +568,14 @@ fn client() -> Value {
         (
             "cwd",
             json!({ "type": "string", "description": "the program's working directory, relative to the scenario file" }),
+        ),
+        (
+            "wait",
+            json!({ "type": "string", "minLength": 1, "description": "client program: start it only once this signal is raised (within step_timeout), e.g. after the step that captures a variable its command uses" }),
+        ),
+        (
+            "signal",
+            json!({ "type": "string", "minLength": 1, "description": "client program: raise this signal once it exited as expected and its output matched; its output's captures are visible from then on" }),
         ),
     ];
     properties.extend(socket_options());

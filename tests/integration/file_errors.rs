@@ -997,10 +997,97 @@ fn template_placeholders_are_checked_at_load() {
         r#"{ send = { template = "{port:nope}" } }"#,
     ));
     e.reports("names no server", "{port:nope}");
-    let e = invalid(&with_client_script(
-        r#"{ expect = { contains = { template = "x" } } }"#,
+    // Every DATA position takes a template, and each checks its variables.
+    for step in [
+        r#"{ expect = { contains = { template = "x{tokn}" } } }"#,
+        r#"{ expect_line = { template = "x{tokn}" } }"#,
+        r#"{ expect_line = { contains = { template = "x{tokn}" } } }"#,
+        r#"{ recv = { max = 9, expect = { contains = { template = "x{tokn}" } } } }"#,
+        r#"{ send_frame = { framing = "u32le", template = "x{tokn}" } }"#,
+        r#"{ expect_frame = { framing = "u32le", template = "x{tokn}" } }"#,
+        r#"{ expect_frame = { framing = "u32le", contains = { template = "x{tokn}" } } }"#,
+        r#"{ expect_frame = { framing = "json-header", body = { template = "x{tokn}" } } }"#,
+        r#"{ send = { template = "x{tokn}", chunks = [1] } }"#,
+    ] {
+        let e = invalid(&with_client_script(&format!(
+            "{step}, {{ expect_line = {{ regex = '(?P<token>\\w+)' }} }}"
+        )));
+        e.reports("unknown placeholder `{tokn}`", "{tokn}");
+        e.says("did you mean `{token}`?");
+    }
+}
+
+/// `{VAR}` in a program's `command`, `env` and `stdin`: a name no regex of the
+/// file captures is an error at its line and column; one that some regex
+/// captures (a step's, a client program's output, a server's `ready = { log }`)
+/// loads.
+#[test]
+fn program_variables_are_checked_at_load() {
+    let file = |command: &str, env: &str, stdin: &str, capture: &str| {
+        format!(
+            r#"[servers.srv]
+command = ["python3", "srv.py", "{{port}}", "{command}"]
+env = {{ K = "{env}" }}
+{capture}
+
+[[clients]]
+name = "prog"
+command = ["python3", "c.py", "{command}"]
+stdin = {{ template = "{stdin}" }}
+stdout = {{ regex = 'out (?P<printed>\w+)' }}
+"#
+        )
+    };
+    let e = invalid(&file("{tokn}", "{envv}", "{stdn}", ""));
+    e.reports("unknown placeholder `{tokn}`", "{tokn}");
+    e.reports("unknown placeholder `{envv}`", "{envv}");
+    e.reports("unknown placeholder `{stdn}`", "{stdn}");
+    e.says("no regex in this scenario captures `tokn`");
+    let e = invalid(&file("awk {print}", "x", "x", ""));
+    e.reports("unknown placeholder `{print}`", "{print}");
+    // Captured by a client program's output, and by a server's ready log.
+    crate::scenario(&file("{printed}", "{printed}", "{printed}", ""));
+    crate::scenario(&file(
+        "{key}",
+        "{key}",
+        "{key}",
+        "ready = { log = 'key=(?P<key>\\w+)' }",
     ));
-    e.reports("`contains` cannot be a template", "{ template");
+    let e = invalid(&file(
+        "x",
+        "x",
+        "x",
+        "ready = { log = 'key=(?P<port>\\w+)' }",
+    ));
+    e.reports("`port` is a placeholder of its own", "port>");
+}
+
+/// A client program's `wait` must be signalled by someone, and its `signal`
+/// counts as one.
+#[test]
+fn a_program_wait_needs_a_signal() {
+    let file = |signal: &str| {
+        format!(
+            r#"[servers.srv]
+builtin = "echo"
+
+[[clients]]
+name = "first"
+command = ["true"]
+{signal}
+
+[[clients]]
+name = "second"
+command = ["true"]
+wait = "first-done"
+"#
+        )
+    };
+    let e = invalid(&file(""));
+    e.reports("nothing ever signals `first-done`", "wait = \"first-done\"");
+    crate::scenario(&file("signal = \"first-done\""));
+    let e = invalid(&file("signal = \"\""));
+    e.reports("a signal needs a name", "\"\"");
 }
 
 #[test]

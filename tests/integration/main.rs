@@ -22,6 +22,7 @@ mod steps;
 mod suite;
 mod timeouts;
 mod traces;
+mod variables;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -274,7 +274,7 @@ pub fn from_script<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Input {
                 framing, payload, ..
             } => Op::Frame {
                 framing: framing.clone(),
-                payload: payload.to_vec(),
+                payload: payload.as_bytes().map(|b| b.to_vec()).unwrap_or_default(),
                 lie: None,
                 chunks: Vec::new(),
                 pause: Duration::ZERO,

@@ -1,10 +1,11 @@
-//! Placeholders in a program's `command` and `env` values, Python format-string
-//! style: `{port}`, `{port:NAME}`, `{host:NAME}`, `{addr:NAME}`; `{{` and `}}` are
-//! literal braces.
+//! Placeholders in a program's `command` and `env` values and in `{ template }`
+//! data, Python format-string style: `{port}`, `{port:NAME}`, `{host:NAME}`,
+//! `{addr:NAME}`, and `{VAR}`, a variable a regex captured earlier in the run;
+//! `{{` and `}}` are literal braces.
 //!
 //! A template is parsed once, when the scenario is loaded, so an unknown name or a
 //! stray brace is an error with its line and column before anything runs; at run
-//! time [`Template::expand`] only looks the addresses up.
+//! time expanding it only looks the addresses and variables up.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -63,12 +64,24 @@ const FORMS: &str =
 impl Template {
     /// Parses `text`. `own_port` says whether `{port}` means anything here (a
     /// server's own command); `known` says whether a server or proxy name exists.
+    /// A bare name is an error: this is for text where variables have no meaning.
     pub fn parse(
         text: &str,
         own_port: bool,
         known: &dyn Fn(&str) -> bool,
     ) -> Result<Self, TemplateError> {
         Self::parse_inner(text, own_port, false, known)
+    }
+
+    /// Parses a program's `command` item or `env` value: like [`Template::parse`],
+    /// and a bare name `{token}` is a variable, resolved when the program starts.
+    /// Whether some regex captures it is for the caller to check.
+    pub fn parse_command(
+        text: &str,
+        own_port: bool,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, TemplateError> {
+        Self::parse_inner(text, own_port, true, known)
     }
 
     /// Parses `{ template = "..." }` data: besides `{port:NAME}`, `{host:NAME}` and
@@ -111,6 +124,55 @@ impl Template {
             }
         }
         Ok(out)
+    }
+
+    /// The text of a `command` item or `env` value: [`Template::expand`], with
+    /// variables replaced by what they captured (as UTF-8; a byte that is not
+    /// UTF-8 becomes U+FFFD, since an argument is text). The first variable `var`
+    /// does not know yet is the error.
+    pub fn expand_text(
+        &self,
+        own: Option<u16>,
+        lookup: &dyn Fn(&str) -> Option<SocketAddr>,
+        var: &dyn Fn(&str) -> Option<bytes::Bytes>,
+    ) -> Result<String, String> {
+        if let Some(missing) = self.variables().find(|name| var(name).is_none()) {
+            return Err(missing.to_owned());
+        }
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Slot(Placeholder::Var(name)) => {
+                    let value = var(name).unwrap_or_default();
+                    out.push_str(&String::from_utf8_lossy(&value));
+                }
+                Piece::Text(text) => out.push_str(text),
+                Piece::Slot(slot) => {
+                    let one = Template {
+                        pieces: vec![Piece::Slot(slot.clone())],
+                    };
+                    out.push_str(&one.expand(own, lookup));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The template as it would be written in a file (quoted), for messages.
+    pub fn source(&self) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(&text.replace('{', "{{").replace('}', "}}")),
+                Piece::Slot(slot) => out.push_str(&written(slot)),
+            }
+        }
+        format!("{out:?}")
+    }
+
+    /// Whether it uses any variable (and so can only be expanded at run time).
+    pub fn has_variables(&self) -> bool {
+        self.variables().next().is_some()
     }
 
     fn parse_inner(
@@ -325,6 +387,23 @@ mod tests {
             Template::parse("a { b", true, &known).unwrap_err().range,
             2..5
         );
+    }
+
+    #[test]
+    fn command_variables_expand_when_known_and_name_the_first_missing_one() {
+        let t = Template::parse_command("--token={token} {port} {{x}} {host:srv}", true, &known)
+            .unwrap();
+        assert!(t.has_variables());
+        let var = |name: &str| (name == "token").then(|| bytes::Bytes::from_static(b"a\xffb"));
+        assert_eq!(
+            t.expand_text(Some(9), &addr_of, &var).unwrap(),
+            "--token=a\u{fffd}b 9 {x} 127.0.0.1"
+        );
+        let t = Template::parse_command("{token}-{other}", false, &known).unwrap();
+        assert_eq!(t.expand_text(None, &addr_of, &var).unwrap_err(), "other");
+        assert_eq!(t.source(), "\"{token}-{other}\"");
+        // Outside commands and templates a bare name stays an error.
+        assert!(Template::parse("{token}", false, &known).is_err());
     }
 
     #[test]

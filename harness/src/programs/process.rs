@@ -24,7 +24,7 @@ use super::{sockets, tree};
 use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream};
 use crate::runner::OutputTail;
-use crate::scenario::{CommandSpec, Readiness};
+use crate::scenario::{CommandSpec, Readiness, Template};
 use crate::vocab::Proto;
 
 /// How much of one output line goes into an event; a program that prints megabytes
@@ -67,22 +67,43 @@ impl Launch {
     /// A `command` server on `port`, its placeholders resolved through `lookup`:
     /// the runner and `wirecheck fuzz` (which restarts servers on fresh ports) start
     /// servers the same way.
+    ///
+    /// A `{VAR}` is left as written here (`wirecheck fuzz` has no run to capture
+    /// it); the runner uses [`Launch::server_with_variables`].
     pub fn server(
         spec: &CommandSpec,
         port: u16,
         lookup: &dyn Fn(&str) -> Option<SocketAddr>,
     ) -> Launch {
+        let argv = spec
+            .argv
+            .iter()
+            .map(|t| t.expand(Some(port), lookup))
+            .collect();
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expand(Some(port), lookup)))
+            .collect();
+        Self::for_server(spec, argv, env)
+    }
+
+    /// [`Launch::server`] with the run's variables in `command` and `env`; the
+    /// error is the first variable that has no value yet.
+    pub fn server_with_variables(
+        spec: &CommandSpec,
+        port: u16,
+        lookup: &dyn Fn(&str) -> Option<SocketAddr>,
+        var: &dyn Fn(&str) -> Option<Bytes>,
+    ) -> Result<Launch, String> {
+        let (argv, env) = expand_command(&spec.argv, &spec.env, Some(port), lookup, var)?;
+        Ok(Self::for_server(spec, argv, env))
+    }
+
+    fn for_server(spec: &CommandSpec, argv: Vec<String>, env: Vec<(String, String)>) -> Launch {
         Launch {
-            argv: spec
-                .argv
-                .iter()
-                .map(|t| t.expand(Some(port), lookup))
-                .collect(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expand(Some(port), lookup)))
-                .collect(),
+            argv,
+            env,
             cwd: spec.cwd.clone(),
             stdin: None,
             keep_output: false,
@@ -92,6 +113,28 @@ impl Launch {
             },
         }
     }
+}
+
+/// A program's `command` and `env` with every placeholder replaced: `own` is a
+/// server's own port, `lookup` gives servers' and proxies' addresses, `var` the
+/// run's variables. The error is the first variable that has no value yet.
+#[allow(clippy::type_complexity)]
+pub fn expand_command(
+    argv: &[Template],
+    env: &[(String, Template)],
+    own: Option<u16>,
+    lookup: &dyn Fn(&str) -> Option<SocketAddr>,
+    var: &dyn Fn(&str) -> Option<Bytes>,
+) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    let argv = argv
+        .iter()
+        .map(|t| t.expand_text(own, lookup, var))
+        .collect::<Result<_, _>>()?;
+    let env = env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.expand_text(own, lookup, var)?)))
+        .collect::<Result<_, String>>()?;
+    Ok((argv, env))
 }
 
 /// How a program ended.
@@ -133,6 +176,8 @@ pub struct Program {
     stdout: Option<JoinHandle<Captured>>,
     stderr: Option<JoinHandle<Captured>>,
     log_ready: Option<watch::Receiver<bool>>,
+    /// The `ready = { log }` regex, and what its named groups captured.
+    log_watch: Option<Arc<LogWatch>>,
     /// Every process seen below the program, `setsid` children included.
     known: HashSet<u32>,
     stopped: bool,
@@ -188,8 +233,13 @@ impl Program {
         let started = Instant::now();
         let (log_ready_tx, log_ready) = match launch.log_ready {
             Some(regex) => {
-                let (tx, rx) = watch::channel(false);
-                (Some(Arc::new((regex, tx))), Some(rx))
+                let (matched, rx) = watch::channel(false);
+                let watch = LogWatch {
+                    regex,
+                    matched,
+                    captures: std::sync::Mutex::default(),
+                };
+                (Some(Arc::new(watch)), Some(rx))
             }
             None => (None, None),
         };
@@ -246,8 +296,21 @@ impl Program {
             stdout,
             stderr,
             log_ready,
+            log_watch: log_ready_tx,
             known: HashSet::from([pid]),
             stopped: false,
+        })
+    }
+
+    /// What the named groups of its `ready = { log }` regex captured in the line
+    /// that made it ready (empty before that, or without such groups).
+    pub fn log_captures(&self) -> Vec<(String, Bytes)> {
+        self.log_watch.as_ref().map_or_else(Vec::new, |watch| {
+            watch
+                .captures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
         })
     }
 
@@ -664,6 +727,14 @@ fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
+/// A `ready = { log = REGEX }` being watched for: set once, by the first line of
+/// stdout or stderr that matches; its named groups are variables of the run.
+struct LogWatch {
+    regex: regex::Regex,
+    matched: watch::Sender<bool>,
+    captures: std::sync::Mutex<Vec<(String, Bytes)>>,
+}
+
 async fn capture(
     stream: impl AsyncRead + Unpin,
     which: OutputStream,
@@ -671,7 +742,7 @@ async fn capture(
     tail: OutputTail,
     actor: Arc<str>,
     keep: bool,
-    log_ready: Option<Arc<(regex::Regex, watch::Sender<bool>)>>,
+    log_ready: Option<Arc<LogWatch>>,
 ) -> Captured {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
@@ -687,8 +758,20 @@ async fn capture(
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
         if let Some(ready) = &log_ready {
-            if !*ready.1.borrow() && ready.0.is_match(text) {
-                let _ = ready.1.send(true);
+            if !*ready.matched.borrow() {
+                if let Some(found) = ready.regex.captures(text) {
+                    let mut captures = ready.captures.lock().unwrap_or_else(|e| e.into_inner());
+                    for name in ready.regex.capture_names().flatten() {
+                        if let Some(group) = found.name(name) {
+                            captures.push((
+                                name.to_owned(),
+                                Bytes::copy_from_slice(group.as_str().as_bytes()),
+                            ));
+                        }
+                    }
+                    drop(captures);
+                    let _ = ready.matched.send(true);
+                }
             }
         }
         if lines < MAX_LINES {

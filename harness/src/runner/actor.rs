@@ -335,6 +335,11 @@ impl Actor {
                 payload,
                 header,
             } => {
+                // A template was made into bytes before the step started.
+                let payload = payload
+                    .head(usize::MAX)
+                    .map_err(|e| StepError::new(e.to_string()))?;
+                let payload = &payload;
                 let frame = match header {
                     Some(header) => self.json_header_frame(header, payload)?,
                     None => {
@@ -752,48 +757,7 @@ impl Actor {
     /// variables and addresses. A variable no step captured yet fails the step,
     /// naming the step that captures it.
     fn resolve(&self, action: &Action) -> Result<Action, StepError> {
-        let expand = |data: &Data| -> Result<Data, StepError> {
-            let Data::Template(template) = data else {
-                return Ok(data.clone());
-            };
-            let addresses = self.context.addresses.get();
-            template
-                .expand_bytes(
-                    &|server| addresses.and_then(|a| a.get(server).copied()),
-                    &|name| self.context.variables.get(name),
-                )
-                .map(|bytes| Data::Bytes(Bytes::from(bytes)))
-                .map_err(|name| {
-                    StepError::new(match self.context.capturers.get(&name) {
-                        Some(capturer) => format!(
-                            "the variable `{name}` has no value yet: {capturer} captures it, and it has not matched before this step ran (order the steps with `signal`/`wait`)"
-                        ),
-                        None => format!("the variable `{name}` is captured by no step"),
-                    })
-                })
-        };
-        Ok(match action {
-            Action::Send {
-                data,
-                chunks,
-                delay,
-                await_read,
-            } => Action::Send {
-                data: expand(data)?,
-                chunks: chunks.clone(),
-                delay: *delay,
-                await_read: *await_read,
-            },
-            Action::Expect(Expected::Data(data)) => Action::Expect(Expected::Data(expand(data)?)),
-            Action::Recv {
-                max,
-                expect: Some(Expected::Data(data)),
-            } => Action::Recv {
-                max: *max,
-                expect: Some(Expected::Data(expand(data)?)),
-            },
-            other => other.clone(),
-        })
+        super::resolve::action(&self.context, action).map_err(StepError::new)
     }
 
     /// One json-header frame with the step's header: its strings expanded (`{md5}`
@@ -847,12 +811,12 @@ impl Actor {
                         },
                     )
                     .map_err(|name| {
-                        StepError::new(match self.context.capturers.get(&name) {
-                            Some(capturer) => format!(
-                                "the variable `{name}` has no value yet: {capturer} captures it, and it has not matched before this step ran"
-                            ),
-                            None => format!("the variable `{name}` is captured by no step"),
-                        })
+                        StepError::new(super::resolve::missing_variable(
+                            &self.context,
+                            &name,
+                            "before this step started",
+                            super::resolve::ORDER_STEPS,
+                        ))
                     })?;
                 *value = serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned());
             }

@@ -11,6 +11,7 @@
 
 mod actor;
 pub mod descriptors;
+mod resolve;
 mod signals;
 pub mod variables;
 
@@ -142,6 +143,10 @@ pub enum Doing {
         index: usize,
         step: Arc<Step>,
     },
+    /// A client program waits for its `wait` signal before it starts.
+    WaitingForSignal {
+        signal: Arc<str>,
+    },
     /// A client program runs; the command line as started.
     RunningProgram {
         command: Arc<str>,
@@ -154,6 +159,9 @@ impl std::fmt::Display for Doing {
             Doing::Connecting => write!(f, "connecting"),
             Doing::Accepting { number, of } => write!(f, "accepting connection {number} of {of}"),
             Doing::WaitingForDescriptor => write!(f, "waiting for a free file descriptor"),
+            Doing::WaitingForSignal { signal } => {
+                write!(f, "`wait = \"{signal}\"`, before starting its program")
+            }
             Doing::RunningProgram { command } => {
                 write!(f, "running `{command}`, which had not exited")
             }
@@ -369,26 +377,17 @@ pub async fn run_collecting(
 /// Runs one copy of a client program to its end and checks how it ended: its exit
 /// status, then its stdout and stderr against their MATCH. The scenario timeout
 /// bounds it; if the run ends first, dropping the program kills it.
+///
+/// With `wait`, it starts once that signal is raised. Its `command`, `env` and
+/// `stdin` are made from the run's variables when it starts; named groups of its
+/// output's regexes capture variables once it has exited and its output matched,
+/// and then its `signal` is raised, so an actor that waits for the signal sees them.
 async fn client_program(
     context: Arc<RunContext>,
     spec: Arc<ClientProgram>,
     name: Arc<str>,
     addresses: Arc<HashMap<String, SocketAddr>>,
 ) -> Result<(), Failure> {
-    let lookup = |server: &str| addresses.get(server).copied();
-    let argv: Vec<String> = spec.argv.iter().map(|t| t.expand(None, &lookup)).collect();
-    let launch = Launch {
-        argv: argv.clone(),
-        env: spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expand(None, &lookup)))
-            .collect(),
-        cwd: spec.cwd.clone(),
-        stdin: Some(bytes::Bytes::clone(&spec.stdin)),
-        keep_output: true,
-        log_ready: None,
-    };
     let fail = |checked: &Checked<()>, keyword: &'static str, text: &str, message: String| {
         let mut failure = Failure::new(FailureKind::Program, message);
         failure.actor = Some(name.to_string());
@@ -399,6 +398,67 @@ async fn client_program(
             text: text.to_owned(),
         });
         failure
+    };
+    let command_at = &spec.command_at;
+    if let Some(wait) = &spec.wait {
+        context.board.set(
+            &name,
+            Doing::WaitingForSignal {
+                signal: Arc::from(wait.value.as_str()),
+            },
+        );
+        let waited = Instant::now();
+        if tokio::time::timeout(context.step_timeout, context.signals.wait(&wait.value))
+            .await
+            .is_err()
+        {
+            let place = Checked {
+                value: (),
+                location: wait.location.clone(),
+                text: wait.text.clone(),
+            };
+            let mut failure = fail(
+                &place,
+                "wait",
+                &wait.text,
+                format!(
+                    "client program `{name}` was never started: timed out waiting for signal `{}`",
+                    wait.value
+                ),
+            );
+            failure.kind = FailureKind::StepTimeout;
+            failure.waited = Some(waited.elapsed());
+            return Err(failure);
+        }
+    }
+    let lookup = |server: &str| addresses.get(server).copied();
+    let var = |variable: &str| context.variables.get(variable);
+    let user = format!("before client program `{name}` started");
+    let (argv, env) =
+        crate::programs::process::expand_command(&spec.argv, &spec.env, None, &lookup, &var)
+            .map_err(|missing| {
+                fail(
+                    command_at,
+                    "command",
+                    &command_at.text,
+                    resolve::missing_variable(
+                        &context,
+                        &missing,
+                        &user,
+                        "start the program later: `wait = \"NAME\"` on it, `{ signal = \"NAME\" }` after the capturing step",
+                    ),
+                )
+            })?;
+    let stdin = resolve::data(&context, &spec.stdin, &user)
+        .and_then(|data| data.head(usize::MAX).map_err(|e| e.to_string()))
+        .map_err(|message| fail(command_at, "stdin", &command_at.text, message))?;
+    let launch = Launch {
+        argv: argv.clone(),
+        env,
+        cwd: spec.cwd.clone(),
+        stdin: Some(stdin),
+        keep_output: true,
+        log_ready: None,
     };
     let command_at = &spec.command_at;
     context.board.set(
@@ -430,17 +490,27 @@ async fn client_program(
             ),
         ));
     }
+    let mut captured = Vec::new();
     for (which, check, output) in [
         ("stdout", &spec.stdout, &stdout),
         ("stderr", &spec.stderr, &stderr),
     ] {
         let Some(check) = check else { continue };
-        if let Some(why) = check.value.mismatch(&output.bytes) {
-            let place = Checked {
-                value: (),
-                location: check.location.clone(),
-                text: check.text.clone(),
-            };
+        let place = Checked {
+            value: (),
+            location: check.location.clone(),
+            text: check.text.clone(),
+        };
+        let user = format!("when the {which} of client program `{name}` was checked");
+        let matcher = resolve::matcher(&context, &check.value, &user)
+            .map_err(|message| fail(&place, which, &check.text, message))?;
+        let verdict = matcher.match_whole(&output.bytes);
+        if let Ok(captures) = verdict {
+            captured.push(captures);
+            continue;
+        }
+        if let Err(mismatch) = verdict {
+            let why = mismatch.message;
             let mut failure = fail(
                 &place,
                 which,
@@ -455,7 +525,7 @@ async fn client_program(
                     }
                 ),
             );
-            failure.expected = check.value.expected_bytes();
+            failure.expected = matcher.expected_bytes();
             // Without expected bytes the dump shows the output alone.
             failure.actual = Some(bytes::Bytes::from(output.bytes.clone()));
             return Err(failure);
@@ -465,6 +535,15 @@ async fn client_program(
         let mut failure = Failure::new(FailureKind::Cleanup, problem);
         failure.actor = Some(name.to_string());
         return Err(failure);
+    }
+    // Only a program that passed publishes what it captured, then its signal.
+    for captures in captured {
+        if !captures.is_empty() {
+            context.variables.set(captures);
+        }
+    }
+    if let Some(signal) = &spec.signal {
+        context.signals.raise(signal);
     }
     Ok(())
 }
@@ -621,7 +700,16 @@ impl RunState {
                 };
                 let port = server.addr.port();
                 let lookup = |name: &str| addresses.get(name).copied();
-                let launch = Launch::server(&spec, port, &lookup);
+                let var = |name: &str| self.context.variables.get(name);
+                let launch = Launch::server_with_variables(&spec, port, &lookup, &var)
+                    .map_err(|missing| {
+                        setup_failure(resolve::missing_variable(
+                            &self.context,
+                            &missing,
+                            "before this server started",
+                            "a server's `command` and `env` are made when it starts, in file order and before every client, so only a variable an earlier server's `ready = { log }` captured can have a value then",
+                        ))
+                    })?;
                 Program::check_port_free(server.proto, server.addr).map_err(setup_failure)?;
                 let mut program =
                     Program::spawn(launch, &self.context.log, &self.context.output, &actor)
@@ -646,6 +734,11 @@ impl RunState {
                     // Its last words explain the failure: wait for them.
                     program.finish(&self.context.log).await;
                     return Err(setup_failure(e));
+                }
+                // Named groups of `ready = { log }` are variables from here on:
+                // a later server's command or any step may use them.
+                for (name, value) in program.log_captures() {
+                    self.context.variables.insert(&name, value);
                 }
                 self.watch_exit(&actor, &program, spec.exit, server.location.line);
                 self.processes.push((actor, program));

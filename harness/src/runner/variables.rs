@@ -22,6 +22,12 @@ impl Variables {
         }
     }
 
+    /// Stores one value (a capture that is not a step's, e.g. `ready = { log }`).
+    pub fn insert(&self, name: &str, value: Bytes) {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        values.insert(Arc::from(name), value);
+    }
+
     /// The value of `name`, if some step captured it already.
     pub fn get(&self, name: &str) -> Option<Bytes> {
         let values = self.values.lock().unwrap_or_else(|e| e.into_inner());

@@ -79,7 +79,7 @@ const COMMAND_KEYS: &[&str] = &[
 const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
 /// Keys of a client program (`[[clients]]` with `command`).
 const PROGRAM_CLIENT_KEYS: &[&str] = &[
-    "name", "command", "env", "cwd", "count", "stdin", "exit", "stdout", "stderr",
+    "name", "command", "env", "cwd", "count", "stdin", "exit", "stdout", "stderr", "wait", "signal",
 ];
 const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat", "template"];
 /// Keys of a data table.
@@ -457,7 +457,7 @@ fn nonzero_duration(node: &Node, key: &str) -> Check<Duration> {
 }
 
 /// `ready = "listening" | "connect" | "none" | { log = "REGEX" } | { delay = "D" }`.
-fn readiness(node: &Node) -> Check<Readiness> {
+fn readiness(node: &Node, source: &str) -> Check<Readiness> {
     const HINT: &str = "ready = \"listening\" (default), \"connect\", \"none\", { log = \"REGEX\" } or { delay = \"300ms\" }";
     match &node.kind {
         NodeKind::Str(text) => match text.as_str() {
@@ -477,7 +477,7 @@ fn readiness(node: &Node) -> Check<Readiness> {
         NodeKind::Table(entries) => match entries.as_slice() {
             [entry] if entry.key == "log" => {
                 let text = string(&entry.value, "log")?;
-                regex::Regex::new(&text).map(Readiness::Log).map_err(|e| {
+                let regex = regex::Regex::new(&text).map_err(|e| {
                     Diagnostic::new(entry.value.span.clone(), "`log` is not a valid regex")
                         .label(
                             e.to_string()
@@ -488,7 +488,27 @@ fn readiness(node: &Node) -> Check<Readiness> {
                                 .to_owned(),
                         )
                         .hint("Rust regex syntax: https://docs.rs/regex/latest/regex/#syntax")
-                })
+                })?;
+                // Named groups capture variables, as a MATCH's regex does.
+                for name in regex.capture_names().flatten() {
+                    let at = text.find(&format!("<{name}>")).map_or(0, |at| at + 1);
+                    let span = char_span_in_string(&entry.value, source, at, name.len());
+                    if !matcher::is_variable_name(name) {
+                        return Err(Diagnostic::new(
+                            span,
+                            format!("the group name `{name}` is not a valid variable name"),
+                        )
+                        .label("letters, digits and `_`, not starting with a digit"));
+                    }
+                    if matcher::RESERVED_NAMES.contains(&name) {
+                        return Err(Diagnostic::new(
+                            span,
+                            format!("`{name}` is a placeholder of its own and cannot be captured"),
+                        )
+                        .label("pick another group name"));
+                    }
+                }
+                Ok(Readiness::Log(regex))
             }
             [entry] if entry.key == "delay" => {
                 Ok(Readiness::Delay(duration(&entry.value, "delay")?))
@@ -989,7 +1009,7 @@ impl Loader<'_> {
         let ready_delay = self.duration_or(fields, "ready_delay", Duration::ZERO);
         let ready = match fields.get("ready") {
             Some(node) => {
-                let ready = self.ok(readiness(node))?;
+                let ready = self.ok(readiness(node, self.source))?;
                 if matches!(ready, Readiness::Connect) && proto == Proto::Udp {
                     self.push(
                         Diagnostic::new(node.span.clone(), "a UDP server cannot be probed with a connect")
@@ -1105,19 +1125,43 @@ impl Loader<'_> {
         Some((argv?, env_ok.then_some(env)?, cwd))
     }
 
-    /// A string with placeholders; errors point at the placeholder itself.
+    /// A `command` item or `env` value with placeholders; errors point at the
+    /// placeholder itself. A `{VAR}` is checked against the regexes' captures
+    /// once the whole file is read.
     fn template(&self, node: &Node, key: &str, own_port: bool) -> Check<Template> {
         let text = string(node, key)?;
         let (servers, proxies) = (&self.declared_servers, &self.declared_proxies);
         let known = |name: &str| servers.contains(name) || proxies.contains(name);
-        Template::parse(&text, own_port, &known).map_err(|e| {
+        let template = Template::parse_command(&text, own_port, &known).map_err(|e| {
             Diagnostic::new(
                 char_span_in_string(node, self.source, e.range.start, e.range.len()),
                 e.message,
             )
             .label("in this placeholder")
             .hint(e.hint)
-        })
+        })?;
+        self.record_variables(&template, &text, node);
+        Ok(template)
+    }
+
+    /// Notes where each `{VAR}` of `template` (the value of `node`, `text`) is
+    /// written, for the check that some regex captures it.
+    fn record_variables(&self, template: &Template, text: &str, node: &Node) {
+        let mut uses = self.variable_uses.borrow_mut();
+        let mut from = 0;
+        for name in template.variables() {
+            // Point at the placeholder itself.
+            let needle = format!("{{{name}}}");
+            let at = text[from..].find(&needle).map(|i| from + i);
+            let span = match at {
+                Some(at) => {
+                    from = at + needle.len();
+                    char_span_in_string(node, self.source, at, needle.len())
+                }
+                None => node.span.clone(),
+            };
+            uses.push((name.to_owned(), span));
+        }
     }
 
     fn clients(
@@ -1189,8 +1233,13 @@ impl Loader<'_> {
             None => Some(1),
         };
         let stdin = match fields.get("stdin") {
-            Some(node) => self.ok(self.data_now(node, "stdin")),
-            None => Some(Bytes::new()),
+            Some(node) => {
+                let check = self
+                    .data(node, "stdin")
+                    .and_then(|data| self.bytes_unless_template(data, &node.span, "stdin"));
+                self.ok(check)
+            }
+            None => Some(Data::Bytes(Bytes::new())),
         };
         let exit = match fields.get("exit") {
             Some(node) => self
@@ -1209,6 +1258,16 @@ impl Loader<'_> {
             }
         }
         let command_at = self.checked(&fields, "command", ());
+        let wait = match fields.get("wait") {
+            Some(node) => self
+                .ok(signal_name(node, "wait"))
+                .map(|name| Some(self.checked(&fields, "wait", name))),
+            None => Some(None),
+        };
+        let signal = match fields.get("signal") {
+            Some(node) => self.ok(signal_name(node, "signal")).map(Some),
+            None => Some(None),
+        };
         let program = self.program(&mut fields, false);
         for key in ["connect", "script", "proto"]
             .iter()
@@ -1245,6 +1304,8 @@ impl Loader<'_> {
             stdout,
             stderr,
             command_at,
+            wait: wait?,
+            signal: signal?,
         })
     }
 
@@ -1262,11 +1323,14 @@ impl Loader<'_> {
         }
     }
 
-    /// DATA whose bytes are needed now (stdin, an output to match): a file slice is
-    /// read at load time.
-    fn data_now(&self, node: &Node, key: &str) -> Check<Bytes> {
-        let data = self.data(node, key)?;
-        self.loaded_bytes(data, &node.span, key)
+    /// DATA read at load time (a program's stdin, a frame's payload): a file
+    /// slice is read now and counts against the scenario's data limit; a
+    /// `{ template }` stays one, made into bytes when it is used.
+    fn bytes_unless_template(&self, data: Data, span: &Range<usize>, key: &str) -> Check<Data> {
+        match data {
+            Data::Template(template) => Ok(Data::Template(template)),
+            data => self.loaded_bytes(data, span, key).map(Data::Bytes),
+        }
     }
 
     /// A MATCH on a program's whole output: DATA (exact bytes), or one of
@@ -1721,13 +1785,13 @@ impl Loader<'_> {
             Some(header) => Some(Arc::new(self.frame_header(header, &framing, key)?)),
             None => None,
         };
-        let payload = self.data_bytes(&mut fields, key)?;
+        let payload = self.frame_payload(&mut fields, key)?;
         // Refuse at load time what could never be sent, rather than mid-run. With
         // a header the frame is built when the step runs (its `file_size` may lie
-        // on purpose).
-        if header.is_none() {
+        // on purpose); a template's bytes are only known then too.
+        if let (None, Data::Bytes(payload)) = (&header, &payload) {
             let mut scratch = bytes::BytesMut::new();
-            framing.encode(&payload, &mut scratch).map_err(|e| {
+            framing.encode(payload, &mut scratch).map_err(|e| {
                 Diagnostic::new(
                     node.span.clone(),
                     format!("this payload cannot be a {} frame", framing.kind.name()),
@@ -1839,10 +1903,11 @@ impl Loader<'_> {
                         .map_err(|e| Diagnostic::new(node.span.clone(), e.message))?
                 }
                 None => {
+                    let span = fields.span.clone();
                     let data = self
-                        .data_bytes(&mut fields, key)
+                        .frame_payload(&mut fields, key)
                         .map_err(|d| d.hint(MATCH_HINT))?;
-                    Match::Exact(data)
+                    self.data_match(data, &span, key, false)?
                 }
             }
         };
@@ -1900,12 +1965,39 @@ impl Loader<'_> {
         Ok(framing)
     }
 
-    /// MATCH where exact bytes are needed at load time (`expect_line`): a file
-    /// slice is read now.
+    /// MATCH judged on a whole buffer (`expect_line`, a frame's `body`, a
+    /// program's output): a file slice is read now; a `{ template }` stays one,
+    /// made into bytes when its step runs.
     fn matcher(&self, node: &Node, key: &str) -> Check<Match> {
         Ok(match self.expected(node, key, false)? {
-            Expected::Data(data) => Match::Exact(self.loaded_bytes(data, &node.span, key)?),
+            Expected::Data(data) => self.data_match(data, &node.span, key, false)?,
             Expected::Match { matcher, .. } => matcher,
+        })
+    }
+
+    /// DATA as a MATCH: exact bytes, or with `contains` the bytes to find. A
+    /// `{ template }` becomes [`Match::Template`], resolved when its step runs.
+    fn data_match(
+        &self,
+        data: Data,
+        span: &Range<usize>,
+        key: &str,
+        contains: bool,
+    ) -> Check<Match> {
+        if let Data::Template(template) = data {
+            return Ok(Match::Template(Arc::new(matcher::TemplateMatch {
+                contains,
+                template: Arc::unwrap_or_clone(template),
+            })));
+        }
+        let bytes = self.loaded_bytes(data, span, key)?;
+        if !contains {
+            return Ok(Match::Exact(bytes));
+        }
+        Match::compile(MatchSpec::Contains(bytes)).map_err(|e| {
+            Diagnostic::new(span.clone(), format!("invalid `contains` in `{key}`"))
+                .label(e.message)
+                .hint(MATCH_HINT)
         })
     }
 
@@ -1997,9 +2089,12 @@ impl Loader<'_> {
             .hint(MATCH_HINT));
         }
         let node = fields.get(which).expect("key is present");
+        if which == "contains" {
+            let data = self.data(node, which)?;
+            return self.data_match(data, &node.span, key, true).map(Some);
+        }
         let spec = match which {
             "regex" => MatchSpec::Regex(string(node, which)?),
-            "contains" => MatchSpec::Contains(self.data_now(node, which)?),
             "len" => MatchSpec::Len(count(node, which, 0, MAX_RECV_BYTES)?),
             _ => {
                 if !matches!(node.kind, NodeKind::Table(_)) {
@@ -2036,21 +2131,7 @@ impl Loader<'_> {
                 .label("in this template")
                 .hint(e.hint)
             })?;
-        let mut uses = self.variable_uses.borrow_mut();
-        let mut from = 0;
-        for name in template.variables() {
-            // Point at the placeholder itself.
-            let needle = format!("{{{name}}}");
-            let at = text[from..].find(&needle).map(|i| from + i);
-            let span = match at {
-                Some(at) => {
-                    from = at + needle.len();
-                    char_span_in_string(node, self.source, at, needle.len())
-                }
-                None => node.span.clone(),
-            };
-            uses.push((name.to_owned(), span));
-        }
+        self.record_variables(&template, &text, node);
         Ok(template)
     }
 
@@ -2063,8 +2144,7 @@ impl Loader<'_> {
                 span.clone(),
                 format!("`{key}` cannot be a template"),
             )
-            .label("its bytes are needed before the run starts")
-            .hint("templates work in `send`, `expect` and `recv`")),
+            .label("its bytes are needed before the run starts")),
         }
     }
 
@@ -2080,13 +2160,13 @@ impl Loader<'_> {
         Ok(data)
     }
 
-    /// DATA whose bytes are needed at load time (a frame is encoded and checked
-    /// when the file loads): a file slice is read here, and counts against the
-    /// scenario's data limit.
-    fn data_bytes(&self, fields: &mut Fields, key: &str) -> Check<Bytes> {
+    /// A frame's payload: a file slice is read here (a frame is encoded and
+    /// checked when the file loads) and counts against the scenario's data limit;
+    /// a `{ template }` stays one, made into bytes when the step runs.
+    fn frame_payload(&self, fields: &mut Fields, key: &str) -> Check<Data> {
         let span = fields.span.clone();
         let data = self.data_fields(fields, key)?;
-        self.loaded_bytes(data, &span, key)
+        self.bytes_unless_template(data, &span, key)
     }
 
     fn data_fields(&self, fields: &mut Fields, key: &str) -> Check<Data> {
@@ -2311,6 +2391,15 @@ impl Loader<'_> {
             .chain(scenario.clients.iter().map(|c| &c.script));
         let mut signals = BTreeSet::new();
         let mut waits: BTreeMap<String, Vec<Range<usize>>> = BTreeMap::new();
+        for program in &scenario.programs {
+            signals.extend(program.signal.clone());
+            if let Some(wait) = &program.wait {
+                waits
+                    .entry(wait.value.clone())
+                    .or_default()
+                    .push(wait.location.span.clone());
+            }
+        }
         for step in scripts.flatten() {
             match &step.action {
                 Action::Signal(name) => {
@@ -2368,6 +2457,41 @@ fn capturers(scenario: &Scenario) -> HashMap<String, String> {
                         index + 1,
                         step.location.line,
                         step.location.column
+                    )
+                });
+            }
+        }
+    }
+    // A server's `ready = { log }` captures when it is ready, before any step.
+    for server in &scenario.servers {
+        let ServerKind::Command(CommandSpec {
+            ready: Readiness::Log(regex),
+            ..
+        }) = &server.kind
+        else {
+            continue;
+        };
+        for name in regex.capture_names().flatten() {
+            found.entry(name.to_owned()).or_insert_with(|| {
+                format!(
+                    "`ready = {{ log }}` of server `{}` (line {})",
+                    server.name, server.location.line
+                )
+            });
+        }
+    }
+    // A client program's output regexes capture when it has exited, after the
+    // steps that run meanwhile; a step of a script captures first if both do.
+    for program in &scenario.programs {
+        for check in [&program.stdout, &program.stderr].into_iter().flatten() {
+            for name in check.value.capture_names() {
+                found.entry(name.to_owned()).or_insert_with(|| {
+                    format!(
+                        "`{}` of client program `{}` (line {}:{})",
+                        check.text.split('=').next().unwrap_or_default().trim(),
+                        program.name,
+                        check.location.line,
+                        check.location.column
                     )
                 });
             }

@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 pub use super::data::{Data, FileSlice};
 use crate::framing::FramingConfig;
 use crate::matcher::Match;
@@ -222,13 +220,21 @@ pub struct ClientProgram {
     pub argv: Vec<Template>,
     pub env: Vec<(String, Template)>,
     pub cwd: PathBuf,
-    /// Written to its stdin, which is then closed.
-    pub stdin: Bytes,
+    /// Written to its stdin, which is then closed: bytes, or a `{ template }`
+    /// made into bytes when the program starts.
+    pub stdin: Data,
     pub exit: Checked<ExitExpectation>,
     pub stdout: Option<Checked<OutputMatch>>,
     pub stderr: Option<Checked<OutputMatch>>,
     /// Where `command` is written, for a report about the program as a whole.
     pub command_at: Checked<()>,
+    /// `wait = "NAME"`: the program starts once that signal is raised (at most
+    /// `step_timeout` later), so its `command`, `env` and `stdin` can use
+    /// variables some step captures first.
+    pub wait: Option<Checked<String>>,
+    /// `signal = "NAME"`: raised once the program exited as expected and its
+    /// output matched (and its captures are visible to every actor).
+    pub signal: Option<String>,
 }
 
 /// A value of the file with where it is written, so a report can point at it.
@@ -340,7 +346,8 @@ pub enum Action {
     /// variables), `file_size` from the body unless the header gives one.
     SendFrame {
         framing: FramingConfig,
-        payload: Bytes,
+        /// Bytes, or a `{ template }` made into bytes when the step runs.
+        payload: Data,
         header: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     },
     /// Read one whole frame and match its payload; with `header` (json-header),
@@ -396,25 +403,26 @@ impl Action {
         }
     }
 
-    /// Whether the step's data is a template, made from variables as it runs.
+    /// Whether the step's data is a template, made from variables as it runs: in
+    /// any DATA of the step (sent, expected, or inside a `contains`), or in a
+    /// json-header `header`.
     pub fn has_template(&self) -> bool {
-        if let Action::SendFrame {
-            header: Some(_), ..
-        } = self
-        {
-            return true;
+        let data = |data: &Data| matches!(data, Data::Template(_));
+        let expected = |expected: &Expected| match expected {
+            Expected::Data(d) => data(d),
+            Expected::Match { matcher, .. } => matcher.has_template(),
+        };
+        match self {
+            Action::Send { data: d, .. } => data(d),
+            Action::Expect(e) => expected(e),
+            Action::Recv { expect, .. } => expect.as_ref().is_some_and(expected),
+            Action::ExpectLine(matcher) => matcher.has_template(),
+            Action::SendFrame {
+                payload, header, ..
+            } => header.is_some() || data(payload),
+            Action::ExpectFrame { payload, .. } => payload.has_template(),
+            _ => false,
         }
-        matches!(
-            self,
-            Action::Send {
-                data: Data::Template(_),
-                ..
-            } | Action::Expect(Expected::Data(Data::Template(_)))
-                | Action::Recv {
-                    expect: Some(Expected::Data(Data::Template(_))),
-                    ..
-                }
-        )
     }
 
     /// Whether the step waits for something outside this actor, and so has a deadline.
@@ -445,6 +453,7 @@ pub const STEP_KEYWORDS: &[&str] = <StepKind as strum::VariantNames>::VARIANTS;
 mod tests {
     use std::str::FromStr;
 
+    use bytes::Bytes;
     use strum::IntoEnumIterator;
 
     use super::*;
@@ -518,7 +527,7 @@ mod tests {
         assert_eq!(
             Action::SendFrame {
                 framing: FramingConfig::new(crate::framing::FramingKind::Line),
-                payload: Bytes::new(),
+                payload: Data::Bytes(Bytes::new()),
                 header: None,
             }
             .keyword(),
