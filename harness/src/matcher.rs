@@ -1080,7 +1080,10 @@ mod tests {
             template: template.clone(),
         }));
         assert!(exact.has_template());
-        assert!(exact.match_whole(b"id=7").is_err(), "unresolved never matches");
+        assert!(
+            exact.match_whole(b"id=7").is_err(),
+            "unresolved never matches"
+        );
         let expand = |t: &Template| {
             t.expand_bytes(&|_| None, &|_| Some(Bytes::from_static(b"7")))
                 .map(Bytes::from)
