@@ -1045,6 +1045,9 @@ stdout = {{ regex = 'out (?P<printed>\w+)' }}
     e.says("no regex in this scenario captures `tokn`");
     let e = invalid(&file("awk {print}", "x", "x", ""));
     e.reports("unknown placeholder `{print}`", "{print}");
+    let e = invalid(&file("--port={prot}", "x", "x", ""));
+    e.reports("unknown placeholder `{prot}`", "{prot}");
+    e.says("did you mean `{port}`?");
     // Captured by a client program's output, and by a server's ready log.
     crate::scenario(&file("{printed}", "{printed}", "{printed}", ""));
     crate::scenario(&file(

@@ -329,3 +329,54 @@ script = [ { expect_line = { regex = '(?P<token>\w+)' } } ]
         f.message
     );
 }
+
+/// A client program's `stdout`/`stderr` MATCH may be a template, made when its
+/// output is checked: here from a variable a step captured before it started.
+#[tokio::test]
+async fn a_program_output_match_can_be_a_template() {
+    let outcome = run_programs(
+        r#"
+[servers.srv]
+script = [ { send = "ID 77\n" } ]
+
+[[clients]]
+connect = "srv"
+script = [ { expect_line = { regex = '^ID (?P<id>\d+)$' } }, { signal = "id" } ]
+
+[[clients]]
+name = "prog"
+wait = "id"
+command = ["python3", "-c", "import sys; print('id is', sys.argv[1]); print('warn', file=sys.stderr)", "{id}"]
+stdout = { template = "id is {id}\n" }
+stderr = { contains = { template = "warn" } }
+"#,
+    )
+    .await;
+    assert_passed(&outcome);
+
+    let outcome = run_programs(
+        r#"
+[servers.srv]
+script = [ { send = "ID 77\n" } ]
+
+[[clients]]
+connect = "srv"
+script = [ { expect_line = { regex = '^ID (?P<id>\d+)$' } }, { signal = "id" } ]
+
+[[clients]]
+name = "prog"
+wait = "id"
+command = ["python3", "-c", "print('id is 78')"]
+stdout = { template = "id is {id}\n" }
+"#,
+    )
+    .await;
+    let f = failure(&outcome);
+    assert_eq!(f.actor.as_deref(), Some("prog"));
+    assert_eq!(
+        f.expected.as_deref(),
+        Some(&b"id is 77\n"[..]),
+        "{}",
+        rendered(&outcome)
+    );
+}

@@ -2370,11 +2370,14 @@ impl Loader<'_> {
             }
             let mut d = Diagnostic::new(span, format!("unknown placeholder `{{{name}}}`"))
                 .label(format!("no regex in this scenario captures `{name}`"));
-            if let Some(best) = did_you_mean(&name, &known) {
+            // `{prot}` in a command most likely meant the server's own port.
+            if let Some(best) =
+                did_you_mean(&name, &known).or_else(|| did_you_mean(&name, &["port"]))
+            {
                 d = d.hint(format!("did you mean `{{{best}}}`?"));
             }
             self.push(d.hint(
-                "capture it with a named group, e.g. `{ expect_line = { regex = '^TOKEN (?P<token>\\w+)$' } }`; other placeholders: {port:NAME}, {host:NAME}, {addr:NAME}; `{{` and `}}` are literal braces",
+                "capture it with a named group, e.g. `{ expect_line = { regex = '^TOKEN (?P<token>\\w+)$' } }`; other placeholders: {port} (in a server's own command), {port:NAME}, {host:NAME}, {addr:NAME}; `{{` and `}}` are literal braces",
             ));
         }
     }
