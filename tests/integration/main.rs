@@ -14,6 +14,7 @@ mod fuzz_corpora;
 mod html;
 mod imports;
 mod matchers;
+mod peeked;
 mod programs;
 mod proxies;
 mod schema;

@@ -13,6 +13,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Decoder;
 
+use super::peeked::PeekedAhead;
 use super::{Doing, RunContext};
 use crate::event::{EventKind, ShutdownHow};
 use crate::framing::FramingConfig;
@@ -129,6 +130,9 @@ pub struct Actor {
     /// Bytes that were waiting unread when a `close` step closed the socket, with
     /// the first of them, for the `unread` policy at the end of the script.
     unread_at_close: Option<(usize, Bytes)>,
+    /// What the last peek saw that no read took yet: the next peeking step judges
+    /// it without a new peek (see [`PeekedAhead`]).
+    peeked: PeekedAhead,
 }
 
 /// How much a peeking step looks at first; the window doubles while the matcher
@@ -169,6 +173,7 @@ impl Actor {
             write_closed: false,
             read_buf: Vec::new(),
             unread_at_close: None,
+            peeked: PeekedAhead::default(),
             held: None,
             sent_total: 0,
         }
@@ -701,7 +706,12 @@ impl Actor {
         let exact = expect.and_then(Match::exact);
         let got = match &mut self.conn {
             Conn::Tcp { stream, recorder } => {
-                match timeout_at(deadline, recorder.read(stream, &mut buf)).await {
+                match timeout_at(
+                    deadline,
+                    read_front(stream, recorder, &mut self.peeked, &mut buf),
+                )
+                .await
+                {
                     Ok(Ok(n)) => Bytes::copy_from_slice(&buf[..n]),
                     Ok(Err(e)) => return Err(read_error(e, exact)),
                     Err(_) => {
@@ -936,7 +946,12 @@ impl Actor {
             let in_window = usize::try_from(matched - window_start).unwrap_or(usize::MAX);
             // Never ask for more than is still expected: later steps own later bytes.
             let want = (window.len() - in_window).min(buf.len());
-            let n = match timeout_at(deadline, recorder.read(stream, &mut buf[..want])).await {
+            let n = match timeout_at(
+                deadline,
+                read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
+            )
+            .await
+            {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
                         "the peer closed the connection after {matched} of {total} expected bytes",
@@ -974,8 +989,9 @@ impl Actor {
         }
         let mut judge = matcher.stream(max);
         let limit = judge.limit();
+        let prefix_safe = !matches!(matcher, Match::Regex(_));
         let outcome = self
-            .peek_until(limit, deadline, |bytes| judge.advance(bytes))
+            .peek_until(limit, prefix_safe, deadline, |bytes| judge.advance(bytes))
             .await;
         match outcome {
             Ok(captures) => {
@@ -1008,7 +1024,7 @@ impl Actor {
         }
         let mut lines = LineSplitter::default();
         let outcome = self
-            .peek_until(lines.limit(), deadline, |bytes| {
+            .peek_until(lines.limit(), true, deadline, |bytes| {
                 match lines.advance(bytes) {
                     Ok(None) => Progress::NeedMore {
                         up_to: matcher::MAX_LINE + 2,
@@ -1075,67 +1091,89 @@ impl Actor {
         }
     }
 
-    /// Peeks at the TCP stream, window by window, until `judge` gives a verdict on
-    /// the bytes queued so far; then reads exactly the bytes it consumed. Each call
-    /// of `judge` sees the previous bytes plus what arrived since.
+    /// Judges the front of the TCP stream with `judge` until it gives a verdict, then
+    /// reads exactly the bytes it consumed. Bytes an earlier peek saw and no read
+    /// took are judged first, with no system call (see [`PeekedAhead`]); only when
+    /// `judge` needs more does the step peek, window by window. Each call of `judge`
+    /// sees the previous bytes plus what arrived since.
+    ///
+    /// `prefix_safe`: whether a verdict on the first bytes of the queue stands
+    /// whatever follows them (a line, `contains`, `json`). A regex's match can grow
+    /// with the bytes after it (`\d+`), so a regex is only shown bytes that end
+    /// where the queue ended when they were peeked (or at `limit`), as one read of
+    /// `limit` bytes would have returned them: a peek that filled a smaller window
+    /// is made again with a larger one before the regex sees it.
     async fn peek_until(
         &mut self,
         limit: usize,
+        prefix_safe: bool,
         deadline: Instant,
         mut judge: impl FnMut(&[u8]) -> Progress,
     ) -> Result<Captures, (PeekEnd, Bytes)> {
         let Conn::Tcp { stream, recorder } = &mut self.conn else {
             return Err((PeekEnd::Failed(not_open(&self.conn)), Bytes::new()));
         };
-        let mut window = PEEK_START.min(limit).max(1);
-        if self.read_buf.len() < window {
-            self.read_buf.resize(window, 0);
-        }
-        let buf = &mut self.read_buf;
-        let mut have = 0;
+        let conn = recorder.conn;
+        let peeked = &mut self.peeked;
+        let limit = limit.max(1);
+        let mut window = PEEK_START.min(limit);
+        // How many bytes from the queue's front `judge` has seen.
+        let mut judged = 0;
         loop {
-            let peeked = timeout_at(deadline, peek_more(stream, &mut buf[..window], have)).await;
-            let arrived = |buf: &[u8], n: usize| Bytes::copy_from_slice(&buf[..n]);
-            match peeked {
-                Err(_) => return Err((PeekEnd::Timeout, arrived(buf, have))),
-                Ok(Ok(None)) => return Err((PeekEnd::Eof, arrived(buf, have))),
+            let front = peeked.front(conn);
+            let known = front.len().min(limit);
+            let judgeable = prefix_safe || known == limit || peeked.saw_queue_end(conn);
+            if known > judged && judgeable {
+                judged = known;
+                let bytes = &front[..known];
+                match judge(bytes) {
+                    Progress::NeedMore { .. } if known == limit => {
+                        // The matchers give up at their limit; never spin here.
+                        let got = Bytes::copy_from_slice(bytes);
+                        let error = StepError::new(format!(
+                            "no verdict within the step's limit of {limit} bytes"
+                        ))
+                        .bytes(None, Some(got.clone()));
+                        return Err((PeekEnd::Failed(error), got));
+                    }
+                    Progress::NeedMore { .. } => {}
+                    Progress::Failed(mismatch) => {
+                        let got = Bytes::copy_from_slice(bytes);
+                        return Err((PeekEnd::Failed(StepError::mismatch(mismatch, &got)), got));
+                    }
+                    Progress::Matched { consumed, captures } => {
+                        take_judged(stream, recorder, peeked, &mut self.read_buf, consumed)
+                            .await
+                            .map_err(|e| (PeekEnd::Failed(e), Bytes::new()))?;
+                        return Ok(captures);
+                    }
+                }
+            }
+            // Peek a window larger than what is known, so new bytes can show. Known
+            // bytes not judged yet make the peek return at once (they are queued).
+            while window <= known && window < limit {
+                window = (window * 2).min(limit);
+            }
+            let buf = peeked.peek_buffer(window);
+            let result = timeout_at(deadline, peek_more(stream, buf, judged)).await;
+            let arrived = |peeked: &PeekedAhead| {
+                let front = peeked.front(conn);
+                Bytes::copy_from_slice(&front[..front.len().min(limit)])
+            };
+            match result {
+                Err(_) => return Err((PeekEnd::Timeout, arrived(peeked))),
+                Ok(Ok(None)) => return Err((PeekEnd::Eof, arrived(peeked))),
                 Ok(Err(e)) => {
+                    let got = arrived(peeked);
+                    peeked.forget();
                     if is_reset(&e) {
                         recorder.record(EventKind::PeerReset {
                             conn: recorder.conn,
                         });
                     }
-                    return Err((PeekEnd::Failed(read_error(e, None)), arrived(buf, have)));
+                    return Err((PeekEnd::Failed(read_error(e, None)), got));
                 }
-                Ok(Ok(Some(n))) => have = n,
-            }
-            match judge(&buf[..have]) {
-                Progress::NeedMore { .. } => {
-                    if have == window && window < limit {
-                        window = (window * 2).min(limit);
-                        if buf.len() < window {
-                            buf.resize(window, 0);
-                        }
-                    }
-                }
-                Progress::Failed(mismatch) => {
-                    let got = arrived(buf, have);
-                    return Err((PeekEnd::Failed(StepError::mismatch(mismatch, &got)), got));
-                }
-                Progress::Matched { consumed, captures } => {
-                    // The bytes are queued: reads return them at once.
-                    let mut read = 0;
-                    while read < consumed {
-                        match recorder.read(stream, &mut buf[read..consumed]).await {
-                            Ok(0) => break,
-                            Ok(n) => read += n,
-                            Err(e) => {
-                                return Err((PeekEnd::Failed(read_error(e, None)), Bytes::new()))
-                            }
-                        }
-                    }
-                    return Ok(captures);
-                }
+                Ok(Ok(Some(n))) => peeked.peeked(conn, n, window),
             }
         }
     }
@@ -1271,7 +1309,12 @@ impl Actor {
             }
             // Read no further than this frame's end, so the next step sees its bytes.
             let want = framing.exact_read_hint(&buffered).clamp(1, buf.len());
-            let n = match timeout_at(deadline, recorder.read(stream, &mut buf[..want])).await {
+            let n = match timeout_at(
+                deadline,
+                read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
+            )
+            .await
+            {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
                         "the peer closed the connection inside a {} frame ({} bytes of it arrived)",
@@ -1301,7 +1344,12 @@ impl Actor {
             return Err(not_open(&self.conn));
         };
         let mut buf = [0u8; 256];
-        match timeout_at(deadline, recorder.read(stream, &mut buf)).await {
+        match timeout_at(
+            deadline,
+            read_front(stream, recorder, &mut self.peeked, &mut buf),
+        )
+        .await
+        {
             Ok(Ok(0)) => Ok(()),
             Ok(Ok(n)) => Err(StepError::new(format!(
                 "expected the peer to close, but {n} more bytes arrived"
@@ -1322,7 +1370,12 @@ impl Actor {
             return Err(not_open(&self.conn));
         };
         let mut buf = [0u8; 256];
-        match timeout_at(deadline, recorder.read(stream, &mut buf)).await {
+        match timeout_at(
+            deadline,
+            read_front(stream, recorder, &mut self.peeked, &mut buf),
+        )
+        .await
+        {
             Ok(Err(e)) if is_reset(&e) => Ok(()),
             Ok(Ok(0)) => Err(StepError::new(
                 "expected a reset, but the peer closed the connection in order (FIN)",
@@ -1378,6 +1431,11 @@ impl Actor {
         });
         if how != ShutdownHow::Read {
             self.write_closed = true;
+        }
+        if how != ShutdownHow::Write {
+            // Whether the kernel keeps or drops what is queued after SHUT_RD is
+            // its business; nothing remembered is trusted past it.
+            self.peeked.forget();
         }
         Ok(())
     }
@@ -1478,6 +1536,66 @@ fn unread_bytes(stream: &TcpStream) -> Option<(usize, Bytes)> {
     let mut first = [0u8; UNREAD_QUOTE];
     let n = peek(stream, &mut first).unwrap_or(0);
     Some((queued, Bytes::copy_from_slice(&first[..n])))
+}
+
+/// One read from the front of `stream`'s receive queue, with the bytes it took
+/// dropped from what the last peek remembered, so that memory stays the queue's
+/// front. Every TCP read of a scripted actor goes through here or
+/// [`take_judged`].
+async fn read_front(
+    stream: &mut TcpStream,
+    recorder: &Recorder,
+    peeked: &mut PeekedAhead,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let result = recorder.read(stream, buf).await;
+    match &result {
+        Ok(n) => peeked.took(recorder.conn, *n),
+        Err(_) => peeked.forget(),
+    }
+    result
+}
+
+/// Reads the `consumed` bytes a peeking step judged (they are queued, so the reads
+/// return at once), at most [`EXPECT_READ`] bytes a call into `scratch`, and checks
+/// each piece against the bytes judged: the remembered front must be the kernel's,
+/// and a difference is reported as the bug it would be rather than passed.
+async fn take_judged(
+    stream: &mut TcpStream,
+    recorder: &Recorder,
+    peeked: &mut PeekedAhead,
+    scratch: &mut Vec<u8>,
+    consumed: usize,
+) -> Result<(), StepError> {
+    let mut read = 0;
+    while read < consumed {
+        let want = (consumed - read).min(EXPECT_READ);
+        if scratch.len() < want {
+            scratch.resize(want, 0);
+        }
+        let n = match recorder.read(stream, &mut scratch[..want]).await {
+            Ok(n) => n,
+            Err(e) => {
+                peeked.forget();
+                return Err(read_error(e, None));
+            }
+        };
+        let judged = &peeked.front(recorder.conn)[..want];
+        if n == 0 || scratch[..n] != judged[..n] {
+            let error = StepError::new(format!(
+                "internal error: the bytes read at offset {read} of the {consumed} the step matched differ from the peeked ones (please report this)"
+            ))
+            .bytes(
+                Some(Bytes::copy_from_slice(judged)),
+                Some(Bytes::copy_from_slice(&scratch[..n])),
+            );
+            peeked.forget();
+            return Err(error);
+        }
+        peeked.took(recorder.conn, n);
+        read += n;
+    }
+    Ok(())
 }
 
 /// Waits until a peek of `buf` shows more than the `have` bytes seen before (or

@@ -11,6 +11,7 @@
 
 mod actor;
 pub mod descriptors;
+mod peeked;
 mod resolve;
 mod signals;
 pub mod variables;
