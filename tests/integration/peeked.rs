@@ -210,3 +210,76 @@ script = [
     .await;
     assert_passed(&outcome);
 }
+
+/// A small deterministic generator (xorshift), so each seed is one fixed scenario.
+struct Draws(u64);
+
+impl Draws {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Lines of many lengths (empty, short, around and beyond the 4096-byte first peek
+/// window), LF or CRLF, written in uneven chunks, read by a mix of `expect_line`,
+/// exact `expect`, `len`, `contains` and regex steps: every step must find its
+/// bytes, and nothing may be left over or read twice.
+#[tokio::test]
+async fn mixed_steps_over_lines_that_cross_peek_windows() {
+    const LENGTHS: [usize; 9] = [0, 1, 5, 23, 4094, 4095, 4096, 5000, 9000];
+    for seed in 1..=4u64 {
+        let mut draw = Draws(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut stream = String::new();
+        let mut steps = Vec::new();
+        for index in 0..40 {
+            let len = LENGTHS[draw.below(LENGTHS.len())];
+            let line: String = (0..len)
+                .map(|i| char::from(b'a' + ((i * 7 + index) % 26) as u8))
+                .collect();
+            let crlf = draw.below(4) == 0;
+            stream.push_str(&line);
+            stream.push_str(if crlf { "\\r\\n" } else { "\\n" });
+            let ending = if crlf { "\\r\\n" } else { "\\n" };
+            let split = if len == 0 { 0 } else { draw.below(len) };
+            let (head, tail) = line.split_at(split);
+            match draw.below(5) {
+                0 | 1 => steps.push(format!("{{ expect_line = \"{line}\" }}")),
+                2 => {
+                    steps.push(format!("{{ expect = \"{head}\" }}"));
+                    steps.push(format!("{{ expect_line = \"{tail}\" }}"));
+                }
+                3 => {
+                    steps.push(format!("{{ expect = {{ len = {split} }} }}"));
+                    steps.push(format!("{{ expect = \"{tail}{ending}\" }}"));
+                }
+                _ => {
+                    // Through the end of the line, by what follows the split.
+                    if tail.is_empty() {
+                        steps.push(format!("{{ expect = \"{head}\" }}"));
+                    } else {
+                        steps.push(format!("{{ expect = {{ len = {split} }} }}"));
+                    }
+                    let form = if draw.below(2) == 0 {
+                        "contains = \"\\n\"".to_owned()
+                    } else {
+                        format!("regex = '^{tail}\\r?\\n'")
+                    };
+                    steps.push(format!("{{ expect = {{ {form}, max = 20000 }} }}"));
+                }
+            }
+        }
+        let chunks: Vec<String> = (0..12)
+            .map(|_| [1, 7, 100, 3000, 4096, 5000][draw.below(6)].to_string())
+            .collect();
+        let scenario = format!(
+            "[servers.srv]\nnodelay = true\nscript = [ {{ send = {{ text = \"{stream}\", chunks = [{}] }} }}, {{ close = true }} ]\n\n[[clients]]\nconnect = \"srv\"\nscript = [\n  {},\n  {{ expect_eof = true }},\n]\n",
+            chunks.join(", "),
+            steps.join(",\n  ")
+        );
+        let outcome = run(&scenario).await;
+        assert_passed(&outcome);
+    }
+}
