@@ -380,3 +380,45 @@ stdout = { template = "id is {id}\n" }
         rendered(&outcome)
     );
 }
+
+/// A client program whose `wait` is never released fails after `step_timeout`
+/// with a step timeout that points at its `wait`, and it is never started.
+#[tokio::test]
+async fn a_program_wait_that_is_never_released_times_out_at_its_wait() {
+    let outcome = run_programs(
+        r#"
+step_timeout = "300ms"
+
+[servers.srv]
+builtin = "echo"
+
+[[clients]]
+connect = "srv"
+script = [ { wait = "program-done", timeout = "5s" }, { signal = "go" } ]
+
+[[clients]]
+name = "prog"
+wait = "go"
+signal = "program-done"
+command = ["python3", "-c", "print('started')"]
+"#,
+    )
+    .await;
+    let f = failure(&outcome);
+    assert_eq!(f.kind, wirecheck::runner::FailureKind::StepTimeout);
+    assert_eq!(f.actor.as_deref(), Some("prog"));
+    let step = f.step.as_ref().unwrap();
+    assert_eq!((step.keyword, step.location.line), ("wait", 13));
+    assert!(
+        f.message
+            .contains("client program `prog` was never started: timed out waiting for signal `go`"),
+        "{}",
+        f.message
+    );
+    assert!(
+        !events_of(&outcome, "prog")
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::ProcessOutput { .. })),
+        "the program must not have run"
+    );
+}
