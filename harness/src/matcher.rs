@@ -96,7 +96,7 @@ pub enum Match {
 pub struct TemplateMatch {
     /// `{ contains = { template } }` rather than exact `{ template }` bytes.
     pub contains: bool,
-    pub template: Template,
+    pub template: Arc<Template>,
 }
 
 /// A regex compiled twice: as `regex::bytes::Regex` for the match itself and its
@@ -1075,9 +1075,10 @@ mod tests {
     #[test]
     fn a_template_match_resolves_into_exact_or_contains_bytes() {
         let template = Template::parse_data("id={id}", &|_| false).unwrap();
+        let template = Arc::new(template);
         let exact = Match::Template(Arc::new(TemplateMatch {
             contains: false,
-            template: template.clone(),
+            template: Arc::clone(&template),
         }));
         assert!(exact.has_template());
         assert!(
@@ -1098,7 +1099,7 @@ mod tests {
         assert!(resolved.match_whole(b"xx id=7 yy").is_ok());
         let empty = Match::Template(Arc::new(TemplateMatch {
             contains: true,
-            template: Template::parse_data("{id}", &|_| false).unwrap(),
+            template: Arc::new(Template::parse_data("{id}", &|_| false).unwrap()),
         }));
         let nothing = |_: &Template| Ok(Bytes::new());
         assert!(empty.resolve(&nothing).unwrap_err().contains("no bytes"));

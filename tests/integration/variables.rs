@@ -422,3 +422,35 @@ command = ["python3", "-c", "print('started')"]
         "the program must not have run"
     );
 }
+
+/// `{port:NAME}` and `{addr:NAME}` in a template name proxies as well as servers
+/// (in data and in a json-header `header`), as in a `command`.
+#[tokio::test]
+async fn templates_name_proxies_too() {
+    let outcome = run(r#"
+[servers.srv]
+script = [
+  { expect_line = { regex = '^via 127\.0\.0\.1:(?P<pp>\d+)$' } },
+  { expect_frame = { framing = "json-header", header = { to = "127.0.0.1" } } },
+]
+
+[proxies.p]
+to = "srv"
+
+[[clients]]
+connect = "p"
+script = [
+  { send = { template = "via {addr:p}\n" } },
+  { send_frame = { framing = "json-header", header = { to = "{host:p}" }, text = "x" } },
+]
+"#)
+    .await;
+    assert_passed(&outcome);
+    // The port it sent is the proxy's, where the client connected.
+    let sent = bytes_of(&outcome, "client1", true);
+    let port = crate::connected_peer(&outcome, "client1").port();
+    assert!(
+        sent.starts_with(&format!("via 127.0.0.1:{port}\n")),
+        "{sent}"
+    );
+}

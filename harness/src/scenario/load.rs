@@ -278,6 +278,8 @@ struct SharedData {
     files: HashMap<(PathBuf, u64, u64), Bytes>,
     /// Every other payload (strings, `text`, `hex`, `base64`) by content.
     inline: HashSet<Bytes>,
+    /// `{ template }` data by its text, parsed once.
+    templates: HashMap<String, Arc<Template>>,
 }
 
 impl SharedData {
@@ -1844,16 +1846,16 @@ impl Loader<'_> {
     fn check_header_templates(&self, node: &Node) -> Check<()> {
         match &node.kind {
             NodeKind::Str(text) => {
-                let declared = &self.declared_servers;
-                let template = Template::parse_data(text, &|name| declared.contains(name))
-                    .map_err(|e| {
-                        Diagnostic::new(
-                            char_span_in_string(node, self.source, e.range.start, e.range.len()),
-                            e.message,
-                        )
-                        .label("in this header value")
-                        .hint(format!("{}; in a header also {{md5}} and {{size}}", e.hint))
-                    })?;
+                let (servers, proxies) = (&self.declared_servers, &self.declared_proxies);
+                let known = |name: &str| servers.contains(name) || proxies.contains(name);
+                let template = Template::parse_data(text, &known).map_err(|e| {
+                    Diagnostic::new(
+                        char_span_in_string(node, self.source, e.range.start, e.range.len()),
+                        e.message,
+                    )
+                    .label("in this header value")
+                    .hint(format!("{}; in a header also {{md5}} and {{size}}", e.hint))
+                })?;
                 let mut uses = self.variable_uses.borrow_mut();
                 for name in template.variables() {
                     if name != "md5" && name != "size" {
@@ -1987,7 +1989,7 @@ impl Loader<'_> {
         if let Data::Template(template) = data {
             return Ok(Match::Template(Arc::new(matcher::TemplateMatch {
                 contains,
-                template: Arc::unwrap_or_clone(template),
+                template,
             })));
         }
         let bytes = self.loaded_bytes(data, span, key)?;
@@ -2118,19 +2120,32 @@ impl Loader<'_> {
     }
 
     /// `{ template = "..." }`: placeholders parsed now (a stray brace or an unknown
-    /// server is an error here); variables are checked once the file is read.
-    fn data_template(&self, node: &Node) -> Check<Template> {
+    /// server or proxy is an error here); variables are checked once the file is
+    /// read. Equal templates are parsed once and shared, like equal data.
+    fn data_template(&self, node: &Node) -> Check<Arc<Template>> {
         let text = string(node, "template")?;
-        let declared = &self.declared_servers;
-        let template =
-            Template::parse_data(&text, &|name| declared.contains(name)).map_err(|e| {
-                Diagnostic::new(
-                    char_span_in_string(node, self.source, e.range.start, e.range.len()),
-                    e.message,
-                )
-                .label("in this template")
-                .hint(e.hint)
-            })?;
+        let shared = self.shared.borrow().templates.get(text.as_str()).cloned();
+        let template = match shared {
+            Some(template) => template,
+            None => {
+                let (servers, proxies) = (&self.declared_servers, &self.declared_proxies);
+                let known = |name: &str| servers.contains(name) || proxies.contains(name);
+                let template = Template::parse_data(&text, &known).map_err(|e| {
+                    Diagnostic::new(
+                        char_span_in_string(node, self.source, e.range.start, e.range.len()),
+                        e.message,
+                    )
+                    .label("in this template")
+                    .hint(e.hint)
+                })?;
+                let template = Arc::new(template);
+                self.shared
+                    .borrow_mut()
+                    .templates
+                    .insert(text.clone(), Arc::clone(&template));
+                template
+            }
+        };
         self.record_variables(&template, &text, node);
         Ok(template)
     }
@@ -2212,7 +2227,7 @@ impl Loader<'_> {
                 )
             }
             "file" => Data::File(self.file_slice(node, fields)?),
-            "template" => Data::Template(Arc::new(self.data_template(node)?)),
+            "template" => Data::Template(self.data_template(node)?),
             _ => {
                 let unit = string(node, "repeat")?;
                 let times = match fields.get("times") {
