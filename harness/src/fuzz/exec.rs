@@ -24,8 +24,19 @@ use crate::runner::split_chunks;
 const NO_WAIT: Duration = Duration::from_micros(50);
 
 /// A send's first pieces follow its chunk sizes and pauses; the rest goes in one
-/// write, so a rechunked 64 KiB payload costs 64 writes, not 65,536.
-const MAX_PIECES: usize = 64;
+/// write, so a rechunked 64 KiB payload costs 16 writes, not 65,536. Each write is
+/// a segment the kernel carries to the server, the largest part of an execution's
+/// cost; sixteen pieces already split any header and its payload every way.
+const MAX_PIECES: usize = 16;
+
+/// The pause of a rechunked send separates its first pieces only; later pieces
+/// follow at once. The first gaps already show the server a frame that arrives in
+/// parts; fifty more would only make the execution fifty times as long.
+const MAX_PAUSED_PIECES: usize = 8;
+
+/// Reply windows shorter than this are waited out by checking the socket between
+/// scheduler turns rather than with a timer (whose resolution is a millisecond).
+pub const SPIN_BELOW: Duration = Duration::from_millis(2);
 
 /// Most bytes drained at the end of an execution.
 const MAX_DRAIN: usize = 1 << 20;
@@ -198,8 +209,8 @@ impl Conn {
         let pieces = split_chunks(&Bytes::copy_from_slice(bytes), chunks);
         let mut written = 0;
         for (i, piece) in pieces.iter().enumerate() {
-            if i > 0 && !pause.is_zero() {
-                tokio::time::sleep(pause).await;
+            if i > 0 && i < MAX_PAUSED_PIECES && !pause.is_zero() {
+                pause_between_pieces(pause).await;
             }
             let piece = if i + 1 == MAX_PIECES {
                 &bytes[written..]
@@ -228,8 +239,7 @@ impl Conn {
     /// arrive together are still read by two reads.
     async fn read(&mut self, want: usize, window: Duration) -> Reply {
         let want = want.clamp(1, self.buffer.len());
-        let n = match tokio::time::timeout(window, self.stream.read(&mut self.buffer[..want])).await
-        {
+        let n = match self.first_read(want, window).await {
             Err(_) => return Reply::Nothing,
             Ok(Ok(0)) => return Reply::Eof,
             Ok(Ok(n)) => n,
@@ -259,8 +269,9 @@ impl Conn {
     /// A server that never stops talking counts as open after [`MAX_DRAIN`] bytes.
     async fn read_end(&mut self, window: Duration) -> Reply {
         let mut drained = 0;
+        let room = self.buffer.len();
         while drained < MAX_DRAIN {
-            match tokio::time::timeout(window, self.stream.read(&mut self.buffer)).await {
+            match self.first_read(room, window).await {
                 Err(_) => return Reply::Open,
                 Ok(Ok(0)) => return Reply::Eof,
                 Ok(Ok(n)) => drained += n,
@@ -268,6 +279,66 @@ impl Conn {
             }
         }
         Reply::Open
+    }
+
+    /// One read of at most `max` bytes, waiting at most `window` (`Err` when it
+    /// passed). A window under [`SPIN_BELOW`] is shorter than the timer's
+    /// millisecond: the wait checks the socket between turns of the scheduler
+    /// instead, which lets an in-process server run and keeps a stall at the
+    /// window it was calibrated to. Its end is one more look at the socket's
+    /// readiness, never a timer: tokio rounds a timer up to the next millisecond,
+    /// which would cost a stalled execution a millisecond per read.
+    async fn first_read(&mut self, max: usize, window: Duration) -> Result<io::Result<usize>, ()> {
+        if window >= SPIN_BELOW {
+            return tokio::time::timeout(window, self.stream.read(&mut self.buffer[..max]))
+                .await
+                .map_err(|_| ());
+        }
+        let started = std::time::Instant::now();
+        loop {
+            match self.stream.try_read(&mut self.buffer[..max]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Ok(other),
+            }
+            if started.elapsed() >= window {
+                return self.last_look(max).await;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Polls the socket's readiness once (the reactor has just run, after a
+    /// yield) and reads if it is ready; `Err` when nothing is there.
+    async fn last_look(&mut self, max: usize) -> Result<io::Result<usize>, ()> {
+        let stream = &self.stream;
+        let ready = std::future::poll_fn(|cx| match stream.poll_read_ready(cx) {
+            std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await;
+        match ready {
+            None => Err(()),
+            Some(Err(e)) => Ok(Err(e)),
+            Some(Ok(())) => match self.stream.try_read(&mut self.buffer[..max]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(()),
+                other => Ok(other),
+            },
+        }
+    }
+}
+
+/// Waits `pause` between two pieces of a send. A pause under [`SPIN_BELOW`]
+/// yields to the scheduler until it has passed instead of sleeping on the timer,
+/// which would round it up to the next millisecond (a rechunked send has up to
+/// [`MAX_PAUSED_PIECES`] of them).
+async fn pause_between_pieces(pause: Duration) {
+    if pause >= SPIN_BELOW {
+        tokio::time::sleep(pause).await;
+        return;
+    }
+    let started = std::time::Instant::now();
+    while started.elapsed() < pause {
+        tokio::task::yield_now().await;
     }
 }
 

@@ -176,7 +176,7 @@ pub fn apply(input: &mut Input, mutation: &Mutation, donors: &[&Input]) {
                         .collect();
                     // Mostly no pause: a pause costs wall time on every execution.
                     *pause = if *pause_us > 200 {
-                        Duration::from_micros(u64::from(*pause_us - 200) * 20)
+                        Duration::from_micros(u64::from(*pause_us - 200) * 10)
                     } else {
                         Duration::ZERO
                     };
