@@ -315,3 +315,155 @@ script = [ { send = "hi" } ]
         .unwrap_err();
     assert!(error.contains("is scripted"), "{error}");
 }
+
+/// An echo server with a family: a child and a `setsid` child (a group of its
+/// own), whose pids it writes at start. It survives any input, so the fuzzer
+/// keeps it running until the interrupt.
+const ECHO_FAMILY: &str = r#"
+import os, socket, subprocess, sys
+port, pidfile = int(sys.argv[1]), sys.argv[2]
+sleeper = [sys.executable, "-c", "import time; time.sleep(3600)"]
+child = subprocess.Popen(sleeper)
+escaped = subprocess.Popen(sleeper, start_new_session=True)
+with open(pidfile + ".tmp", "w") as f:
+    f.write("%d %d %d\n" % (os.getpid(), child.pid, escaped.pid))
+os.rename(pidfile + ".tmp", pidfile)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(64)
+while True:
+    conn, _ = srv.accept()
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            conn.sendall(data)
+    except OSError:
+        pass
+    conn.close()
+"#;
+
+const ECHO_FAMILY_SEED: &str = r#"
+name = "an echo server with a family"
+
+[servers.srv]
+command = ["python3", "echo_family.py", "{port}", "pids.txt"]
+
+[[clients]]
+connect = "srv"
+script = [ { send = "ping" }, { expect = "ping" } ]
+"#;
+
+/// Whether a process is gone: no /proc entry, or only a zombie.
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("?");
+            state == "Z" || state == "X"
+        }
+    }
+}
+
+/// Kills what a failed test left running.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[rstest::rstest]
+#[case::sigterm(nix::sys::signal::Signal::SIGTERM, 143)]
+#[case::sigint(nix::sys::signal::Signal::SIGINT, 130)]
+#[case::sighup(nix::sys::signal::Signal::SIGHUP, 129)]
+#[tokio::test]
+async fn an_interrupt_stops_the_server_and_its_descendants_and_prints_the_summary(
+    #[case] signal: nix::sys::signal::Signal,
+    #[case] code: i32,
+) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let dir = folder(&[
+        ("echo_family.py", ECHO_FAMILY),
+        ("seed.toml", ECHO_FAMILY_SEED),
+    ]);
+    let out = dir.path().join("findings");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(["fuzz", "seed.toml", "--time", "10m", "--seed", "5", "--out"])
+        .arg(&out)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wirecheck starts");
+    // Fuzzing has started once the calibration line is out: the target is the
+    // program that wrote pids.txt last (the seed's runs wrote it before).
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(BOUND, async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            let started = line.contains("reply window");
+            seen.push(line);
+            if started {
+                return;
+            }
+        }
+        panic!("wirecheck ended before fuzzing: {seen:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("fuzzing did not start: {seen:?}"));
+    let pids: Vec<u32> = std::fs::read_to_string(dir.path().join("pids.txt"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let _cleanup = KillOnDrop(pids.clone());
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(pids.iter().all(|&pid| !is_gone(pid)), "the family runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        signal,
+    )
+    .unwrap();
+    let (status, stdout, rest) = tokio::time::timeout(BOUND, async {
+        let mut rest = Vec::new();
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            rest.push(line);
+        }
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
+        (child.wait().await.unwrap(), stdout, rest)
+    })
+    .await
+    .expect("wirecheck exits after the interrupt");
+    assert_eq!(status.code(), Some(code), "{stdout}\n{rest:?}");
+    assert!(stdout.contains("fuzz summary: "), "{stdout}");
+    assert!(stdout.contains("(interrupted)"), "{stdout}");
+    assert!(stdout.contains("0 finding(s)"), "{stdout}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains(&format!("interrupted by {signal}"))),
+        "{rest:?}"
+    );
+    let left: Vec<u32> = pids.iter().copied().filter(|&pid| !is_gone(pid)).collect();
+    assert!(left.is_empty(), "still running after {signal}: {left:?}");
+}

@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use std::sync::atomic::Ordering;
 
-use super::{EXIT_FAILED, EXIT_PASSED, EXIT_USAGE};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PASSED, EXIT_USAGE};
 use crate::duration::{format_duration, parse_duration};
 use crate::fuzz::{self, Budget, FuzzOptions};
 
@@ -28,10 +31,11 @@ pub struct FuzzArgs {
     /// Where reproducers and `findings.txt` go.
     #[arg(long, value_name = "DIR", default_value = "fuzz-findings")]
     pub out: PathBuf,
-    /// Executions in flight at once.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 1,
+    /// Executions in flight at once [default: 8 when every fuzzed server is built-in
+    /// or scripted, 1 when one is a program or an address].
+    #[arg(long, short = 'j', value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: u32,
+    pub jobs: Option<u32>,
     /// Memory growth of a `command` server, in MiB, that counts as a finding (0: do
     /// not watch memory).
     #[arg(long, value_name = "MIB", default_value_t = 512)]
@@ -57,52 +61,77 @@ pub fn fuzz_command(args: FuzzArgs) -> i32 {
         },
         seed,
         out: args.out,
-        jobs: args.jobs as usize,
+        // 0: chosen from the scenario's servers once it is loaded.
+        jobs: args.jobs.map_or(0, |n| n as usize),
         memory_limit: args.memory_limit << 20,
         stats_every: Duration::from_secs(2),
         stop_after: args.max_findings.map(|n| n as usize),
     };
-    let Some(runtime) = super::runtime(options.jobs > 1) else {
+    // The runtime has worker threads whatever `-j` is: the default is only known
+    // once the scenario is loaded, and one thread per core costs nothing at -j 1.
+    let Some(runtime) = super::runtime(true) else {
         return EXIT_USAGE;
     };
     crate::fuzz::target::install_panic_hook();
     let log = |line: &str| eprintln!("{line}");
-    let report = runtime.block_on(async {
-        tokio::select! {
-            report = fuzz::fuzz(&options, &log) => Some(report),
-            _ = tokio::signal::ctrl_c() => None,
-        }
+    let cancel = CancellationToken::new();
+    let result = runtime.block_on(async {
+        // The runner's listener: SIGINT, SIGTERM or SIGHUP cancels the run (every
+        // program is stopped, what was found is written, the summary printed); a
+        // second one kills every program at once and exits.
+        let interrupted_by = super::interrupt_listener(cancel.clone())
+            .map_err(|e| format!("cannot listen for interrupts: {e}"))?;
+        let report = fuzz::fuzz_until(&options, &log, cancel.clone()).await?;
+        Ok::<_, String>((report, interrupted_by))
     });
-    // Dropping the runtime stops every program the fuzzer started.
     drop(runtime);
-    let Some(report) = report else {
-        eprintln!("fuzz: interrupted");
-        return super::EXIT_INTERRUPTED;
-    };
-    let report = match report {
-        Ok(report) => report,
+    let (report, interrupted_by) = match result {
+        Ok(done) => done,
+        Err(message) if cancel.is_cancelled() => {
+            // Interrupted before the fuzzing started (a seed run cut short).
+            eprintln!("fuzz: interrupted: {}", message.trim_end());
+            return EXIT_INTERRUPTED;
+        }
         Err(message) => {
             eprintln!("error: {}", message.trim_end());
             return EXIT_USAGE;
         }
     };
+    let signal = interrupted_by.load(Ordering::SeqCst);
+    if report.interrupted {
+        eprintln!("fuzz: interrupted by {}", signal_name(signal));
+    }
     println!(
-        "fuzz summary: {} execs in {} ({:.0}/s), corpus {}, {} finding(s), {} restart(s), seed {}",
+        "fuzz summary: {} execs in {} ({:.0}/s, -j {}), corpus {}, {} finding(s), {} restart(s), seed {}{}",
         report.execs,
         format_duration(report.elapsed),
         report.execs_per_second(),
+        report.jobs,
         report.corpus,
         report.findings.len(),
         report.restarts,
-        report.seed
+        report.seed,
+        if report.interrupted { " (interrupted)" } else { "" }
     );
     for finding in &report.findings {
         println!("  {}", finding.line());
     }
-    if report.findings.is_empty() {
+    if !report.findings.is_empty() {
+        println!("reproducers in {}", options.out.display());
+    }
+    if report.interrupted {
+        128 + signal
+    } else if report.findings.is_empty() {
         EXIT_PASSED
     } else {
-        println!("reproducers in {}", options.out.display());
         EXIT_FAILED
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "SIGINT",
     }
 }

@@ -60,7 +60,7 @@ const MINIMIZE_TIME: Duration = Duration::from_secs(20);
 /// How long a confirmation waits for a program to show a symptom after an input.
 const CONFIRM_SETTLE: Duration = Duration::from_millis(40);
 /// Shortest reply window; the window is five times the slowest seed answer.
-const MIN_WINDOW: Duration = Duration::from_millis(1);
+const MIN_WINDOW: Duration = Duration::from_micros(300);
 
 /// How long to fuzz.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +76,7 @@ pub struct FuzzOptions {
     pub budget: Budget,
     pub seed: u64,
     pub out: PathBuf,
-    /// Executions in flight at once.
+    /// Executions in flight at once; 0 chooses (see [`default_jobs`]).
     pub jobs: usize,
     /// Memory growth of a program (bytes) that counts as a finding; 0: unchecked.
     pub memory_limit: u64,
@@ -98,8 +98,11 @@ pub struct Finding {
     pub found_at_exec: u64,
     /// The reproducer scenario.
     pub reproducer: PathBuf,
-    /// How many of [`VERIFY_RUNS`] runs of the reproducer failed.
+    /// How many runs of the reproducer failed.
     pub verified_failures: usize,
+    /// How many runs of the reproducer were made: [`VERIFY_RUNS`], fewer when the
+    /// fuzzer was interrupted while it checked them.
+    pub verify_runs: usize,
     /// The minimized input: ops and bytes sent.
     pub ops: usize,
     pub bytes: usize,
@@ -126,7 +129,7 @@ impl Finding {
             self.bytes,
             if self.confirmed { "" } else { ", not reproduced alone" },
             self.verified_failures,
-            VERIFY_RUNS
+            self.verify_runs
         )
     }
 }
@@ -140,6 +143,10 @@ pub struct FuzzReport {
     pub corpus: usize,
     pub findings: Vec<Finding>,
     pub restarts: usize,
+    /// Executions that were in flight at once.
+    pub jobs: usize,
+    /// The run was stopped by an interrupt before its budget was used up.
+    pub interrupted: bool,
 }
 
 impl FuzzReport {
@@ -184,6 +191,11 @@ struct Fuzzer<'a> {
     unconfirmed: usize,
     started: Instant,
     log: &'a (dyn Fn(&str) + Sync),
+    /// Cancelled by an interrupt: no new execution starts, a minimization stops
+    /// where it is, and what was found is written.
+    cancel: CancellationToken,
+    /// Executions in flight at once (the option, or its default).
+    jobs: usize,
 }
 
 /// Fuzzes `options.path`. `Err` is a usage problem (exit 2): a seed that fails or is
@@ -193,6 +205,19 @@ pub async fn fuzz(
     options: &FuzzOptions,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<FuzzReport, String> {
+    fuzz_until(options, log, CancellationToken::new()).await
+}
+
+/// [`fuzz`], stopped early when `cancel` is cancelled (an interrupt): the
+/// executions in flight finish, a finding being minimized is written with the
+/// smallest input reached so far, every target is stopped, and the report says
+/// `interrupted`.
+pub async fn fuzz_until(
+    options: &FuzzOptions,
+    log: &(dyn Fn(&str) + Sync),
+    cancel: CancellationToken,
+) -> Result<FuzzReport, String> {
+    let started = Instant::now();
     let scenario = scenario::load_file(&options.path).map_err(|e| e.render())?;
     check_out_dir(&options.out)?;
     let fuzzable = fuzzable_clients(&scenario)?;
@@ -200,7 +225,24 @@ pub async fn fuzz(
         "fuzz: seed {} (pass --seed {} to repeat this run)",
         options.seed, options.seed
     ));
-    check_seed(&scenario, log).await?;
+    let jobs = match options.jobs {
+        0 => default_jobs(&scenario, &fuzzable),
+        jobs => jobs,
+    };
+    let nothing_done = |interrupted| FuzzReport {
+        seed: options.seed,
+        execs: 0,
+        elapsed: started.elapsed(),
+        corpus: 0,
+        findings: Vec::new(),
+        restarts: 0,
+        jobs,
+        interrupted,
+    };
+    check_seed(&scenario, log, &cancel).await?;
+    if cancel.is_cancelled() {
+        return Ok(nothing_done(true));
+    }
     let plan =
         crate::plan::plan(&scenario).map_err(|e| format!("server `{}`: {}", e.actor, e.message))?;
     let mut targets = Vec::new();
@@ -213,13 +255,24 @@ pub async fn fuzz(
     );
     for server in plan.servers {
         names.push(server.name.to_string());
-        match Target::start(server, &addresses, options.memory_limit).await {
-            Ok(target) => targets.push(target),
-            Err(e) => {
+        let started = tokio::select! {
+            started = Target::start(server, &addresses, options.memory_limit) => Some(started),
+            // A program still starting is killed when its future is dropped.
+            () = cancel.cancelled() => None,
+        };
+        match started {
+            Some(Ok(target)) => targets.push(target),
+            Some(Err(e)) => {
                 for target in &mut targets {
                     target.stop().await;
                 }
                 return Err(e);
+            }
+            None => {
+                for target in &mut targets {
+                    target.stop().await;
+                }
+                return Ok(nothing_done(true));
             }
         }
     }
@@ -246,6 +299,8 @@ pub async fn fuzz(
         unconfirmed: 0,
         started: Instant::now(),
         log,
+        cancel: cancel.clone(),
+        jobs,
     };
     let result = async {
         fuzzer.calibrate(&fuzzable, &names).await?;
@@ -263,7 +318,29 @@ pub async fn fuzz(
         corpus: fuzzer.corpus.len(),
         restarts: fuzzer.targets.iter().map(|t| t.restarts).sum(),
         findings: fuzzer.findings,
+        jobs,
+        interrupted: cancel.is_cancelled(),
     })
+}
+
+/// Executions in flight when `-j` is not given: 8 when every server fuzzed runs in
+/// this process (built-in and scripted servers answer at once, so an execution is
+/// mostly a round trip of the kernel and several overlap well), 1 when one is a
+/// program or an outside address. Many programs serve one connection at a time;
+/// executions overlapping on such a server wait in its backlog, and their replies
+/// would come after the reply window and be counted as silence.
+pub fn default_jobs(scenario: &Scenario, fuzzable: &[(usize, usize)]) -> usize {
+    let in_process = fuzzable.iter().all(|&(_, server)| {
+        matches!(
+            scenario.servers[server].kind,
+            scenario::ServerKind::Builtin { .. } | scenario::ServerKind::Script { .. }
+        )
+    });
+    if in_process {
+        8
+    } else {
+        1
+    }
 }
 
 /// Creates `--out` and writes a file into it, so a folder that cannot take the
@@ -323,17 +400,21 @@ fn fuzzable_clients(scenario: &Scenario) -> Result<Vec<(usize, usize)>, String> 
 /// Runs the seed scenario [`SEED_RUNS`] times with the ordinary runner; it must pass
 /// every time. A seed that fails would make every finding meaningless; one that is
 /// flaky would make findings that are the flakiness.
-async fn check_seed(scenario: &Scenario, log: &(dyn Fn(&str) + Sync)) -> Result<(), String> {
+/// An interrupt ends the check early with `Ok`; the caller looks at `cancel`.
+async fn check_seed(
+    scenario: &Scenario,
+    log: &(dyn Fn(&str) + Sync),
+    cancel: &CancellationToken,
+) -> Result<(), String> {
     let mut failed = None;
     let mut passed = 0;
     for run in 1..=SEED_RUNS {
-        let outcome = crate::runner::run_scenario(
-            scenario,
-            run,
-            CancellationToken::new(),
-            EventStream::disabled(),
-        )
-        .await;
+        let outcome =
+            crate::runner::run_scenario(scenario, run, cancel.clone(), EventStream::disabled())
+                .await;
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
         match &outcome.failure {
             None => passed += 1,
             Some(failure) => {
@@ -415,7 +496,7 @@ impl Fuzzer<'_> {
         }
         self.windows.reply = (slowest * 5).clamp(MIN_WINDOW, self.scenario.step_timeout);
         (self.log)(&format!(
-            "fuzz: {} seed input(s) from {}; targets: {}; reply window {}",
+            "fuzz: {} seed input(s) from {}; targets: {}; reply window {}; -j {}",
             self.seeds.len(),
             self.scenario.path.display(),
             self.targets
@@ -423,7 +504,8 @@ impl Fuzzer<'_> {
                 .map(|t| format!("`{}` at {}", t.name, t.addr))
                 .collect::<Vec<_>>()
                 .join(", "),
-            format_duration(self.windows.reply)
+            format_duration(self.windows.reply),
+            self.jobs
         ));
         Ok(())
     }
@@ -459,7 +541,7 @@ impl Fuzzer<'_> {
     }
 
     async fn run(&mut self) -> Result<(), String> {
-        let jobs = self.options.jobs.max(1);
+        let jobs = self.jobs.max(1);
         // Executions finish in the order they started (the first is awaited while
         // the others keep running), so the corpus grows in the same order on every
         // run and `--seed` replays the same inputs whatever `-j` is.
@@ -471,7 +553,8 @@ impl Fuzzer<'_> {
         let mut last_stats = Instant::now();
         let mut last_memory = Instant::now();
         loop {
-            while in_flight.len() < jobs && self.budget_left(spawned) {
+            while in_flight.len() < jobs && self.budget_left(spawned) && !self.cancel.is_cancelled()
+            {
                 let entry = self.next_input();
                 let addr = self.targets[entry.target].addr;
                 let input = entry.input.clone();
@@ -660,6 +743,9 @@ impl Fuzzer<'_> {
         let mut culprit = None;
         if symptom.kind != Kind::MemoryGrowth {
             for candidate in candidates.iter().take(RECENT) {
+                if self.cancel.is_cancelled() {
+                    break;
+                }
                 if self.reproduces(target, &candidate.input, &key).await {
                     culprit = Some(candidate.clone());
                     break;
@@ -701,7 +787,7 @@ impl Fuzzer<'_> {
         std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         // The reproducer runs its own copy of the server; ours stays down meanwhile
         // only if it is a program that crashed, which the restart below handles.
-        let verified_failures = verify(&file).await;
+        let (verified_failures, verify_runs) = verify(&file, &self.cancel).await;
         let bytes = entry.input.ops.iter().map(|op| op.wire_bytes().len()).sum();
         let finding = Finding {
             number,
@@ -710,6 +796,7 @@ impl Fuzzer<'_> {
             found_at_exec,
             reproducer: file,
             verified_failures,
+            verify_runs,
             ops: entry.input.ops.len(),
             bytes,
             confirmed,
@@ -799,7 +886,10 @@ impl Fuzzer<'_> {
             let mut reduced = false;
             let mut start = 0;
             while start < items.len() {
-                if *tests >= MINIMIZE_TESTS || started.elapsed() >= MINIMIZE_TIME {
+                if *tests >= MINIMIZE_TESTS
+                    || started.elapsed() >= MINIMIZE_TIME
+                    || self.cancel.is_cancelled()
+                {
                     return items;
                 }
                 let end = (start + chunk).min(items.len());
@@ -832,24 +922,29 @@ impl Fuzzer<'_> {
 }
 
 /// Runs the reproducer [`VERIFY_RUNS`] times with the ordinary runner; returns how
-/// many runs failed (all of them, for a good reproducer).
-async fn verify(file: &Path) -> usize {
+/// many runs failed (all of them, for a good reproducer) and how many were made
+/// (fewer after an interrupt: a run cut short proves nothing and is not counted).
+async fn verify(file: &Path, cancel: &CancellationToken) -> (usize, usize) {
     let Ok(scenario) = scenario::load_file(file) else {
-        return 0;
+        return (0, VERIFY_RUNS);
     };
     let scenario = Arc::new(scenario);
     let mut failures = 0;
+    let mut runs = 0;
     for run in 1..=VERIFY_RUNS {
-        let outcome = crate::runner::run_scenario(
-            &scenario,
-            run,
-            CancellationToken::new(),
-            EventStream::disabled(),
-        )
-        .await;
+        if cancel.is_cancelled() {
+            break;
+        }
+        let outcome =
+            crate::runner::run_scenario(&scenario, run, cancel.clone(), EventStream::disabled())
+                .await;
+        if cancel.is_cancelled() {
+            break;
+        }
+        runs += 1;
         if !outcome.passed() {
             failures += 1;
         }
     }
-    failures
+    (failures, runs)
 }
