@@ -302,18 +302,23 @@ async fn a_seed_without_a_fuzzable_client_is_refused() {
         "seed.toml",
         r#"
 [servers.srv]
-script = [ { expect = "hi" } ]
+builtin = "echo"
+
+[proxies.p]
+to = "srv"
 
 [[clients]]
-connect = "srv"
-script = [ { send = "hi" } ]
+name = "through"
+connect = "p"
+script = [ { send = "hi" }, { expect = "hi" } ]
 "#,
     )]);
     let out = dir.path().join("out");
     let error = fuzz_within(&options(dir.path().join("seed.toml"), &out, 10, 1))
         .await
         .unwrap_err();
-    assert!(error.contains("is scripted"), "{error}");
+    assert!(error.contains("no client to fuzz with"), "{error}");
+    assert!(error.contains("`through` (behind a proxy)"), "{error}");
 }
 
 /// An echo server with a family: a child and a `setsid` child (a group of its
@@ -466,4 +471,138 @@ async fn an_interrupt_stops_the_server_and_its_descendants_and_prints_the_summar
     );
     let left: Vec<u32> = pids.iter().copied().filter(|&pid| !is_gone(pid)).collect();
     assert!(left.is_empty(), "still running after {signal}: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_server_is_fuzzed_on_every_connection() {
+    let dir = folder(&[(
+        "seed.toml",
+        r#"
+name = "a scripted server answers ping"
+[servers.srv]
+script = [ { wait = "sent" }, { expect = "ping" }, { send = "pong" } ]
+
+[[clients]]
+connect = "srv"
+script = [ { send = "ping" }, { signal = "sent" }, { expect = "pong" } ]
+"#,
+    )]);
+    let out = dir.path().join("findings");
+    let mut options = options(dir.path().join("seed.toml"), &out, 600, 4);
+    options.jobs = 0;
+    let report = fuzz_within(&options)
+        .await
+        .expect("a scripted seed is fuzzed");
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.execs, 600);
+    assert_eq!(report.jobs, 8, "a scripted server runs in-process");
+    // Mutated pings got other answers than the seed's (no answer, a close).
+    assert!(report.corpus > 2, "corpus of {}", report.corpus);
+}
+
+/// A UDP server with a planted bug: a datagram that is not UTF-8 kills it.
+const UDP_UPPER: &str = r#"
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    data, peer = sock.recvfrom(65536)
+    sock.sendto(data.decode("utf-8").upper().encode("utf-8"), peer)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_server_is_fuzzed_with_datagrams_and_its_crash_reproduced() {
+    let dir = folder(&[
+        ("udp_upper.py", UDP_UPPER),
+        (
+            "seed.toml",
+            r#"
+name = "a UDP server answers in upper case"
+[servers.upper]
+command = ["python3", "udp_upper.py", "{port}"]
+proto = "udp"
+
+[[clients]]
+connect = "upper"
+script = [ { send = "hello" }, { expect = "HELLO" }, { send = "größe" }, { expect = "GRÖSSE" } ]
+"#,
+        ),
+    ]);
+    let out = dir.path().join("findings");
+    let mut options = options(dir.path().join("seed.toml"), &out, 3000, 9);
+    options.stop_after = Some(1);
+    let report = fuzz_within(&options).await.expect("a UDP seed is fuzzed");
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    let finding = &report.findings[0];
+    assert_eq!(finding.symptom.kind, Kind::PythonTraceback);
+    assert!(
+        finding
+            .symptom
+            .signature
+            .starts_with("UnicodeDecodeError at udp_upper.py"),
+        "{}",
+        finding.symptom.signature
+    );
+    assert!(finding.confirmed);
+    assert_eq!(finding.verified_failures, finding.verify_runs);
+    let reproducer = std::fs::read_to_string(&finding.reproducer).unwrap();
+    assert!(!reproducer.contains("connect = true"), "{reproducer}");
+    let run = wirecheck(&["run", finding.reproducer.to_str().unwrap(), "--repeat", "3"]).await;
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stdout));
+    assert!(
+        text(&run.stdout).contains("0 passed, 3 failed"),
+        "{}",
+        text(&run.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_literal_address_fuzzes_the_server_there() {
+    // A server outside the scenario: an echo loop of this test, counting the
+    // connections it accepts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    let dir = folder(&[(
+        "seed.toml",
+        &format!(
+            r#"
+name = "an echo server at a literal address"
+[[clients]]
+connect = "{addr}"
+script = [ {{ send = "ping" }}, {{ expect = "ping" }} ]
+"#
+        ),
+    )]);
+    let out = dir.path().join("findings");
+    let options = options(dir.path().join("seed.toml"), &out, 300, 2);
+    let report = fuzz_within(&options)
+        .await
+        .expect("a literal address is fuzzed");
+    server.abort();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.execs, 300);
+    assert_eq!(
+        report.jobs, 1,
+        "a server outside wirecheck gets one execution at a time"
+    );
+    // The seed's three runs, the calibration and every execution connected there.
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 300 + 3,
+        "{} connections",
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    );
 }

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 
 use super::input::{Input, Op};
 use crate::net::is_reset;
 use crate::runner::split_chunks;
+use crate::vocab::Proto;
 
 /// The wait of a read once the execution has stalled: long enough to take what
 /// already sits in the socket, not to wait for more.
@@ -105,8 +106,21 @@ pub struct Windows {
     pub connect: Duration,
 }
 
-/// Replays `input` against `addr`. Never fails: what went wrong is the observation.
-pub async fn execute(addr: SocketAddr, input: &Input, windows: Windows) -> Observation {
+/// Replays `input` against the server at `addr` (one TCP connection, or UDP
+/// datagrams). Never fails: what went wrong is the observation.
+pub async fn execute(
+    addr: SocketAddr,
+    proto: Proto,
+    input: &Input,
+    windows: Windows,
+) -> Observation {
+    match proto {
+        Proto::Tcp => execute_tcp(addr, input, windows).await,
+        Proto::Udp => execute_udp(addr, input, windows).await,
+    }
+}
+
+async fn execute_tcp(addr: SocketAddr, input: &Input, windows: Windows) -> Observation {
     let mut observation = Observation::default();
     let stream = match tokio::time::timeout(windows.connect, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => stream,
@@ -339,6 +353,148 @@ async fn pause_between_pieces(pause: Duration) {
     let started = std::time::Instant::now();
     while started.elapsed() < pause {
         tokio::task::yield_now().await;
+    }
+}
+
+/// Replays `input` as datagrams to the UDP server at `addr`: each write (each
+/// piece of a rechunked one) is one datagram, as a scenario's UDP `send` is; each
+/// read takes one datagram. A datagram has no connection to end, so an end of the
+/// input (close, reset, half-close, an `expect_eof`) only stops the replay. An
+/// ICMP "port unreachable" (the server is gone) is `Refused`.
+async fn execute_udp(addr: SocketAddr, input: &Input, windows: Windows) -> Observation {
+    let mut observation = Observation::default();
+    let local: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::LOCALHOST, 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    };
+    let socket = match UdpSocket::bind(local).await {
+        Ok(socket) if socket.connect(addr).await.is_ok() => socket,
+        _ => {
+            observation.refused = true;
+            observation.replies.push(Reply::Refused);
+            return observation;
+        }
+    };
+    let mut buffer = vec![0; 64 * 1024];
+    let mut window = windows.reply;
+    for op in &input.ops {
+        let sent = match op {
+            Op::Write {
+                bytes,
+                chunks,
+                pause,
+            } => send_datagrams(&socket, bytes, chunks, *pause).await,
+            Op::Frame { chunks, pause, .. } => {
+                send_datagrams(&socket, &op.wire_bytes(), chunks, *pause).await
+            }
+            Op::Read { want } => {
+                let reply = recv_datagram(&socket, &mut buffer, *want, window).await;
+                observation.replies.push(reply);
+                match reply {
+                    Reply::Nothing => {
+                        observation.stalls += 1;
+                        window = NO_WAIT;
+                    }
+                    Reply::Refused => {
+                        observation.refused = true;
+                        return observation;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            Op::Pause(d) => {
+                tokio::time::sleep(*d).await;
+                Ok(())
+            }
+            Op::ReadEnd => Ok(()),
+            Op::Shutdown(_) | Op::Close | Op::Reset => break,
+        };
+        if sent.is_err() {
+            observation.refused = true;
+            observation.replies.push(Reply::Refused);
+            return observation;
+        }
+    }
+    observation
+}
+
+/// Sends `bytes` as datagrams of the chunk sizes (one datagram without chunks);
+/// `Err` when the server's port is unreachable.
+async fn send_datagrams(
+    socket: &UdpSocket,
+    bytes: &[u8],
+    chunks: &[usize],
+    pause: Duration,
+) -> Result<(), ()> {
+    let pieces = split_chunks(&Bytes::copy_from_slice(bytes), chunks);
+    let mut sent = 0;
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 && i < MAX_PAUSED_PIECES && !pause.is_zero() {
+            pause_between_pieces(pause).await;
+        }
+        let piece = if i + 1 == MAX_PIECES {
+            &bytes[sent..]
+        } else {
+            &piece[..]
+        };
+        sent += piece.len();
+        match socket.send(piece).await {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(()),
+            // A datagram too large for the socket is a mutation's excess, not the
+            // server's doing: it is simply not sent.
+            _ => {}
+        }
+        if i + 1 == MAX_PIECES {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Waits up to `window` for one datagram (spinning under [`SPIN_BELOW`], like a
+/// TCP read) and classifies it against the `want` bytes the seed got there.
+async fn recv_datagram(
+    socket: &UdpSocket,
+    buffer: &mut [u8],
+    want: usize,
+    window: Duration,
+) -> Reply {
+    let received = if window >= SPIN_BELOW {
+        tokio::time::timeout(window, socket.recv(buffer))
+            .await
+            .map_err(|_| ())
+    } else {
+        let started = std::time::Instant::now();
+        loop {
+            match socket.try_recv(buffer) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => break Ok(other),
+            }
+            if started.elapsed() >= window {
+                let ready = std::future::poll_fn(|cx| match socket.poll_recv_ready(cx) {
+                    std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+                    std::task::Poll::Pending => std::task::Poll::Ready(None),
+                })
+                .await;
+                break match ready {
+                    Some(Ok(())) => match socket.try_recv(buffer) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(()),
+                        other => Ok(other),
+                    },
+                    Some(Err(e)) => Ok(Err(e)),
+                    None => Err(()),
+                };
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    match received {
+        Err(()) => Reply::Nothing,
+        Ok(Ok(n)) => Reply::data(&buffer[..n], want),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Reply::Refused,
+        Ok(Err(_)) => Reply::Eof,
     }
 }
 

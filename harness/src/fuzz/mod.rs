@@ -35,7 +35,6 @@ use crate::duration::format_duration;
 use crate::event::EventStream;
 use crate::report::render_failure;
 use crate::scenario::{self, Scenario, Target as ClientTarget};
-use crate::vocab::Proto;
 use exec::{Observation, Reply, Windows};
 use input::Input;
 use symptom::{Kind, Symptom};
@@ -229,6 +228,10 @@ pub async fn fuzz_until(
         0 => default_jobs(&scenario, &fuzzable),
         jobs => jobs,
     };
+    let settings = target::ScriptSettings {
+        step_timeout: scenario.step_timeout,
+        unread: scenario.unread,
+    };
     let nothing_done = |interrupted| FuzzReport {
         seed: options.seed,
         execs: 0,
@@ -253,10 +256,12 @@ pub async fn fuzz_until(
             .map(|s| (s.name.to_string(), s.addr))
             .collect(),
     );
+    let planned: Vec<(std::net::SocketAddr, crate::vocab::Proto)> =
+        plan.servers.iter().map(|s| (s.addr, s.proto)).collect();
     for server in plan.servers {
         names.push(server.name.to_string());
         let started = tokio::select! {
-            started = Target::start(server, &addresses, options.memory_limit) => Some(started),
+            started = Target::start(server, &addresses, options.memory_limit, settings) => Some(started),
             // A program still starting is killed when its future is dropped.
             () = cancel.cancelled() => None,
         };
@@ -276,6 +281,34 @@ pub async fn fuzz_until(
             }
         }
     }
+    // A client that connects to a literal address goes to the server planned
+    // there, or to a server outside the scenario at that address.
+    let fuzzable: Vec<(usize, usize)> = fuzzable
+        .into_iter()
+        .map(|(client, aim)| {
+            let target = match aim {
+                Aim::Server(index) => index,
+                Aim::Address(addr) => {
+                    let proto = scenario.clients[client].proto;
+                    match planned.iter().position(|(a, p)| *a == addr && *p == proto) {
+                        Some(index) => index,
+                        None => match targets
+                            .iter()
+                            .position(|t| t.addr == addr && t.proto == proto)
+                        {
+                            Some(index) => index,
+                            None => {
+                                targets.push(Target::outside(addr, proto));
+                                names.push(addr.to_string());
+                                targets.len() - 1
+                            }
+                        },
+                    }
+                }
+            };
+            (client, target)
+        })
+        .collect();
     let step_timeout = scenario.step_timeout;
     let mut fuzzer = Fuzzer {
         options,
@@ -329,12 +362,13 @@ pub async fn fuzz_until(
 /// program or an outside address. Many programs serve one connection at a time;
 /// executions overlapping on such a server wait in its backlog, and their replies
 /// would come after the reply window and be counted as silence.
-pub fn default_jobs(scenario: &Scenario, fuzzable: &[(usize, usize)]) -> usize {
-    let in_process = fuzzable.iter().all(|&(_, server)| {
-        matches!(
-            scenario.servers[server].kind,
+fn default_jobs(scenario: &Scenario, fuzzable: &[(usize, Aim)]) -> usize {
+    let in_process = fuzzable.iter().all(|(_, aim)| match aim {
+        Aim::Server(server) => matches!(
+            scenario.servers[*server].kind,
             scenario::ServerKind::Builtin { .. } | scenario::ServerKind::Script { .. }
-        )
+        ),
+        Aim::Address(_) => false,
     });
     if in_process {
         8
@@ -355,37 +389,40 @@ fn check_out_dir(out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The clients whose scripts become seed inputs: TCP clients of a server of the
-/// scenario (by index), or an error saying why there are none.
-fn fuzzable_clients(scenario: &Scenario) -> Result<Vec<(usize, usize)>, String> {
+/// Where a fuzzable client's connections go.
+#[derive(Debug, Clone, Copy)]
+enum Aim {
+    /// A server of the scenario, by index.
+    Server(usize),
+    /// A literal address (`connect = "127.0.0.1:9000"`).
+    Address(std::net::SocketAddr),
+}
+
+/// The clients whose scripts become seed inputs (TCP and UDP clients of a server
+/// of the scenario or of a literal address, by index), or an error saying why
+/// there are none. Clients behind a proxy are left out: the fuzzer goes to the
+/// servers directly.
+fn fuzzable_clients(scenario: &Scenario) -> Result<Vec<(usize, Aim)>, String> {
     let mut fuzzable = Vec::new();
     let mut skipped = Vec::new();
     for (index, client) in scenario.clients.iter().enumerate() {
-        let server = match &client.connect {
-            ClientTarget::Server(name) => scenario.servers.iter().position(|s| &s.name == name),
-            // Fuzzing goes to servers directly; a client behind a proxy is left out.
-            ClientTarget::Address(_) | ClientTarget::Proxy(_) => None,
+        let aim = match &client.connect {
+            ClientTarget::Server(name) => scenario
+                .servers
+                .iter()
+                .position(|s| &s.name == name)
+                .map(Aim::Server),
+            ClientTarget::Address(addr) => Some(Aim::Address(*addr)),
+            ClientTarget::Proxy(_) => None,
         };
-        match server {
-            Some(server) if client.proto == Proto::Tcp => fuzzable.push((index, server)),
-            Some(_) => skipped.push(format!("`{}` (UDP)", client.name)),
-            None => skipped.push(format!("`{}` (connects to a literal address)", client.name)),
+        match aim {
+            Some(aim) => fuzzable.push((index, aim)),
+            None => skipped.push(format!("`{}` (behind a proxy)", client.name)),
         }
-    }
-    if let Some(server) = scenario
-        .servers
-        .iter()
-        .find(|s| matches!(s.kind, scenario::ServerKind::Script { .. }))
-    {
-        return Err(format!(
-            "{}: server `{}` is scripted; `wirecheck fuzz` fuzzes built-in servers, `command` programs and `address` servers",
-            scenario.path.display(),
-            server.name
-        ));
     }
     if fuzzable.is_empty() {
         return Err(format!(
-            "{}: no client to fuzz with: the seed inputs are the scripts of TCP clients that connect to a server of the scenario{}",
+            "{}: no client to fuzz with: the seed inputs are the scripts of clients that connect to a server of the scenario or to an address{}",
             scenario.path.display(),
             if skipped.is_empty() {
                 String::new()
@@ -467,11 +504,12 @@ impl Fuzzer<'_> {
                 client,
                 target,
             };
-            let addr = self.targets[target].addr;
+            let (addr, proto) = (self.targets[target].addr, self.targets[target].proto);
             let mut answered = Vec::new();
             for _ in 0..5 {
                 let started = Instant::now();
-                let observation = exec::execute(addr, &entry.input, self.probe_windows).await;
+                let observation =
+                    exec::execute(addr, proto, &entry.input, self.probe_windows).await;
                 let reads = observation.replies.len().max(1) as u32;
                 slowest = slowest.max(started.elapsed() / reads);
                 if observation.refused {
@@ -557,9 +595,11 @@ impl Fuzzer<'_> {
             {
                 let entry = self.next_input();
                 let addr = self.targets[entry.target].addr;
+                let proto = self.targets[entry.target].proto;
                 let input = entry.input.clone();
                 let windows = self.windows;
-                let task = tokio::spawn(async move { exec::execute(addr, &input, windows).await });
+                let task =
+                    tokio::spawn(async move { exec::execute(addr, proto, &input, windows).await });
                 in_flight.push_back((task, entry));
                 spawned += 1;
             }
@@ -669,8 +709,14 @@ impl Fuzzer<'_> {
     /// read the seed had answered got nothing.
     async fn probe(&mut self, index: usize) -> bool {
         let seed = &self.seeds[index];
-        let addr = self.targets[seed.entry.target].addr;
-        let observation = exec::execute(addr, &seed.entry.input, self.probe_windows).await;
+        let target = &self.targets[seed.entry.target];
+        let observation = exec::execute(
+            target.addr,
+            target.proto,
+            &seed.entry.input,
+            self.probe_windows,
+        )
+        .await;
         if observation.refused {
             return false;
         }
@@ -688,8 +734,8 @@ impl Fuzzer<'_> {
                 return Some(Symptom::new(Kind::Crash, "restart failed", e));
             }
         }
-        let addr = self.targets[target].addr;
-        exec::execute(addr, input, self.windows).await;
+        let (addr, proto) = (self.targets[target].addr, self.targets[target].proto);
+        exec::execute(addr, proto, input, self.windows).await;
         let settle = Instant::now();
         while settle.elapsed() < CONFIRM_SETTLE {
             if let Some(symptom) = self.targets[target].check(false).await {

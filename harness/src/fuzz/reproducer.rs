@@ -54,6 +54,31 @@ pub fn render(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     if let Some(servers) = doc.get_mut("servers").and_then(Item::as_table_like_mut) {
+        // A scripted server runs its script on as many connections as it was told
+        // to accept: the fuzzed one gets the reproducer's two clients; the others
+        // have no client left and would wait for one until the scenario's timeout.
+        let target = match &client.connect {
+            Target::Server(name) => Some(name.as_str()),
+            _ => None,
+        };
+        let idle: Vec<String> = seed
+            .servers
+            .iter()
+            .filter(|s| matches!(s.kind, crate::scenario::ServerKind::Script { .. }))
+            .filter(|s| Some(s.name.as_str()) != target)
+            .map(|s| s.name.clone())
+            .collect();
+        for name in &idle {
+            servers.remove(name);
+        }
+        if let Some(table) = target
+            .and_then(|name| servers.get_mut(name))
+            .and_then(Item::as_table_like_mut)
+        {
+            if table.contains_key("script") && client.proto == crate::vocab::Proto::Tcp {
+                table.insert("connections", Item::Value(Value::from(2i64)));
+            }
+        }
         for (name, server) in servers.iter_mut() {
             let Some(table) = server.as_table_like_mut() else {
                 continue;
@@ -91,11 +116,14 @@ fn clients(client: &ClientSpec, input: &Input) -> String {
         Target::Address(addr) => toml_string(&addr.to_string()),
     };
     let mut text = String::new();
-    let resets = input.ops.iter().any(|op| matches!(op, Op::Reset));
+    let udp = client.proto == crate::vocab::Proto::Udp;
+    // A client's proto defaults to its server's; a literal address needs it said.
+    let proto = if udp { "\nproto = \"udp\"" } else { "" };
+    let resets = !udp && input.ops.iter().any(|op| matches!(op, Op::Reset));
     let _ = writeln!(text, "\n# The input the fuzzer found, minimized.");
     let _ = writeln!(
         text,
-        "[[clients]]\nname = \"fuzz-input\"\nconnect = {connect}"
+        "[[clients]]\nname = \"fuzz-input\"\nconnect = {connect}{proto}"
     );
     if resets {
         let _ = writeln!(text, "linger = \"0s\"  # its close is a reset");
@@ -112,8 +140,13 @@ fn clients(client: &ClientSpec, input: &Input) -> String {
     let _ = writeln!(text, "  {{ signal = \"{INPUT_SENT}\" }},\n]");
     let _ = writeln!(
         text,
-        "\n# The seed's own script, which passes against a healthy server.\n[[clients]]\nname = \"seed-after-input\"\nconnect = {connect}\nscript = [\n  {{ wait = \"{INPUT_SENT}\" }},\n  {{ connect = true }},"
+        "\n# The seed's own script, which passes against a healthy server.\n[[clients]]\nname = \"seed-after-input\"\nconnect = {connect}{proto}\nscript = [\n  {{ wait = \"{INPUT_SENT}\" }},"
     );
+    if !udp {
+        // Connecting only now: the input has been sent (and may have broken the
+        // server) before the seed's connection exists.
+        let _ = writeln!(text, "  {{ connect = true }},");
+    }
     for step in &client.script {
         if matches!(step.action, Action::Connect) {
             continue;

@@ -4,8 +4,9 @@
 //! A `command` server runs through the runner's own process handling (its process
 //! group, readiness rules and cleanup), with its output arriving as the run's
 //! `ProcessOutput` events; a subscriber of that stream scans each line for crash
-//! reports. A built-in server runs in this process on the plan's bound socket; a
-//! panic in it is caught by the fuzz command's panic hook.
+//! reports. A built-in server runs in this process on the plan's bound socket, and
+//! so does a scripted one (its script on every connection, through the runner's
+//! own actors); a panic in either is caught by the fuzz command's panic hook.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -17,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::symptom::{normalize, Kind, Scanner, Symptom};
 use crate::event::{Event, EventKind, EventStream, Interest, RunSubscriber};
+use crate::plan::Script;
 use crate::plan::{PlannedServer, PlannedServerKind};
 use crate::programs::process::{Launch, Program};
 use crate::runner::OutputTail;
-use crate::scenario::CommandSpec;
+use crate::scenario::{CommandSpec, UnreadPolicy};
 use crate::servers::{self, BuiltinConfig, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
 
@@ -131,7 +133,23 @@ enum Running {
         /// Resident memory right after the last start, in bytes.
         baseline: u64,
     },
+    Script {
+        script: Script,
+        options: SocketOptions,
+        /// The scenario's `step_timeout` and `unread`, which the script runs with.
+        step_timeout: Duration,
+        unread: UnreadPolicy,
+        shutdown: CancellationToken,
+        task: JoinHandle<()>,
+    },
     Address,
+}
+
+/// What a scripted server's actors need from the scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptSettings {
+    pub step_timeout: Duration,
+    pub unread: UnreadPolicy,
 }
 
 /// One server of the scenario under fuzz.
@@ -156,13 +174,20 @@ impl Target {
         server: PlannedServer,
         addresses: &Arc<HashMap<String, SocketAddr>>,
         memory_limit: u64,
+        settings: ScriptSettings,
     ) -> Result<Self, String> {
         let watch = Arc::new(Mutex::new(Watch::default()));
         let name = Arc::clone(&server.name);
         let running = match server.kind {
             PlannedServerKind::Builtin { config, bound } => {
                 let shutdown = CancellationToken::new();
-                let task = spawn_builtin(&name, config.clone(), bound, server.options.clone(), &shutdown);
+                let task = spawn_builtin(
+                    &name,
+                    config.clone(),
+                    bound,
+                    server.options.clone(),
+                    &shutdown,
+                );
                 Running::Builtin {
                     config,
                     options: server.options,
@@ -190,10 +215,24 @@ impl Target {
                 }
             }
             PlannedServerKind::Address => Running::Address,
-            PlannedServerKind::Script { .. } => {
-                return Err(format!(
-                    "server `{name}` is scripted; `wirecheck fuzz` fuzzes built-in servers, `command` programs and `address` servers"
-                ))
+            PlannedServerKind::Script { script, bound, .. } => {
+                let shutdown = CancellationToken::new();
+                let task = spawn_script(
+                    &name,
+                    Arc::clone(&script),
+                    bound,
+                    server.options.clone(),
+                    settings,
+                    &shutdown,
+                );
+                Running::Script {
+                    script,
+                    options: server.options,
+                    step_timeout: settings.step_timeout,
+                    unread: settings.unread,
+                    shutdown,
+                    task,
+                }
             }
         };
         let mut target = Self {
@@ -210,6 +249,21 @@ impl Target {
             target.launch().await?;
         }
         Ok(target)
+    }
+
+    /// A server outside the scenario, at the literal address a client connects to:
+    /// never started, stopped or restarted (like an `address` server).
+    pub fn outside(addr: SocketAddr, proto: Proto) -> Self {
+        Self {
+            name: Arc::from(addr.to_string()),
+            proto,
+            addr,
+            running: Running::Address,
+            watch: Arc::new(Mutex::new(Watch::default())),
+            restarts: 0,
+            suspect: false,
+            memory_limit: 0,
+        }
     }
 
     /// Starts the program (again) on a fresh port, with the readiness rules of a
@@ -297,6 +351,37 @@ impl Target {
                 take_panics();
                 Ok(())
             }
+            Running::Script {
+                script,
+                options,
+                step_timeout,
+                unread,
+                shutdown,
+                task,
+            } => {
+                if task.is_finished() {
+                    let bound =
+                        servers::bind(self.proto, SocketAddr::new(self.addr.ip(), 0), options)
+                            .map_err(|e| {
+                                format!("cannot bind a new socket for `{}`: {e}", self.name)
+                            })?;
+                    self.addr = bound.local_addr().map_err(|e| e.to_string())?;
+                    let settings = ScriptSettings {
+                        step_timeout: *step_timeout,
+                        unread: *unread,
+                    };
+                    *task = spawn_script(
+                        &self.name,
+                        Arc::clone(script),
+                        bound,
+                        options.clone(),
+                        settings,
+                        shutdown,
+                    );
+                }
+                take_panics();
+                Ok(())
+            }
             Running::Address => Ok(()),
         }
     }
@@ -358,7 +443,7 @@ impl Target {
                 }
                 None
             }
-            Running::Builtin { .. } => take_panics().into_iter().next(),
+            Running::Builtin { .. } | Running::Script { .. } => take_panics().into_iter().next(),
             Running::Address => None,
         }
     }
@@ -377,7 +462,7 @@ impl Target {
                 }
                 log.close();
             }
-            Running::Builtin { shutdown, task, .. } => {
+            Running::Builtin { shutdown, task, .. } | Running::Script { shutdown, task, .. } => {
                 shutdown.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
             }
@@ -402,6 +487,25 @@ fn spawn_builtin(
     tokio::spawn(async move {
         let _ = task.await;
     })
+}
+
+fn spawn_script(
+    name: &Arc<str>,
+    script: Script,
+    bound: servers::Bound,
+    options: SocketOptions,
+    settings: ScriptSettings,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(crate::runner::serve_script_until(
+        Arc::clone(name),
+        bound,
+        options,
+        script,
+        settings.step_timeout,
+        settings.unread,
+        shutdown.clone(),
+    ))
 }
 
 /// Resident memory of every process in the group, in bytes (from /proc).

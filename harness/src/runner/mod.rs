@@ -1125,6 +1125,131 @@ async fn script_server(
     Ok(())
 }
 
+/// A scripted server as `wirecheck fuzz` runs it, until `shutdown`: TCP runs the
+/// script on every connection it accepts (however many; `connections` is for
+/// runs), UDP runs it on its socket again each time it ends. A script that fails
+/// on what a fuzzed connection sent is what fuzzing expects and is not reported;
+/// a panic of an actor reaches the fuzzer's panic hook. Every signal the script
+/// waits for counts as raised from the start: the fuzzer replays one client's
+/// bytes, not the scenario's order between actors.
+pub async fn serve_script_until(
+    name: Arc<str>,
+    bound: Bound,
+    options: SocketOptions,
+    script: Script,
+    step_timeout: Duration,
+    unread: UnreadPolicy,
+    shutdown: CancellationToken,
+) {
+    let context = Arc::new(RunContext {
+        log: EventStream::disabled(),
+        signals: Signals::default(),
+        step_timeout,
+        board: Board::default(),
+        output: OutputTail::default(),
+        unread,
+        variables: Variables::default(),
+        capturers: Arc::default(),
+        addresses: std::sync::OnceLock::new(),
+        notes: Mutex::default(),
+        parked: Mutex::new(Vec::new()),
+    });
+    for step in script.iter() {
+        if let crate::scenario::Action::Wait(signal) = &step.action {
+            context.signals.raise(signal);
+        }
+    }
+    let listener = match bound {
+        Bound::Udp(socket) => {
+            let Ok(local) = socket.local_addr() else {
+                return;
+            };
+            let Ok(socket) = socket.into_std() else {
+                return;
+            };
+            loop {
+                let Ok(copy) = socket.try_clone().and_then(tokio::net::UdpSocket::from_std) else {
+                    return;
+                };
+                let recorder = Recorder {
+                    log: context.log.clone(),
+                    actor: Arc::clone(&name),
+                    conn: context.log.next_conn_id(),
+                };
+                let conn = Conn::Udp {
+                    socket: copy,
+                    recorder,
+                    local,
+                    peer: None,
+                    connected: false,
+                };
+                let actor = Actor::new(
+                    Arc::clone(&name),
+                    conn,
+                    options.clone(),
+                    Arc::clone(&context),
+                );
+                tokio::select! {
+                    _ = actor.run(&script) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                release_parked(&context);
+                // A script that ends at once must not spin the thread.
+                tokio::task::yield_now().await;
+            }
+        }
+        Bound::Tcp(listener) => listener,
+    };
+    let mut incoming = accept_exactly(listener, usize::MAX, options.clone(), Arc::clone(&name));
+    let mut sessions = JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            next = incoming.next() => next,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {
+                release_parked(&context);
+                continue;
+            }
+            () = shutdown.cancelled() => break,
+        };
+        let Some(Ok(Accepted {
+            stream,
+            peer,
+            local,
+        })) = next
+        else {
+            break;
+        };
+        let recorder = Recorder {
+            log: context.log.clone(),
+            actor: Arc::clone(&name),
+            conn: context.log.next_conn_id(),
+        };
+        recorder.record(EventKind::Accept {
+            conn: recorder.conn,
+            local,
+            peer,
+        });
+        let actor = Actor::new(
+            Arc::clone(&name),
+            Conn::Tcp { stream, recorder },
+            options.clone(),
+            Arc::clone(&context),
+        );
+        let script = Arc::clone(&script);
+        sessions.spawn(async move { actor.run(&script).await });
+    }
+    sessions.shutdown().await;
+}
+
+/// Closes the sockets failed actors left open. A run keeps them until its end (see
+/// [`RunContext::parked`]); a fuzzed server has no end, and would keep one per
+/// failed connection.
+fn release_parked(context: &RunContext) {
+    drop(std::mem::take(
+        &mut *context.parked.lock().unwrap_or_else(|e| e.into_inner()),
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
