@@ -2,22 +2,27 @@
 //! direction through its fault pipeline.
 //!
 //! Each connection is one task running two pumps (client to server, server to
-//! client). A pump reads only while its pipeline holds less than [`MAX_HELD`]
-//! bytes, so a `latency` or `coalesce` queue pushes back on the sender (TCP flow
-//! control does the rest) instead of growing; it reads into a per-thread scratch
-//! buffer and keeps exactly the bytes read, so an idle connection costs no buffer.
-//! Half-closes are forwarded as half-closes, resets as resets (linger 0), and when
-//! the proxy stops every connection is closed with it.
+//! client). A direction no fault touches is a plain forwarding loop: read into a
+//! per-thread scratch buffer, write from it at once, no timer and no copy unless
+//! the sink takes only part. A direction with faults reads only while its pipeline
+//! holds less than [`MAX_HELD`] bytes, so a `latency` or `coalesce` queue pushes
+//! back on the sender (TCP flow control does the rest) instead of growing; it
+//! keeps exactly the bytes read, so an idle connection costs no buffer. Reads go
+//! through `poll_read`, whose short reads mark the socket drained (no extra read
+//! call per forwarded read). Half-closes are forwarded as half-closes, resets as
+//! resets (linger 0), and when the proxy stops every connection is closed with it.
 
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -317,7 +322,125 @@ impl Pump<'_> {
     /// ends; hands the halves back so the connection closes them as it should.
     async fn run(
         &self,
-        source: OwnedReadHalf,
+        mut source: OwnedReadHalf,
+        mut sink: OwnedWriteHalf,
+        pipeline: Pipeline,
+    ) -> (OwnedReadHalf, OwnedWriteHalf) {
+        if pipeline.is_transparent() {
+            // No fault touches this direction: a plain forwarding loop, with no
+            // scheduling, timers or per-read buffers (the proxy's cost with no
+            // faults is what every exchange through it pays).
+            tokio::select! {
+                biased;
+                _ = self.ending.stop.cancelled() => {}
+                () = self.forward(&mut source, &mut sink) => {}
+            }
+            return (source, sink);
+        }
+        self.shape(source, sink, pipeline).await
+    }
+
+    /// Forwards reads to the sink as they come: each read lands in the thread's
+    /// scratch buffer and is written from there at once; only what the sink does
+    /// not take at once is copied, and written before the next read (so a slow
+    /// sink pushes back on the source, and at most one read is ever held).
+    async fn forward(&self, source: &mut OwnedReadHalf, sink: &mut OwnedWriteHalf) {
+        loop {
+            let forwarded = std::future::poll_fn(|cx| self.poll_forward(cx, source, sink)).await;
+            let leftover = match forwarded {
+                Forwarded::Whole => continue,
+                Forwarded::Partly(leftover) => leftover,
+                Forwarded::SourceClosed => {
+                    let _ = sink.shutdown().await;
+                    self.to.record(EventKind::Shutdown {
+                        conn: self.to.conn,
+                        how: ShutdownHow::Write,
+                    });
+                    return;
+                }
+                Forwarded::SourceFailed(error) => {
+                    if is_reset(&error) {
+                        self.from.record(EventKind::PeerReset {
+                            conn: self.from.conn,
+                        });
+                    }
+                    // A reset from one side is a reset to the other.
+                    self.ending.end(RESET);
+                    return;
+                }
+                Forwarded::SinkFailed(error) => {
+                    self.sink_failed(&error);
+                    return;
+                }
+            };
+            if let Err(error) = self.write_all(sink, &leftover).await {
+                self.sink_failed(&error);
+                return;
+            }
+        }
+    }
+
+    /// One read from `source` and one attempt to write it all to `sink`, within a
+    /// single poll so that the scratch buffer is never held across a wait. Reading
+    /// through `poll_read` lets a short read mark the socket drained, which saves
+    /// the read call that would only say "nothing more".
+    fn poll_forward(
+        &self,
+        cx: &mut Context<'_>,
+        source: &mut OwnedReadHalf,
+        sink: &mut OwnedWriteHalf,
+    ) -> Poll<Forwarded> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *source).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Forwarded::SourceFailed(error)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let read = buf.filled();
+            if read.is_empty() {
+                self.from.record(EventKind::PeerEof {
+                    conn: self.from.conn,
+                });
+                return Poll::Ready(Forwarded::SourceClosed);
+            }
+            self.from.record(EventKind::Read {
+                conn: self.from.conn,
+                data: self.from.log.payload_of(read),
+            });
+            let written = match sink.try_write(read) {
+                Ok(written) => written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(error) => return Poll::Ready(Forwarded::SinkFailed(error)),
+            };
+            if written > 0 {
+                self.to.record(EventKind::Write {
+                    conn: self.to.conn,
+                    data: self.to.log.payload_of(&read[..written]),
+                });
+            }
+            Poll::Ready(if written == read.len() {
+                Forwarded::Whole
+            } else {
+                Forwarded::Partly(Bytes::copy_from_slice(&read[written..]))
+            })
+        })
+    }
+
+    /// The sink's peer is gone: tell the source the same way.
+    fn sink_failed(&self, error: &io::Error) {
+        if is_reset(error) {
+            self.to.record(EventKind::PeerReset { conn: self.to.conn });
+        }
+        self.ending.end(RESET);
+    }
+
+    /// Pumps through the direction's fault pipeline: reads while it holds less than
+    /// the bound, writes each piece when it falls due, sleeps until the next one.
+    async fn shape(
+        &self,
+        mut source: OwnedReadHalf,
         mut sink: OwnedWriteHalf,
         mut pipeline: Pipeline,
     ) -> (OwnedReadHalf, OwnedWriteHalf) {
@@ -334,11 +457,7 @@ impl Pump<'_> {
                             written = self.write_all(&mut sink, &data) => written,
                         };
                         if let Err(error) = written {
-                            // The sink's peer is gone: tell the source the same way.
-                            if is_reset(&error) {
-                                self.to.record(EventKind::PeerReset { conn: self.to.conn });
-                            }
-                            self.ending.end(RESET);
+                            self.sink_failed(&error);
                             return (source, sink);
                         }
                     }
@@ -369,20 +488,17 @@ impl Pump<'_> {
             }
             let wake = pipeline.next_wake();
             let can_read = !source_done && pipeline.held_bytes() < self.max_held;
+            // The timer exists only while the pipeline waits for a time.
+            let timer = async {
+                match wake {
+                    Some(wake) => tokio::time::sleep_until(self.base + wake).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.ending.stop.cancelled() => return (source, sink),
-                ready = source.readable(), if can_read => {
-                    if ready.is_err() {
-                        self.ending.end(RESET);
-                        return (source, sink);
-                    }
-                    let read = SCRATCH.with(|scratch| {
-                        let mut scratch = scratch.borrow_mut();
-                        source
-                            .try_read(&mut scratch)
-                            .map(|n| Bytes::copy_from_slice(&scratch[..n]))
-                    });
+                read = std::future::poll_fn(|cx| read_shared(cx, &mut source)), if can_read => {
                     let now = self.base.elapsed();
                     match read {
                         Ok(data) if data.is_empty() => {
@@ -397,7 +513,6 @@ impl Pump<'_> {
                             });
                             pipeline.push(now, data);
                         }
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                         Err(error) => {
                             if is_reset(&error) {
                                 self.from.record(EventKind::PeerReset { conn: self.from.conn });
@@ -408,7 +523,7 @@ impl Pump<'_> {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(self.base + wake.unwrap_or_default()), if wake.is_some() => {}
+                () = timer => {}
             }
         }
     }
@@ -443,4 +558,31 @@ impl Pump<'_> {
         }
         Ok(())
     }
+}
+
+/// What one [`Pump::poll_forward`] did.
+enum Forwarded {
+    /// The read was written whole.
+    Whole,
+    /// The sink took only part of the read: the rest, to write before reading on.
+    Partly(Bytes),
+    /// The source half-closed.
+    SourceClosed,
+    SourceFailed(io::Error),
+    SinkFailed(io::Error),
+}
+
+/// One read into the thread's scratch buffer, kept at its exact size (an empty
+/// read is the source's half-close). The buffer is borrowed only within the poll.
+fn read_shared(cx: &mut Context<'_>, source: &mut OwnedReadHalf) -> Poll<io::Result<Bytes>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut buf = ReadBuf::new(&mut scratch[..]);
+        match Pin::new(source).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                Poll::Ready(result.map(|()| Bytes::copy_from_slice(buf.filled())))
+            }
+        }
+    })
 }
