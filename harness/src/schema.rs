@@ -14,6 +14,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::framing::FramingKind;
+use crate::proxy::fault::{LARGEST_COUNT, LARGEST_SLICE};
+use crate::scenario::load::MAX_COALESCE_BYTES;
 use crate::scenario::STEP_KEYWORDS;
 use crate::servers::options::OptionKind;
 use crate::servers::BuiltinKind;
@@ -628,23 +630,23 @@ fn fault() -> Value {
         ),
         (
             "bandwidth",
-            json!({ "type": "integer", "minimum": 1, "description": "pace delivery to this many bytes per second" }),
+            json!({ "type": "integer", "minimum": 1, "maximum": LARGEST_COUNT, "description": "pace delivery to this many bytes per second" }),
         ),
         (
             "slice",
-            json!({ "description": "forward in writes of N bytes, or a random size in [MIN, MAX]", "oneOf": [ { "type": "integer", "minimum": 1 }, { "type": "array", "items": { "type": "integer", "minimum": 1 }, "minItems": 2, "maxItems": 2 } ] }),
+            json!({ "description": "forward in writes of N bytes, or a random size in [MIN, MAX]", "oneOf": [ { "type": "integer", "minimum": 1, "maximum": LARGEST_SLICE }, { "type": "array", "items": { "type": "integer", "minimum": 1, "maximum": LARGEST_SLICE }, "minItems": 2, "maxItems": 2 } ] }),
         ),
         (
             "coalesce",
-            json!({ "type": "integer", "minimum": 1, "description": "hold bytes until N are held or `window` passed, then forward them in one write" }),
+            json!({ "type": "integer", "minimum": 1, "maximum": MAX_COALESCE_BYTES, "description": "hold bytes until N are held or `window` passed, then forward them in one write" }),
         ),
         (
             "reset_after",
-            json!({ "type": "integer", "minimum": 0, "description": "after N bytes in that direction, reset both connections" }),
+            json!({ "type": "integer", "minimum": 0, "maximum": LARGEST_COUNT, "description": "after N bytes in that direction, reset both connections" }),
         ),
         (
             "close_after",
-            json!({ "type": "integer", "minimum": 0, "description": "after N bytes in that direction, close both connections" }),
+            json!({ "type": "integer", "minimum": 0, "maximum": LARGEST_COUNT, "description": "after N bytes in that direction, close both connections" }),
         ),
         (
             "blackhole",
@@ -672,7 +674,7 @@ fn fault() -> Value {
         ),
         (
             "truncate",
-            json!({ "type": "integer", "minimum": 0, "description": "UDP: cut datagrams to N bytes" }),
+            json!({ "type": "integer", "minimum": 0, "maximum": 65535, "description": "UDP: cut datagrams to N bytes" }),
         ),
     ];
     let companions: Vec<(&str, Value)> = vec![
@@ -680,7 +682,7 @@ fn fault() -> Value {
             "jitter",
             referenced(
                 "duration",
-                "with `latency`: a random extra delay up to this",
+                "a random extra delay up to this: beside `latency`, or alone (latency 0)",
             ),
         ),
         (
@@ -693,7 +695,10 @@ fn fault() -> Value {
         ),
         (
             "window",
-            referenced("duration", "with `coalesce`: the longest bytes are held"),
+            referenced(
+                "duration",
+                "with `coalesce`: the longest bytes are held (default \"100ms\"); with `reorder`: the longest a datagram is held back (default \"100ms\")",
+            ),
         ),
         (
             "direction",
@@ -701,23 +706,35 @@ fn fault() -> Value {
         ),
         (
             "connections",
-            json!({ "type": "array", "items": { "type": "integer", "minimum": 1 }, "description": "only these connections, numbered from 1 in accept order (default all)" }),
+            json!({ "type": "array", "items": { "type": "integer", "minimum": 1, "maximum": LARGEST_COUNT }, "description": "only these connections, numbered from 1 in accept order (UDP: client addresses in order of their first datagram; default all)" }),
         ),
         (
             "probability",
             probability(
-                "TCP: the fault applies to a whole connection with this probability (default 1)",
+                "the fault applies to a whole connection (UDP: a whole client address) with this probability, decided by the seed (default 1)",
             ),
         ),
     ];
+    // Exactly one fault key. `jitter` is a fault of its own only without
+    // `latency` (beside it, it is latency's companion), as the loader reads it.
     let one_of: Vec<Value> = kinds
         .iter()
         .map(|(k, _)| json!({ "required": [k] }))
+        .chain([json!({ "required": ["jitter"], "not": { "required": ["latency"] } })])
         .collect();
     let mut properties = kinds;
     properties.extend(companions);
     let mut map = closed(properties);
     map.insert("oneOf".into(), Value::Array(one_of));
+    // A companion only beside the fault it belongs to: the loader refuses the rest.
+    map.insert(
+        "dependentRequired".into(),
+        json!({ "shared": ["bandwidth"], "delay": ["slice"] }),
+    );
+    map.insert(
+        "dependentSchemas".into(),
+        json!({ "window": { "anyOf": [ { "required": ["coalesce"] }, { "required": ["reorder"] } ] } }),
+    );
     map.insert(
         "description".into(),
         json!("one fault: exactly one fault key, with its companions"),

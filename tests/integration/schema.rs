@@ -303,3 +303,80 @@ async fn every_key_the_loader_accepts_is_in_the_schema() {
     }
     assert_eq!(checked, 6, "{report}");
 }
+
+/// Every form of a fault table: the schema takes exactly what the loader takes
+/// (the one check it cannot make is whether a fault fits the proxy's protocol,
+/// which depends on the target: a UDP fault on a TCP proxy is the loader's error).
+#[test]
+fn fault_tables_validate_exactly_when_the_loader_takes_them() {
+    let validator = validator();
+    let cases: &[(&str, &str, bool)] = &[
+        ("tcp", r#"{ latency = "1ms" }"#, true),
+        (
+            "tcp",
+            r#"{ latency = "1ms", jitter = "5ms", direction = "down" }"#,
+            true,
+        ),
+        ("tcp", r#"{ jitter = "5ms" }"#, true),
+        ("tcp", r#"{ slice = 1, delay = "1ms" }"#, true),
+        ("tcp", r#"{ slice = [1, 4] }"#, true),
+        ("tcp", r#"{ coalesce = 10, window = "5ms" }"#, true),
+        ("tcp", r#"{ coalesce = 1048576 }"#, true),
+        ("tcp", r#"{ bandwidth = 1000, shared = true }"#, true),
+        ("tcp", r#"{ reset_after = 0 }"#, true),
+        ("tcp", r#"{ close_after = 5, direction = "up" }"#, true),
+        ("tcp", r#"{ blackhole = true }"#, true),
+        (
+            "tcp",
+            r#"{ slow_close = "1ms", connections = [1, 2], probability = 0.5 }"#,
+            true,
+        ),
+        ("tcp", r#"{ jitter = "5ms", delay = "1ms" }"#, false),
+        ("tcp", r#"{ latency = "1ms", window = "1ms" }"#, false),
+        ("tcp", r#"{ delay = "1ms" }"#, false),
+        ("tcp", r#"{ shared = true }"#, false),
+        ("tcp", r#"{ slice = 1, shared = true }"#, false),
+        ("tcp", r#"{ coalesce = 1048577 }"#, false),
+        ("tcp", r#"{ slice = 1073741825 }"#, false),
+        ("tcp", r#"{ slice = [1, 2, 3] }"#, false),
+        ("tcp", r#"{ blackhole = false }"#, false),
+        ("tcp", r#"{ slice = 1, probability = 1.5 }"#, false),
+        ("tcp", r#"{ slice = 1, connections = [0] }"#, false),
+        ("tcp", r#"{ slice = 1, direction = "sideways" }"#, false),
+        ("tcp", r#"{ reset_after = -1 }"#, false),
+        ("tcp", r#"{ latency = "1ms", slice = 1 }"#, false),
+        ("tcp", r#"{ jitter = "1ms", slice = 1 }"#, false),
+        ("tcp", r#"{ direction = "up" }"#, false),
+        ("tcp", r#"{ explode = true }"#, false),
+        ("udp", r#"{ drop = 0.5 }"#, true),
+        ("udp", r#"{ duplicate = 1, connections = [1] }"#, true),
+        ("udp", r#"{ reorder = 0.5, window = "10ms" }"#, true),
+        ("udp", r#"{ corrupt = 0.1 }"#, true),
+        ("udp", r#"{ truncate = 65535 }"#, true),
+        ("udp", r#"{ jitter = "2ms" }"#, true),
+        ("udp", r#"{ latency = "2ms", jitter = "1ms" }"#, true),
+        ("udp", r#"{ truncate = 65536 }"#, false),
+        ("udp", r#"{ drop = 2 }"#, false),
+        ("udp", r#"{ drop = 0.1, window = "1ms" }"#, false),
+        ("udp", r#"{ corrupt = 0.1, delay = "1ms" }"#, false),
+    ];
+    for (proto, fault, valid) in cases {
+        let text = format!(
+            "[proxies.p]\nto = \"127.0.0.1:9\"\nproto = \"{proto}\"\nfaults = [ {fault} ]\n\n\
+             [[clients]]\nconnect = \"p\"\nscript = [ {{ send = \"x\" }} ]\n"
+        );
+        let schema_errors = errors(&validator, &text);
+        let loaded = wirecheck::scenario::load_str(Path::new("fault.toml"), &text);
+        assert_eq!(
+            schema_errors.is_empty(),
+            *valid,
+            "the schema on {proto} {fault}: {schema_errors:?}"
+        );
+        assert_eq!(
+            loaded.is_ok(),
+            *valid,
+            "the loader on {proto} {fault}: {:?}",
+            loaded.err().map(|e| e.render())
+        );
+    }
+}

@@ -115,6 +115,12 @@ pub enum FaultKind {
     Truncate(usize),
 }
 
+/// The largest byte count, rate or connection number a fault takes (the loader
+/// and the JSON schema share it): far beyond any run, small enough to add to.
+pub const LARGEST_COUNT: u64 = u64::MAX / 2;
+/// The largest `slice` size: a single write of 1 GiB is already no slicing.
+pub const LARGEST_SLICE: u64 = 1 << 30;
+
 /// Every fault key, for "did you mean" hints and docs.
 pub const FAULT_NAMES: &[&str] = &[
     "latency",

@@ -392,7 +392,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
                 None => false,
             };
             FaultKind::Bandwidth {
-                bytes_per_second: size(value, "bandwidth", 1, u64::MAX / 2)?,
+                bytes_per_second: size(value, "bandwidth", 1, faults::LARGEST_COUNT)?,
                 shared,
             }
         }
@@ -401,8 +401,8 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
             let (min, max) = match &value.kind {
                 NodeKind::Array(items) => match items.as_slice() {
                     [min, max] => {
-                        let min = size(min, "slice", 1, 1 << 30)? as usize;
-                        let max_size = size(max, "slice", 1, 1 << 30)? as usize;
+                        let min = size(min, "slice", 1, faults::LARGEST_SLICE)? as usize;
+                        let max_size = size(max, "slice", 1, faults::LARGEST_SLICE)? as usize;
                         if max_size < min {
                             return Err(Diagnostic::new(
                                 value.span.clone(),
@@ -422,7 +422,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
                     }
                 },
                 _ => {
-                    let n = size(value, "slice", 1, 1 << 30)? as usize;
+                    let n = size(value, "slice", 1, faults::LARGEST_SLICE)? as usize;
                     (n, n)
                 }
             };
@@ -443,8 +443,12 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
                 window,
             }
         }
-        "reset_after" => FaultKind::ResetAfter(size(value, "reset_after", 0, u64::MAX / 2)?),
-        "close_after" => FaultKind::CloseAfter(size(value, "close_after", 0, u64::MAX / 2)?),
+        "reset_after" => {
+            FaultKind::ResetAfter(size(value, "reset_after", 0, faults::LARGEST_COUNT)?)
+        }
+        "close_after" => {
+            FaultKind::CloseAfter(size(value, "close_after", 0, faults::LARGEST_COUNT)?)
+        }
         "blackhole" => {
             must_be_true(value, "blackhole")?;
             FaultKind::Blackhole
@@ -486,7 +490,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
         };
         let numbers = items
             .iter()
-            .map(|item| size(item, "connections", 1, u64::MAX / 2))
+            .map(|item| size(item, "connections", 1, faults::LARGEST_COUNT))
             .collect::<Check<Vec<u64>>>()?;
         spec.connections = Some(numbers);
     }
