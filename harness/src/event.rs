@@ -141,14 +141,17 @@ pub enum EventKind {
     ProcessOutput { stream: OutputStream, line: String },
     /// An external server exited (or was stopped by us).
     ProcessExited { status: String },
-    /// A fault of a proxy acted: on the bytes it is about to write on `conn` (the
-    /// trace puts `action` in the comment of the next packet of that actor), or on
-    /// bytes or datagrams it discarded.
+    /// A fault of a proxy acted. Either on what the proxy is about to send on
+    /// `conn` (bytes, a close or a reset: the trace comments the packet that
+    /// carries it), or, when `discarded`, on bytes or datagrams that arrived on
+    /// `conn` and were thrown away (the trace comments the packet that brought
+    /// them).
     Fault {
         conn: ConnId,
         flow: crate::proxy::Flow,
         fault: &'static str,
         action: String,
+        discarded: bool,
     },
     /// A proxy started with this seed: every decision of its faults follows from it.
     ProxyStarted {

@@ -825,3 +825,149 @@ script = [ {{ send = "hi" }}, {{ expect = "hi" }} ]
     assert_passed(&ran);
     assert_eq!(crate::connected_peer(&ran, "client1"), held.addr());
 }
+
+/// One packet of a trace as tshark shows it: its comment, ports and payload length.
+#[derive(Debug)]
+struct Shown {
+    comment: String,
+    src_port: u16,
+    dst_port: u16,
+    payload: usize,
+    fin: bool,
+    udp: bool,
+}
+
+/// Every fault action reaches the pcapng trace as a comment on the packet it
+/// touched: what a proxy sends (`slice`) on the proxy's own packet that carries
+/// it, what it threw away (`blackhole`, a UDP `drop`) on the packet that brought
+/// it. Read back by tshark, the trace's independent judge.
+#[tokio::test]
+async fn every_fault_action_is_a_comment_on_the_packet_it_touched() {
+    let Some(tshark) = crate::traces::Tshark::find() else {
+        return;
+    };
+    let ran = run(r#"
+step_timeout = "2s"
+[servers.srv]
+builtin = "echo"
+[servers.sink]
+script = [ { wait = "thrown" } ]
+[servers.datagrams]
+proto = "udp"
+script = [ { wait = "lost" } ]
+[proxies.shaper]
+to = "srv"
+faults = [ { slice = 2, direction = "down" } ]
+[proxies.hole]
+to = "sink"
+faults = [ { blackhole = true, direction = "up" } ]
+[proxies.lossy]
+to = "datagrams"
+seed = 3
+faults = [ { drop = 1.0, direction = "up" } ]
+[[clients]]
+connect = "shaper"
+script = [ { send = "hello" }, { expect = "hello" } ]
+[[clients]]
+connect = "hole"
+script = [ { send = "drop-me" }, { signal = "thrown" } ]
+[[clients]]
+connect = "lossy"
+script = [ { send = "gone" }, { send = "also gone" }, { signal = "lost" } ]
+"#)
+    .await;
+    assert_passed(&ran);
+    let port_of = |proxy: &str| {
+        ran.events
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::ProxyStarted { listen, .. } if &*e.actor == proxy => Some(listen.port()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{proxy} started"))
+    };
+    let (shaper, hole, lossy) = (port_of("shaper"), port_of("hole"), port_of("lossy"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faults.pcapng");
+    ran.write_trace(&path, &wirecheck::trace::TraceSettings::default())
+        .unwrap();
+    let path_text = path.to_str().unwrap();
+    let output = tshark.run(&[
+        "-r",
+        path_text,
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-e",
+        "frame.comment",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.len",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "udp.dstport",
+        "-e",
+        "udp.length",
+        "-e",
+        "tcp.flags.fin",
+    ]);
+    let shown: Vec<Shown> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<usize>().ok());
+            let udp = num(4).is_some();
+            Shown {
+                comment: f[0].to_owned(),
+                src_port: num(if udp { 4 } else { 1 }).unwrap_or(0) as u16,
+                dst_port: num(if udp { 5 } else { 2 }).unwrap_or(0) as u16,
+                // udp.length counts its 8-byte header.
+                payload: if udp {
+                    num(6).unwrap_or(8) - 8
+                } else {
+                    num(3).unwrap_or(0)
+                },
+                fin: matches!(f.get(7).copied(), Some("1" | "True")),
+                udp,
+            }
+        })
+        .collect();
+    let notes = faults(&ran);
+    for kind in ["slice", "blackhole", "drop"] {
+        assert!(
+            notes.iter().any(|(_, f, _)| *f == kind),
+            "{kind}: {notes:?}"
+        );
+    }
+    for (actor, fault, action) in &notes {
+        let text = format!("{fault}: {action}");
+        let recorded = notes
+            .iter()
+            .filter(|(_, f, a)| format!("{f}: {a}") == text)
+            .count();
+        let carriers: Vec<&Shown> = shown.iter().filter(|p| p.comment.contains(&text)).collect();
+        let in_comments: usize = shown.iter().map(|p| p.comment.matches(&text).count()).sum();
+        assert_eq!(in_comments, recorded, "{actor} {text}: {shown:#?}");
+        for packet in carriers {
+            let touched = match *fault {
+                // The proxy's own packet that carries the slice to the client.
+                "slice" => !packet.udp && packet.src_port == shaper && packet.payload > 0,
+                // The client's packet with the bytes the proxy threw away, and
+                // the client's FIN it did not forward.
+                "blackhole" if action.contains("bytes") => {
+                    !packet.udp && packet.dst_port == hole && packet.payload == 7
+                }
+                "blackhole" => !packet.udp && packet.dst_port == hole && packet.fin,
+                // The client's datagram the proxy dropped.
+                "drop" => packet.udp && packet.dst_port == lossy && packet.payload > 0,
+                other => panic!("no fault `{other}` in this scenario"),
+            };
+            assert!(touched, "{text} is on the wrong packet: {packet:?}");
+        }
+    }
+}

@@ -239,6 +239,7 @@ async fn connection(
             flow: Flow::Up,
             fault: "probability",
             action: reason,
+            discarded: false,
         });
     }
     let notes = log.enabled();
@@ -449,7 +450,7 @@ impl Pump<'_> {
             let now = self.base.elapsed();
             pipeline.advance(now);
             while let Some(piece) = pipeline.pop_due(now) {
-                self.notes(piece.notes);
+                self.notes(piece.notes, matches!(piece.kind, PieceKind::Dropped(_)));
                 match piece.kind {
                     PieceKind::Data(data) => {
                         let written = tokio::select! {
@@ -528,13 +529,17 @@ impl Pump<'_> {
         }
     }
 
-    fn notes(&self, notes: Vec<FaultNote>) {
+    /// Records what the faults did to a piece: on the connection it is sent on,
+    /// or, for bytes thrown away, on the connection they came in on.
+    fn notes(&self, notes: Vec<FaultNote>, discarded: bool) {
+        let on = if discarded { self.from } else { self.to };
         for note in notes {
-            self.to.record(EventKind::Fault {
-                conn: self.to.conn,
+            on.record(EventKind::Fault {
+                conn: on.conn,
                 flow: self.flow,
                 fault: note.fault,
                 action: note.action,
+                discarded,
             });
         }
     }

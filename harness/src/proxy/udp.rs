@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::datagram::DatagramPipeline;
+use super::datagram::{Datagram, DatagramPipeline};
 use super::fault::Flow;
 use super::rng::{FaultRng, StreamOf};
 use super::ProxyConfig;
@@ -148,6 +148,7 @@ fn drop_note(listen: &Listen, from: SocketAddr, data: &Bytes, why: &str) {
             flow: Flow::Up,
             fault: "queue",
             action: format!("dropped a {}-byte datagram from {from}: {why}", data.len()),
+            discarded: true,
         },
     );
 }
@@ -240,15 +241,24 @@ fn flow_task(
     let mut up = DatagramPipeline::new(&kinds[0], stream(Flow::Up), notes);
     let mut down = DatagramPipeline::new(&kinds[1], stream(Flow::Down), notes);
     Ok(async move {
-        let note = |flow: Flow, conn: ConnId, notes: Vec<super::pipeline::FaultNote>| {
-            for note in notes {
+        // What the faults did to a datagram: recorded on the socket that sends it,
+        // or, for one thrown away, on the socket it arrived at (its trace comment
+        // goes on the datagram that brought it).
+        let note = |flow: Flow, datagram: &Datagram| {
+            let discarded = datagram.data.is_none();
+            let conn = match (flow, discarded) {
+                (Flow::Up, false) | (Flow::Down, true) => upstream_conn,
+                (Flow::Up, true) | (Flow::Down, false) => listen.conn,
+            };
+            for note in &datagram.notes {
                 log.record(
                     &actor,
                     EventKind::Fault {
                         conn,
                         flow,
                         fault: note.fault,
-                        action: note.action,
+                        action: note.action.clone(),
+                        discarded,
                     },
                 );
             }
@@ -258,7 +268,7 @@ fn flow_task(
             up.advance(now);
             down.advance(now);
             while let Some(datagram) = up.pop_due(now) {
-                note(Flow::Up, upstream_conn, datagram.notes);
+                note(Flow::Up, &datagram);
                 if let Some(data) = datagram.data {
                     if upstream.send(&data).await.is_ok() {
                         log.record(
@@ -274,7 +284,7 @@ fn flow_task(
                 }
             }
             while let Some(datagram) = down.pop_due(now) {
-                note(Flow::Down, listen.conn, datagram.notes);
+                note(Flow::Down, &datagram);
                 if let Some(data) = datagram.data {
                     if listen.socket.send_to(&data, client).await.is_ok() {
                         log.record(

@@ -180,6 +180,20 @@ impl RunSubscriber for TraceWriter {
     }
 
     fn finish(&mut self) -> Result<(), String> {
+        // Packets held back for a proxy's fault notes are written now.
+        if let (Some(sink), None) = (self.sink.as_mut(), &self.error) {
+            let epoch = self.epoch;
+            if let Err(e) = self.synth.finish(&mut |packet| {
+                sink.write(
+                    epoch + packet.at,
+                    packet.data,
+                    packet.original_len,
+                    Some(packet.comment),
+                )
+            }) {
+                self.error = Some(e);
+            }
+        }
         let flushed = match self.sink.take() {
             Some(sink) => {
                 let mut writer = sink.into_inner();

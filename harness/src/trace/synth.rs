@@ -33,6 +33,20 @@
 //!
 //! Each datagram appears once, as sent (`DatagramSent`); datagrams of a sender that
 //! was not recorded appear as received (`DatagramReceived`).
+//!
+//! # Proxy faults
+//!
+//! Every fault action of a proxy is a comment on the packet it touched. An action
+//! on what the proxy sends (bytes it slices, holds or delays, a close or reset it
+//! causes) is recorded before the send, and goes on the first packet that carries
+//! it out of the proxy's end, whichever event puts that packet on the wire (the
+//! proxy's write or its peer's read). An action on what the proxy threw away
+//! (bytes a `blackhole` swallowed, a dropped datagram) is recorded after the
+//! packet that brought them was already made: so once a run has a proxy, the last
+//! [`HOLD_PACKETS`] packets are held back before they are written, and that
+//! packet's comment is amended there. A note whose packet cannot be found (long
+//! gone, or never sent) goes on the next packet of the same end, or on the last
+//! packet of the trace: none is lost.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -63,6 +77,12 @@ impl Default for SynthOptions {
     }
 }
 
+/// Packets held back (once a run has a proxy) so that a fault note about bytes
+/// already on the wire can still be added to the packet that carried them.
+pub const HOLD_PACKETS: usize = 256;
+/// The longest run of fault notes one packet's comment collects; then "...".
+const MAX_NOTES_LEN: usize = 2048;
+
 /// One synthesized packet, lent to the callback.
 #[derive(Debug)]
 pub struct Packet<'a> {
@@ -86,7 +106,7 @@ pub struct SynthStats {
     pub payload_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Side {
     Client = 0,
     Server = 1,
@@ -116,6 +136,8 @@ struct End {
     written: u64,
     /// Bytes this end's own `Read` events returned.
     read: u64,
+    /// This end's own `PeerEof`: it read its peer's FIN.
+    eof_read: bool,
     fin: bool,
 }
 
@@ -129,6 +151,7 @@ impl End {
             sent: 0,
             written: 0,
             read: 0,
+            eof_read: false,
             fin: false,
         }
     }
@@ -154,6 +177,7 @@ pub fn synthesize(
     for event in events {
         synth.event(event, emit)?;
     }
+    synth.finish(emit)?;
     Ok(synth.stats())
 }
 
@@ -186,13 +210,57 @@ pub struct Synthesizer {
     now: Duration,
     frame: Vec<u8>,
     comment: String,
-    /// What proxy faults did to the next packet of a connection or socket, by the
-    /// id the proxy recorded them under: added to that packet's comment.
-    fault_notes: HashMap<ConnId, String>,
-    /// The note of the event being turned into packets now, for its first packet
-    /// that carries data, a FIN or a RST.
-    pending_note: Option<String>,
+    /// Fault notes waiting for the next packet that carries bytes, a FIN or a RST
+    /// out of a proxy's end (a TCP end, or a UDP socket by its address).
+    notes_out: HashMap<Outlet, String>,
+    /// Fault notes on a connection not known yet, placed when it appears.
+    notes_early: HashMap<ConnId, Vec<(String, bool)>>,
+    /// The local address of each UDP socket, by the id it records under.
+    udp_local: HashMap<ConnId, SocketAddr>,
+    /// Whether packets are held back (a proxy started), and the packets held.
+    hold: bool,
+    held: VecDeque<Held>,
     stats: SynthStats,
+}
+
+/// Where a packet leaves from, for the fault notes waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Outlet {
+    Tcp(usize, Side),
+    Udp(SocketAddr),
+}
+
+/// What a packet is, for finding it again among the held ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A TCP segment from an end: its first sequence number and payload length;
+    /// `carries` when it has bytes, a FIN or a RST.
+    Tcp {
+        number: usize,
+        side: Side,
+        carries: bool,
+        fin: bool,
+        seq: u32,
+        len: u32,
+    },
+    /// A datagram to this address.
+    Udp {
+        to: SocketAddr,
+    },
+    Other,
+}
+
+/// Whether a held packet is the one looked for.
+type IsPacket = Box<dyn Fn(&Origin) -> bool>;
+
+/// A packet held back before it is written.
+#[derive(Debug)]
+struct Held {
+    at: Duration,
+    frame: Vec<u8>,
+    original_len: usize,
+    comment: String,
+    origin: Origin,
 }
 
 impl Synthesizer {
@@ -215,8 +283,11 @@ impl Synthesizer {
             now: Duration::ZERO,
             frame: Vec::with_capacity(frame::MAX_FRAME),
             comment: String::new(),
-            fault_notes: HashMap::new(),
-            pending_note: None,
+            notes_out: HashMap::new(),
+            notes_early: HashMap::new(),
+            udp_local: HashMap::new(),
+            hold: false,
+            held: VecDeque::new(),
             stats: SynthStats::default(),
         }
     }
@@ -236,30 +307,17 @@ impl Synthesizer {
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
         self.now = event.at.max(self.last_at);
-        self.pending_note = match &event.kind {
-            EventKind::Write { conn, .. }
-            | EventKind::Shutdown { conn, .. }
-            | EventKind::Close { conn, .. }
-            | EventKind::DatagramSent { conn, .. } => self.fault_notes.remove(conn),
-            _ => None,
-        };
         match &event.kind {
+            EventKind::ProxyStarted { .. } => self.hold = true,
             EventKind::Fault {
                 conn,
                 fault,
                 action,
+                discarded,
                 ..
             } => {
-                let notes = self.fault_notes.entry(*conn).or_default();
-                // A comment stays readable: a few notes, then a count.
-                if notes.len() < 512 {
-                    if !notes.is_empty() {
-                        notes.push_str("; ");
-                    }
-                    notes.push_str(fault);
-                    notes.push_str(": ");
-                    notes.push_str(action);
-                }
+                let note = format!("{fault}: {action}");
+                self.fault_note(*conn, note, *discarded);
             }
             EventKind::StepStarted { index, step } => {
                 self.steps
@@ -277,6 +335,7 @@ impl Synthesizer {
                 if !self.conns[number].established {
                     self.handshake(number, emit)?;
                 }
+                self.place_early_notes(*conn);
             }
             EventKind::Write { conn, data } => {
                 if let Some(&(number, side)) = self.by_conn.get(conn) {
@@ -320,6 +379,7 @@ impl Synthesizer {
             }
             EventKind::PeerEof { conn } => {
                 if let Some(&(number, side)) = self.by_conn.get(conn) {
+                    self.conns[number].ends[side as usize].eof_read = true;
                     self.fin(number, side.other(), emit)?;
                 }
             }
@@ -327,10 +387,12 @@ impl Synthesizer {
                 self.used_ports.insert(peer.port());
                 self.refused(&event.actor, normalize(*peer), error, emit)?;
             }
-            EventKind::UdpBound { local, .. } => {
+            EventKind::UdpBound { conn, local } => {
                 let local = normalize(*local);
                 self.used_ports.insert(local.port());
                 self.udp_recorded.insert(local);
+                self.udp_local.insert(*conn, local);
+                self.place_early_notes(*conn);
             }
             EventKind::DatagramSent { from, to, data, .. } => {
                 let key = (normalize(*from), normalize(*to));
@@ -532,14 +594,22 @@ impl Synthesizer {
         self.comment = self.label(from.actor.as_ref(), &fallback);
         let carries = !payload.is_empty() || flags.fin || flags.rst;
         if carries {
-            if let Some(note) = self.pending_note.take() {
+            if let Some(notes) = self.notes_out.remove(&Outlet::Tcp(number, side)) {
                 self.comment.push_str(" | fault ");
-                self.comment.push_str(&note);
+                self.comment.push_str(&notes);
             }
         }
         let id = self.next_ip_id();
         let len = frame::build_tcp(&mut self.frame, &segment, id, self.snaplen)?;
-        self.send(len, emit)
+        let origin = Origin::Tcp {
+            number,
+            side,
+            carries,
+            fin: flags.fin,
+            seq: segment.seq,
+            len: payload.len() as u32,
+        };
+        self.send(len, origin, emit)
     }
 
     /// A refused (or otherwise failed) connect: a SYN, and RST|ACK if refused.
@@ -569,7 +639,7 @@ impl Synthesizer {
         self.comment = self.label(Some(actor), "");
         let id = self.next_ip_id();
         let len = frame::build_tcp(&mut self.frame, &syn, id, self.snaplen)?;
-        self.send(len, emit)?;
+        self.send(len, Origin::Other, emit)?;
         let refused = error.to_ascii_lowercase().contains("refused");
         if refused {
             let rst = TcpSegment {
@@ -585,7 +655,7 @@ impl Synthesizer {
             self.comment = self.label(None, &format!("{peer} refused {actor}'s connection"));
             let id = self.next_ip_id();
             let len = frame::build_tcp(&mut self.frame, &rst, id, self.snaplen)?;
-            self.send(len, emit)?;
+            self.send(len, Origin::Other, emit)?;
         }
         Ok(())
     }
@@ -598,31 +668,138 @@ impl Synthesizer {
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
         let data: &[u8] = data.bytes().map_or(&[], |bytes| &bytes[..]);
-        if let Some(note) = self.pending_note.take() {
+        if let Some(notes) = self.notes_out.remove(&Outlet::Udp(from)) {
             self.comment.push_str(" | fault ");
-            self.comment.push_str(&note);
+            self.comment.push_str(&notes);
         }
         let id = self.next_ip_id();
         let len = frame::build_udp(&mut self.frame, from, to, data, id, self.snaplen)?;
         self.stats.udp_datagrams += 1;
         self.stats.payload_bytes += data.len() as u64;
-        self.send(len, emit)
+        self.send(len, Origin::Udp { to }, emit)
     }
 
-    /// Hands the frame in `self.frame` (with `self.comment`) to the callback.
+    /// Hands the frame in `self.frame` (with `self.comment`) to the callback, or
+    /// holds it back while a proxy's fault notes may still amend it.
     fn send(
         &mut self,
         original_len: usize,
+        origin: Origin,
         emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
         self.last_at = self.now;
         self.stats.packets += 1;
-        emit(Packet {
+        if !self.hold {
+            return emit(Packet {
+                at: self.now,
+                data: &self.frame,
+                original_len,
+                comment: &self.comment,
+            });
+        }
+        self.held.push_back(Held {
             at: self.now,
-            data: &self.frame,
+            frame: self.frame.clone(),
             original_len,
-            comment: &self.comment,
-        })
+            comment: self.comment.clone(),
+            origin,
+        });
+        while self.held.len() > HOLD_PACKETS {
+            if let Some(packet) = self.held.pop_front() {
+                emit_held(&packet, emit)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every packet still held back; notes that found no packet go on the
+    /// last one. Call once the events are over.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>) -> io::Result<()> {
+        let mut unplaced: Vec<String> = self.notes_out.drain().map(|(_, notes)| notes).collect();
+        unplaced.extend(
+            self.notes_early
+                .drain()
+                .flat_map(|(_, notes)| notes.into_iter().map(|(note, _)| note)),
+        );
+        unplaced.sort();
+        if let Some(last) = self.held.back_mut() {
+            for notes in unplaced {
+                add_note(&mut last.comment, &format!("(never sent) {notes}"));
+            }
+        }
+        while let Some(packet) = self.held.pop_front() {
+            emit_held(&packet, emit)?;
+        }
+        Ok(())
+    }
+
+    /// A proxy's fault note on `conn`: on the next packet out of that end, or
+    /// (`discarded`) on the held packet that brought the bytes thrown away.
+    fn fault_note(&mut self, conn: ConnId, note: String, discarded: bool) {
+        // The packet that brought what was discarded: for a TCP end, the FIN it
+        // read if it read one, else the segment with the last byte it read.
+        let (outlet, arrived): (Outlet, IsPacket) =
+            if let Some(&(number, side)) = self.by_conn.get(&conn) {
+                let receiver = &self.conns[number].ends[side as usize];
+                let sender = side.other();
+                let eof_read = receiver.eof_read;
+                let last_byte = self.conns[number].ends[sender as usize]
+                    .isn
+                    .wrapping_add(receiver.read as u32);
+                (
+                    Outlet::Tcp(number, side),
+                    Box::new(move |origin: &Origin| match *origin {
+                        Origin::Tcp {
+                            number: n,
+                            side: s,
+                            fin,
+                            seq,
+                            len,
+                            ..
+                        } if n == number && s == sender => {
+                            if eof_read {
+                                fin
+                            } else {
+                                last_byte.wrapping_sub(seq) < len
+                            }
+                        }
+                        _ => false,
+                    }),
+                )
+            } else if let Some(&local) = self.udp_local.get(&conn) {
+                (
+                    Outlet::Udp(local),
+                    Box::new(move |origin: &Origin| *origin == Origin::Udp { to: local }),
+                )
+            } else {
+                self.notes_early
+                    .entry(conn)
+                    .or_default()
+                    .push((note, discarded));
+                return;
+            };
+        if discarded {
+            if let Some(packet) = self.held.iter_mut().rev().find(|p| arrived(&p.origin)) {
+                add_note(&mut packet.comment, &note);
+                return;
+            }
+        }
+        let notes = self.notes_out.entry(outlet).or_default();
+        if notes.len() < MAX_NOTES_LEN {
+            if !notes.is_empty() {
+                notes.push_str("; ");
+            }
+            notes.push_str(&note);
+        }
+    }
+
+    /// Notes recorded on `conn` before its connection or socket was known.
+    fn place_early_notes(&mut self, conn: ConnId) {
+        if let Some(notes) = self.notes_early.remove(&conn) {
+            for (note, discarded) in notes {
+                self.fault_note(conn, note, discarded);
+            }
+        }
     }
 
     /// `scenario | actor | step N: text`, or the fallback when no actor is known.
@@ -669,4 +846,26 @@ fn isn_seed(client: SocketAddr, server: SocketAddr, number: usize) -> u32 {
     feed(server.to_string().as_bytes());
     feed(&number.to_le_bytes());
     hash
+}
+
+fn emit_held(packet: &Held, emit: &mut dyn FnMut(Packet<'_>) -> io::Result<()>) -> io::Result<()> {
+    emit(Packet {
+        at: packet.at,
+        data: &packet.frame,
+        original_len: packet.original_len,
+        comment: &packet.comment,
+    })
+}
+
+/// Adds a fault note to a packet's comment (the first after " | fault ").
+fn add_note(comment: &mut String, note: &str) {
+    if comment.len() >= MAX_NOTES_LEN * 2 {
+        return;
+    }
+    comment.push_str(if comment.contains(" | fault ") {
+        "; "
+    } else {
+        " | fault "
+    });
+    comment.push_str(note);
 }
