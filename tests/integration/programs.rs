@@ -890,8 +890,12 @@ script = [ {steps}, {{ expect = "{replies}" }} ]
 
 #[tokio::test]
 async fn a_flush_is_one_write_call_and_await_read_follows_each_chunk() {
+    // The step timeout is generous: this test is about write calls, not time, and
+    // each `await_read` polls the kernel's socket table, which is slow to read while
+    // the rest of the suite holds thousands of sockets.
     let scenario = crate::scenario(
         r#"
+step_timeout = "30s"
 [servers.srv]
 builtin = "readsplit"
 

@@ -180,7 +180,15 @@ pub fn signal_each(pids: impl IntoIterator<Item = u32>, signal: Signal) {
 /// Collects the exit status of adopted orphans that have exited, so they do not
 /// stay zombies for the rest of the run. Programs wirecheck spawned are left to
 /// tokio, which waits for them itself.
+///
+/// Only a subreaper adopts orphans. In any other process (a test binary, a library
+/// user) every child was started by someone in this process who will wait for it
+/// (`std::process::Command` in a test running beside this run, say), so nothing is
+/// reaped: taking such a child's status would make its own `wait` fail with ECHILD.
 pub fn reap_adopted() {
+    if !SUBREAPER.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let me = std::process::id();
     for process in snapshot() {
         if process.ppid == me && !process.is_alive() && !is_spawned(process.pid) {

@@ -50,6 +50,12 @@ const OUTPUT_TAIL_LINES: usize = 20;
 /// After a failure, programs keep running this long before they are stopped, so
 /// what they print about it (a traceback) still reaches the report.
 const FAILURE_GRACE: Duration = Duration::from_millis(250);
+/// After a step failed because its peer closed or reset the connection, how long the
+/// run waits for a server program to be seen exiting: such a failure is usually the
+/// program's crash, and on a loaded machine an interpreter can take longer than
+/// [`FAILURE_GRACE`] to print its traceback and exit. Only that kind of failure waits
+/// this long, and a crash seen earlier ends the wait.
+const CRASH_WAIT: Duration = Duration::from_secs(2);
 
 /// Shared by every actor of one run.
 pub struct RunContext {
@@ -310,7 +316,7 @@ pub async fn run_plan(
     let interrupted = matches!(&failure, Some(f) if f.kind == FailureKind::Interrupted);
     if failure.is_some() && !interrupted && !run_state.processes.is_empty() {
         // Let the programs finish saying what went wrong before they are stopped.
-        tokio::time::sleep(FAILURE_GRACE).await;
+        let grace_ends = Instant::now() + FAILURE_GRACE;
         // A server that crashed is the cause of the "connection reset" its client
         // saw a moment earlier: report the crash, and the client's step under it.
         // (The failed client's socket is still open, so the crash is not its doing.)
@@ -319,13 +325,20 @@ pub async fn run_plan(
             Some(f) if matches!(f.kind, FailureKind::Step | FailureKind::StepTimeout)
         );
         if step_failed {
-            if let Ok(mut crash) = run_state.program_failures.1.try_recv() {
+            let wait = if failure.as_ref().is_some_and(peer_went_away) {
+                CRASH_WAIT
+            } else {
+                FAILURE_GRACE
+            };
+            let crash = tokio::time::timeout(wait, run_state.program_failures.1.recv()).await;
+            if let Ok(Some(mut crash)) = crash {
                 if let Some(step_failure) = failure.take() {
                     crash.notes.push(describe_briefly(&step_failure));
                 }
                 failure = Some(crash);
             }
         }
+        tokio::time::sleep_until(grace_ends).await;
     }
     if let Some(failure) = failure.as_mut() {
         failure.notes.extend(run_state.program_exit_notes());
@@ -547,6 +560,16 @@ async fn client_program(
         context.signals.raise(signal);
     }
     Ok(())
+}
+
+/// Whether a step failed because its peer closed or reset the connection under it
+/// (the reading and writing steps say so in these words), the usual sign of a
+/// server program that crashed.
+fn peer_went_away(failure: &Failure) -> bool {
+    let message = &failure.message;
+    message.contains("the peer closed the connection")
+        || message.contains("the peer reset the connection")
+        || message.contains("recv returned 0 bytes")
 }
 
 /// One line for a failure that is reported under another one.
