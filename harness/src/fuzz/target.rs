@@ -339,12 +339,7 @@ impl Target {
                 task,
             } => {
                 if task.is_finished() {
-                    let bound =
-                        servers::bind(self.proto, SocketAddr::new(self.addr.ip(), 0), options)
-                            .map_err(|e| {
-                                format!("cannot bind a new socket for `{}`: {e}", self.name)
-                            })?;
-                    self.addr = bound.local_addr().map_err(|e| e.to_string())?;
+                    let bound = rebind(&self.name, self.proto, &mut self.addr, options)?;
                     *task =
                         spawn_builtin(&self.name, config.clone(), bound, options.clone(), shutdown);
                 }
@@ -360,12 +355,7 @@ impl Target {
                 task,
             } => {
                 if task.is_finished() {
-                    let bound =
-                        servers::bind(self.proto, SocketAddr::new(self.addr.ip(), 0), options)
-                            .map_err(|e| {
-                                format!("cannot bind a new socket for `{}`: {e}", self.name)
-                            })?;
-                    self.addr = bound.local_addr().map_err(|e| e.to_string())?;
+                    let bound = rebind(&self.name, self.proto, &mut self.addr, options)?;
                     let settings = ScriptSettings {
                         step_timeout: *step_timeout,
                         unread: *unread,
@@ -531,4 +521,19 @@ fn group_rss(pgid: i32) -> u64 {
         })
         .sum::<u64>()
         * page
+}
+
+/// A new socket for an in-process server whose task ended, on a fresh port of the
+/// same address (the old port may still be held by its last connections); `addr`
+/// becomes where it listens.
+fn rebind(
+    name: &str,
+    proto: Proto,
+    addr: &mut SocketAddr,
+    options: &SocketOptions,
+) -> Result<servers::Bound, String> {
+    let bound = servers::bind(proto, SocketAddr::new(addr.ip(), 0), options)
+        .map_err(|e| format!("cannot bind a new socket for `{name}`: {e}"))?;
+    *addr = bound.local_addr().map_err(|e| e.to_string())?;
+    Ok(bound)
 }

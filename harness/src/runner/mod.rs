@@ -1110,11 +1110,7 @@ async fn script_server(
                 }
             }
         };
-        let Accepted {
-            stream,
-            peer,
-            local,
-        } = match next {
+        let accepted = match next {
             Some(Ok(accepted)) => accepted,
             Some(Err(e)) => {
                 let mut failure = Failure::new(FailureKind::Setup, format!("`{name}`: {e}"));
@@ -1123,22 +1119,7 @@ async fn script_server(
             }
             None => break,
         };
-        let recorder = Recorder {
-            log: context.log.clone(),
-            actor: Arc::clone(&actor_name),
-            conn: context.log.next_conn_id(),
-        };
-        recorder.record(EventKind::Accept {
-            conn: recorder.conn,
-            local,
-            peer,
-        });
-        let actor = Actor::new(
-            actor_name,
-            Conn::Tcp { stream, recorder },
-            options.clone(),
-            Arc::clone(&context),
-        );
+        let actor = accepted_actor(actor_name, accepted, &options, &context);
         let script = Arc::clone(&script);
         sessions.spawn(async move { actor.run(&script).await });
     }
@@ -1234,34 +1215,46 @@ pub async fn serve_script_until(
             }
             () = shutdown.cancelled() => break,
         };
-        let Some(Ok(Accepted {
-            stream,
-            peer,
-            local,
-        })) = next
-        else {
+        let Some(Ok(accepted)) = next else {
             break;
         };
-        let recorder = Recorder {
-            log: context.log.clone(),
-            actor: Arc::clone(&name),
-            conn: context.log.next_conn_id(),
-        };
-        recorder.record(EventKind::Accept {
-            conn: recorder.conn,
-            local,
-            peer,
-        });
-        let actor = Actor::new(
-            Arc::clone(&name),
-            Conn::Tcp { stream, recorder },
-            options.clone(),
-            Arc::clone(&context),
-        );
+        let actor = accepted_actor(Arc::clone(&name), accepted, &options, &context);
         let script = Arc::clone(&script);
         sessions.spawn(async move { actor.run(&script).await });
     }
     sessions.shutdown().await;
+}
+
+/// The actor that runs a scripted server's script on one accepted connection, the
+/// accept recorded under its own connection id: a run's servers and
+/// [`serve_script_until`] (`wirecheck fuzz`) take connections the same way.
+fn accepted_actor(
+    name: Arc<str>,
+    accepted: Accepted,
+    options: &SocketOptions,
+    context: &Arc<RunContext>,
+) -> Actor {
+    let Accepted {
+        stream,
+        peer,
+        local,
+    } = accepted;
+    let recorder = Recorder {
+        log: context.log.clone(),
+        actor: Arc::clone(&name),
+        conn: context.log.next_conn_id(),
+    };
+    recorder.record(EventKind::Accept {
+        conn: recorder.conn,
+        local,
+        peer,
+    });
+    Actor::new(
+        name,
+        Conn::Tcp { stream, recorder },
+        options.clone(),
+        Arc::clone(context),
+    )
 }
 
 /// Closes the sockets failed actors left open. A run keeps them until its end (see
