@@ -869,17 +869,7 @@ impl Loader<'_> {
 
     fn proto(&mut self, fields: &mut Fields) -> Option<Proto> {
         let node = fields.get("proto")?;
-        let name = self.ok(string(node, "proto"))?;
-        match Proto::from_str(&name) {
-            Ok(proto) => Some(proto),
-            Err(_) => {
-                self.push(
-                    Diagnostic::new(node.span.clone(), format!("unknown proto `{name}`"))
-                        .label("expected \"tcp\" or \"udp\""),
-                );
-                None
-            }
-        }
+        self.proto_of(node)
     }
 
     fn socket_options(&mut self, fields: &mut Fields) -> SocketOptions {

@@ -126,7 +126,8 @@ impl Loader<'_> {
         })
     }
 
-    fn proto_of(&mut self, node: &Node) -> Option<Proto> {
+    /// A `proto` value, for servers, clients and proxies alike.
+    pub(super) fn proto_of(&mut self, node: &Node) -> Option<Proto> {
         let name = self.ok(string(node, "proto"))?;
         match Proto::from_str(&name) {
             Ok(proto) => Some(proto),
