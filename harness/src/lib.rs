@@ -29,6 +29,7 @@ pub mod scenario;
 pub mod schema;
 pub mod select;
 pub mod servers;
+pub mod size;
 pub mod suite;
 pub mod trace;
 pub mod vocab;

@@ -278,6 +278,16 @@ fn definitions() -> Map<String, Value> {
         }),
     );
     defs.insert(
+        "memory_limit".into(),
+        json!({
+            "description": "a size: an integer number of bytes (at least 1048576), or a number and a unit, e.g. \"600MiB\", \"1.5GiB\", \"800MB\" (B, KiB, MiB, GiB, TiB: powers of 1024; kB, MB, GB, TB: powers of 1000; any letter case)",
+            "oneOf": [
+                { "type": "integer", "minimum": crate::scenario::load::MIN_MEMORY_LIMIT, "maximum": crate::size::MAX_SIZE },
+                { "type": "string", "pattern": "^\\s*[0-9]*\\.?[0-9]+\\s*([bB]|[kKmMgGtT][iI]?[bB])\\s*$" },
+            ],
+        }),
+    );
+    defs.insert(
         "data_table".into(),
         object_with(data_properties(), data_choice(true), "bytes given as a table: exactly one of text, hex, base64, file (with offset and len), repeat (with times), template"),
     );
@@ -476,6 +486,7 @@ fn server() -> Value {
             ],
         })),
         ("exit", referenced("exit", "a command server that exits before the scenario ends fails it unless its status is this")),
+        ("max_memory", referenced("memory_limit", "command server: the most resident memory the program and every process it started may hold at once (sampled every 100 ms while the run goes, and once more when the clients are done); more fails the scenario")),
     ];
     properties.extend(socket_options());
     // Every built-in server's options; which server takes which is checked below.
@@ -578,6 +589,10 @@ fn client() -> Value {
         (
             "signal",
             json!({ "type": "string", "minLength": 1, "description": "client program: raise this signal once it exited as expected and its output matched; its output's captures are visible from then on" }),
+        ),
+        (
+            "max_memory",
+            referenced("memory_limit", "client program: the most resident memory each copy and every process it started may hold at once (sampled every 100 ms); more fails the scenario"),
         ),
     ];
     properties.extend(socket_options());

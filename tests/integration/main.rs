@@ -14,6 +14,7 @@ mod fuzz_corpora;
 mod html;
 mod imports;
 mod matchers;
+mod memory_limits;
 mod peeked;
 mod programs;
 mod proxies;

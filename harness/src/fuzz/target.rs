@@ -124,7 +124,8 @@ enum Running {
         task: JoinHandle<()>,
     },
     Command {
-        spec: CommandSpec,
+        /// Boxed: a spec is far larger than the other variants' state.
+        spec: Box<CommandSpec>,
         process: Option<Program>,
         /// Every server's address, for `{addr:NAME}` placeholders.
         addresses: Arc<HashMap<String, SocketAddr>>,
@@ -206,7 +207,7 @@ impl Target {
                     crate::event::feed(receiver, &mut subscribers);
                 });
                 Running::Command {
-                    spec,
+                    spec: Box::new(spec),
                     process: None,
                     addresses: Arc::clone(addresses),
                     log,
@@ -315,7 +316,7 @@ impl Target {
             return Err(failed(e));
         }
         self.addr = addr;
-        *baseline = group_rss(program.pid as i32);
+        *baseline = program.resident_bytes();
         *process = Some(program);
         // Output of the old process (its last traceback) belongs to the finding
         // already judged; start the new one clean.
@@ -417,7 +418,7 @@ impl Target {
                     return Some(symptom);
                 }
                 if with_memory && self.memory_limit > 0 {
-                    let rss = group_rss(process.pid as i32);
+                    let rss = process.resident_bytes();
                     if rss > baseline.saturating_add(self.memory_limit) {
                         return Some(Symptom::new(
                             Kind::MemoryGrowth,
@@ -496,31 +497,6 @@ fn spawn_script(
         settings.unread,
         shutdown.clone(),
     ))
-}
-
-/// Resident memory of every process in the group, in bytes (from /proc).
-fn group_rss(pgid: i32) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let page = 4096u64;
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|entry| {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 1..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // After the command: state(0) ppid(1) pgrp(2) ... rss(21).
-            (fields.get(2)? == &pgid.to_string()).then(|| fields.get(21)?.parse::<u64>().ok())?
-        })
-        .sum::<u64>()
-        * page
 }
 
 /// A new socket for an in-process server whose task ended, on a fresh port of the

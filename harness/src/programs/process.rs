@@ -48,6 +48,11 @@ const POLL_MAX: Duration = Duration::from_millis(20);
 /// many polls in a row, so a socket that is being closed or handed over is not
 /// blamed on anyone.
 const UNSEEN_OWNER_POLLS: u32 = 5;
+/// How often a program's resident memory is sampled against its `max_memory`: often
+/// enough that a program growing by 100 MB a second is stopped within about 10 MB
+/// of its limit, rarely enough that a look at `/proc` (about a millisecond) costs
+/// the run nothing that matters.
+pub const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// What to start.
 pub struct Launch {
@@ -335,6 +340,44 @@ impl Program {
                 _ => std::future::pending().await,
             }
         }
+    }
+
+    /// Samples the resident memory of the program and everything it started (see
+    /// [`tree::resident_bytes`]) every [`MEMORY_SAMPLE_EVERY`], and resolves with
+    /// the size seen once it is more than `limit` bytes; never resolves once the
+    /// program has exited. The first sample is taken at once.
+    pub fn memory_over(
+        &self,
+        limit: u64,
+    ) -> impl std::future::Future<Output = u64> + Send + 'static {
+        let pid = self.pid;
+        let exit = self.exit.clone();
+        async move {
+            let mut every = tokio::time::interval(MEMORY_SAMPLE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if exit.borrow().is_some() {
+                    return std::future::pending().await;
+                }
+                // Off the runtime's threads: reading /proc is blocking file I/O.
+                let seen = tokio::task::spawn_blocking(move || tree::resident_bytes(pid))
+                    .await
+                    .unwrap_or(0);
+                if seen > limit && exit.borrow().is_none() {
+                    return seen;
+                }
+            }
+        }
+    }
+
+    /// The resident memory of the program and everything it started, now (0 once
+    /// it has exited).
+    pub fn resident_bytes(&self) -> u64 {
+        if self.exited().is_some() {
+            return 0;
+        }
+        tree::resident_bytes(self.pid)
     }
 
     /// Resolves when the program exits, whoever caused it.

@@ -288,6 +288,7 @@ pub async fn run_plan(
         processes: Vec::new(),
         program_failures: tokio::sync::mpsc::unbounded_channel(),
         descriptors: DescriptorUse::default(),
+        memory_limits: Vec::new(),
     };
     let (name, path, timeout) = (plan.name.clone(), plan.path.clone(), plan.timeout);
     let seeds = plan
@@ -313,6 +314,11 @@ pub async fn run_plan(
         },
         _ = cancel.cancelled() => Some(Failure::new(FailureKind::Interrupted, "interrupted")),
     };
+    if failure.is_none() {
+        // A program that grew after its last sample fails the run as surely as one
+        // caught while the run went.
+        failure = run_state.memory_now();
+    }
     let interrupted = matches!(&failure, Some(f) if f.kind == FailureKind::Interrupted);
     if failure.is_some() && !interrupted && !run_state.processes.is_empty() {
         // Let the programs finish saying what went wrong before they are stopped.
@@ -483,7 +489,23 @@ async fn client_program(
     );
     let mut program = Program::spawn(launch, &context.log, &context.output, &name)
         .map_err(|e| fail(command_at, "command", &command_at.text, e))?;
-    let exit = program.wait_exit().await;
+    let started = Instant::now();
+    let exit = match &spec.max_memory {
+        None => program.wait_exit().await,
+        Some(limit) => {
+            let over = program.memory_over(limit.value);
+            tokio::select! {
+                exit = program.wait_exit() => exit,
+                seen = over => {
+                    // Stopped here, its output drained into the report.
+                    program.finish(&context.log).await;
+                    context.board.done(&name);
+                    let line = spec.location.line;
+                    return Err(memory_failure("client program", &name, line, limit, seen, started.elapsed()));
+                }
+            }
+        }
+    };
     let (problem, stdout, stderr) = program.finish(&context.log).await;
     context.board.done(&name);
     let at = |checked: &Checked<ExitExpectation>| Checked {
@@ -624,6 +646,50 @@ struct RunState {
         tokio::sync::mpsc::UnboundedReceiver<Failure>,
     ),
     descriptors: DescriptorUse,
+    /// Server programs with a `max_memory`, checked once more when the scripts end.
+    memory_limits: Vec<MemoryLimit>,
+}
+
+/// A program's `max_memory`, for the last look when the run's actors are done (a
+/// program that grew after the last sample still fails the run).
+struct MemoryLimit {
+    actor: Arc<str>,
+    /// Where the server is declared.
+    line: usize,
+    limit: Checked<u64>,
+    started: Instant,
+}
+
+/// A program held more resident memory than its `max_memory` allows: a program
+/// failure that names the program, where it is declared, the size seen and the
+/// limit, and points at the `max_memory` key.
+fn memory_failure(
+    role: &str,
+    actor: &str,
+    line: usize,
+    limit: &Checked<u64>,
+    seen: u64,
+    after: Duration,
+) -> Failure {
+    let mut failure = Failure::new(
+        FailureKind::Program,
+        format!(
+            "{role} `{actor}` (line {line}) used {} of resident memory ({seen} bytes: the program and every process it started), more than its `{}` (line {}) allows ({}), {} after it started",
+            crate::size::format_size(seen),
+            limit.text,
+            limit.location.line,
+            crate::size::format_size(limit.value),
+            format_duration(after)
+        ),
+    );
+    failure.actor = Some(actor.to_owned());
+    failure.step = Some(StepRef {
+        index: 0,
+        keyword: "max_memory",
+        location: (&limit.location).into(),
+        text: limit.text.clone(),
+    });
+    failure
 }
 
 impl RunState {
@@ -765,6 +831,9 @@ impl RunState {
                     self.context.variables.insert(&name, value);
                 }
                 self.watch_exit(&actor, &program, spec.exit, server.location.line);
+                if let Some(limit) = &spec.max_memory {
+                    self.watch_memory(&actor, &program, limit, server.location.line);
+                }
                 self.processes.push((actor, program));
                 Ok(())
             }
@@ -862,6 +931,58 @@ impl RunState {
             failure.actor = Some(actor.to_string());
             let _ = failures.send(failure);
         });
+    }
+
+    /// Fails the run when the program's resident memory (with its descendants) is
+    /// seen above its `max_memory`, sampled every
+    /// [`crate::programs::process::MEMORY_SAMPLE_EVERY`] until it exits. The
+    /// program is stopped with the others when the run ends, after the usual grace
+    /// period, so its last output is in the report.
+    fn watch_memory(
+        &mut self,
+        actor: &Arc<str>,
+        program: &Program,
+        limit: &Checked<u64>,
+        line: usize,
+    ) {
+        let over = program.memory_over(limit.value);
+        let failures = self.program_failures.0.clone();
+        let started = Instant::now();
+        let watched = MemoryLimit {
+            actor: Arc::clone(actor),
+            line,
+            limit: limit.clone(),
+            started,
+        };
+        let (actor, limit) = (Arc::clone(actor), limit.clone());
+        tokio::spawn(async move {
+            let seen = over.await;
+            let failure = memory_failure("server", &actor, line, &limit, seen, started.elapsed());
+            let _ = failures.send(failure);
+        });
+        self.memory_limits.push(watched);
+    }
+
+    /// The last look at every `max_memory` when the actors are done: growth since
+    /// the last sample (a reply the client got before the next tick) still counts.
+    fn memory_now(&self) -> Option<Failure> {
+        self.memory_limits.iter().find_map(|watched| {
+            let (_, program) = self
+                .processes
+                .iter()
+                .find(|(actor, _)| *actor == watched.actor)?;
+            let seen = program.resident_bytes();
+            (seen > watched.limit.value).then(|| {
+                memory_failure(
+                    "server",
+                    &watched.actor,
+                    watched.line,
+                    &watched.limit,
+                    seen,
+                    watched.started.elapsed(),
+                )
+            })
+        })
     }
 
     /// A note for each program that had exited on its own by the time the run

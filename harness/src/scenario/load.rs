@@ -30,6 +30,7 @@ use crate::matcher::{self, Match, MatchSpec};
 use crate::programs::placeholders::{Placeholder, Template};
 use crate::proxy::fault::{self as faults, Direction, FaultKind, FaultSpec};
 use crate::servers::{BuiltinConfig, BuiltinKind, OptionValue};
+use crate::size::{parse_size, MAX_SIZE, SIZE_HINT};
 
 /// Data larger than this is almost certainly a mistake in a scenario (`times = 1e12`),
 /// and refusing it keeps a malformed file from exhausting memory.
@@ -75,11 +76,23 @@ const COMMAND_KEYS: &[&str] = &[
     "ready_delay",
     "ready",
     "exit",
+    "max_memory",
 ];
 const CLIENT_KEYS: &[&str] = &["name", "connect", "proto", "count", "script"];
 /// Keys of a client program (`[[clients]]` with `command`).
 const PROGRAM_CLIENT_KEYS: &[&str] = &[
-    "name", "command", "env", "cwd", "count", "stdin", "exit", "stdout", "stderr", "wait", "signal",
+    "name",
+    "command",
+    "env",
+    "cwd",
+    "count",
+    "stdin",
+    "exit",
+    "stdout",
+    "stderr",
+    "wait",
+    "signal",
+    "max_memory",
 ];
 const DATA_KEYS: &[&str] = &["text", "hex", "base64", "file", "repeat", "template"];
 /// Keys of a data table.
@@ -524,6 +537,53 @@ fn readiness(node: &Node, source: &str) -> Check<Readiness> {
         },
         _ => Err(type_error(node, "ready", "a string or a table").hint(HINT)),
     }
+}
+
+/// The smallest `max_memory`: below a mebibyte no program runs at all, so a
+/// smaller value is a mistake (an integer is bytes: `max_memory = 100` meant MiB).
+pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+
+/// `max_memory = BYTES` (an integer) or `max_memory = "600MiB"` (a string with a
+/// unit; see [`crate::size`]), at least [`MIN_MEMORY_LIMIT`].
+fn memory_limit(node: &Node) -> Check<u64> {
+    let bytes = match &node.kind {
+        NodeKind::Int(bytes) if *bytes < 0 => {
+            return Err(Diagnostic::new(
+                node.span.clone(),
+                format!("`max_memory` is {bytes}: a size cannot be negative"),
+            )
+            .label("expected a size")
+            .hint(SIZE_HINT));
+        }
+        NodeKind::Int(bytes) => *bytes as u64,
+        NodeKind::Str(text) => parse_size(text).map_err(|reason| {
+            Diagnostic::new(node.span.clone(), "`max_memory` is not a valid size")
+                .label(reason)
+                .hint(SIZE_HINT)
+        })?,
+        _ => return Err(type_error(node, "max_memory", "a size").hint(SIZE_HINT)),
+    };
+    if bytes < MIN_MEMORY_LIMIT {
+        let mut d = Diagnostic::new(
+            node.span.clone(),
+            format!("`max_memory` is {bytes} bytes, less than 1 MiB"),
+        )
+        .label("no program runs in less than a mebibyte");
+        if let NodeKind::Int(n) = &node.kind {
+            d = d.hint(format!(
+                "an integer is a number of bytes; did you mean `max_memory = \"{n}MiB\"`?"
+            ));
+        }
+        return Err(d);
+    }
+    if bytes > MAX_SIZE {
+        return Err(
+            Diagnostic::new(node.span.clone(), "`max_memory` is more than 1 PiB")
+                .label("no machine has that much memory")
+                .hint(SIZE_HINT),
+        );
+    }
+    Ok(bytes)
 }
 
 /// `exit = N` (0 to 255) or `exit = "any"`.
@@ -1018,6 +1078,7 @@ impl Loader<'_> {
             Some(node) => self.ok(exit_expectation(node))?,
             None => ExitExpectation::Status(0),
         };
+        let max_memory = self.max_memory(fields)?;
         let (argv, env, cwd) = self.program(fields, true)?;
         let own_port = |t: &Template| {
             t.placeholders().any(|p| {
@@ -1045,7 +1106,18 @@ impl Loader<'_> {
             ready_delay,
             ready,
             exit,
+            max_memory,
         }))
+    }
+
+    /// `max_memory = SIZE` of a program, with where it is written; `Some(None)`
+    /// without the key, `None` after a diagnostic.
+    fn max_memory(&mut self, fields: &mut Fields) -> Option<Option<Checked<u64>>> {
+        let Some(node) = fields.get("max_memory") else {
+            return Some(None);
+        };
+        let bytes = self.ok(memory_limit(node))?;
+        Some(Some(self.checked(fields, "max_memory", bytes)))
     }
 
     /// `command`, `env` and `cwd` of a program, server or client. `own_port`: the
@@ -1260,6 +1332,7 @@ impl Loader<'_> {
             Some(node) => self.ok(signal_name(node, "signal")).map(Some),
             None => Some(None),
         };
+        let max_memory = self.max_memory(&mut fields);
         let program = self.program(&mut fields, false);
         for key in ["connect", "script", "proto"]
             .iter()
@@ -1298,6 +1371,7 @@ impl Loader<'_> {
             command_at,
             wait: wait?,
             signal: signal?,
+            max_memory: max_memory?,
         })
     }
 

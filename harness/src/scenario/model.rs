@@ -138,6 +138,9 @@ pub struct CommandSpec {
     pub ready: Readiness,
     /// The exit status the server may end with before the scenario is over.
     pub exit: ExitExpectation,
+    /// `max_memory`: the most resident memory (bytes) the program and everything
+    /// it started may hold at once while the run goes; more fails the scenario.
+    pub max_memory: Option<Checked<u64>>,
 }
 
 /// How wirecheck knows a `command` server is ready (`ready = ...`).
@@ -235,6 +238,8 @@ pub struct ClientProgram {
     /// `signal = "NAME"`: raised once the program exited as expected and its
     /// output matched (and its captures are visible to every actor).
     pub signal: Option<String>,
+    /// `max_memory`, as for a `command` server: each copy's own limit.
+    pub max_memory: Option<Checked<u64>>,
 }
 
 /// A value of the file with where it is written, so a report can point at it.
