@@ -294,7 +294,7 @@ mod tests {
         let mut child = std::process::Command::new("python3")
             .args([
                 "-c",
-                "import sys; sys.stdin.readline(); b = bytearray(64 << 20); print('ok', flush=True); sys.stdin.readline()",
+                "import sys; print('ready', flush=True); sys.stdin.readline(); b = bytearray(64 << 20); print('ok', flush=True); sys.stdin.readline()",
             ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -304,14 +304,18 @@ mod tests {
         use std::io::{BufRead, Write};
         use std::os::unix::process::CommandExt;
         let pid = child.id();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        // Measured once it runs: while a program is being exec'd, its new memory
+        // is still (nearly) empty.
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
         let before = resident_bytes(pid);
         assert!(before > 0, "a running interpreter has resident memory");
         let mut stdin = child.stdin.take().unwrap();
         writeln!(stdin).unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ok");
         let after = resident_bytes(pid);
         assert!(
