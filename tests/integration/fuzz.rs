@@ -606,3 +606,149 @@ script = [ {{ send = "ping" }}, {{ expect = "ping" }} ]
         accepted.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
+
+/// A server that makes up a token, prints it, and serves nothing of interest.
+const TOKEN_ISSUER: &str = r#"
+import secrets, socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(4)
+print("issued token=%s" % secrets.token_hex(8), flush=True)
+while True:
+    conn, _ = srv.accept()
+    conn.close()
+"#;
+
+/// A line server that refuses to start without a real token (a literal `{TOKEN}`
+/// is not one) and dies on bytes that are not UTF-8.
+const TOKEN_USER: &str = r#"
+import re, socket, sys
+port, token = int(sys.argv[1]), sys.argv[2]
+if not re.fullmatch(r"[0-9a-f]{16}", token):
+    sys.exit("no token: got %r" % token)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(16)
+print("started with token", token, flush=True)
+while True:
+    conn, _ = srv.accept()
+    with conn:
+        for line in conn.makefile("rb"):
+            conn.sendall(line.decode("utf-8").upper().encode("utf-8"))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_command_gets_variables_an_earlier_servers_ready_log_captured() {
+    let dir = folder(&[
+        ("issuer.py", TOKEN_ISSUER),
+        ("user.py", TOKEN_USER),
+        (
+            "seed.toml",
+            r#"
+name = "server `user` starts with the token `issuer` printed"
+[servers.issuer]
+command = ["python3", "issuer.py", "{port}"]
+ready = { log = 'token=(?P<TOKEN>[0-9a-f]+)' }
+
+[servers.user]
+command = ["python3", "user.py", "{port}", "{TOKEN}"]
+
+[[clients]]
+connect = "user"
+script = [ { send = "hello\n" }, { expect = "HELLO\n" }, { send = "größe\n" }, { expect = "GRÖSSE\n" } ]
+"#,
+        ),
+    ]);
+    let out = dir.path().join("findings");
+    let mut options = options(dir.path().join("seed.toml"), &out, 3000, 5);
+    options.stop_after = Some(1);
+    // Before the fix, `user` got the literal `{TOKEN}` and died on startup, and
+    // the fuzzer refused the seed with that error.
+    let report = fuzz_within(&options)
+        .await
+        .expect("the server with a captured variable starts under the fuzzer");
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    let finding = &report.findings[0];
+    assert!(
+        finding
+            .symptom
+            .signature
+            .starts_with("UnicodeDecodeError at user.py"),
+        "{}",
+        finding.symptom.signature
+    );
+    // The crashed server was started again, with the token, for the confirmation
+    // and after the finding (a restart that failed would have ended the run).
+    assert!(finding.confirmed, "{}", finding.line());
+    assert!(report.restarts >= 1, "restarts: {}", report.restarts);
+    assert_eq!(finding.verified_failures, finding.verify_runs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_growth_finding_has_a_reproducer_that_fails_5_of_5_runs() {
+    // Bug 3 of the shipped server: a frame whose length lies grows its receive
+    // buffer by up to 96 MiB for good. 64 MiB of growth is a finding here.
+    let out = tempfile::tempdir().unwrap();
+    let mut options = options(buggy_seed(), out.path(), 6000, 7);
+    options.memory_limit = 64 << 20;
+    options.stop_after = Some(3);
+    let report = fuzz_within(&options).await.expect("the seed passes");
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.symptom.kind == Kind::MemoryGrowth)
+        .unwrap_or_else(|| panic!("a memory-growth finding: {:?}", report.findings));
+    // One input grows a freshly started server past the limit on its own, and the
+    // fuzzer's own check of the reproducer failed every run.
+    assert!(finding.confirmed, "{}", finding.line());
+    assert_eq!(
+        finding.verified_failures,
+        finding.verify_runs,
+        "{}",
+        finding.line()
+    );
+    // Minimized: a frame header that lies is enough.
+    assert!(
+        finding.ops <= 2 && finding.bytes <= 16,
+        "{}",
+        finding.line()
+    );
+    let reproducer = std::fs::read_to_string(&finding.reproducer).unwrap();
+    assert!(reproducer.contains("max_memory = \""), "{reproducer}");
+    // Five runs, five failures, each the server's memory over its `max_memory`.
+    let run = wirecheck(&[
+        "run",
+        finding.reproducer.to_str().unwrap(),
+        "--repeat",
+        "5",
+        "--json",
+        out.path().join("repeat.json").to_str().unwrap(),
+    ])
+    .await;
+    let stdout = text(&run.stdout);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&run.stderr)
+    );
+    assert!(stdout.contains("0 passed, 5 failed"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("repeat.json")).unwrap())
+            .unwrap();
+    let failures: Vec<String> = json["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["failure"]["message"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(failures.len(), 5, "{json}");
+    for message in &failures {
+        assert!(
+            message.starts_with("server `buggy` (line ") && message.contains("max_memory"),
+            "{message}"
+        );
+    }
+}

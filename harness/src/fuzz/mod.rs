@@ -58,6 +58,10 @@ const MINIMIZE_TESTS: usize = 200;
 const MINIMIZE_TIME: Duration = Duration::from_secs(20);
 /// How long a confirmation waits for a program to show a symptom after an input.
 const CONFIRM_SETTLE: Duration = Duration::from_millis(40);
+/// How long a confirmation of memory growth samples the program's memory after an
+/// input: an allocation of a few hundred megabytes takes a program tens of
+/// milliseconds to touch, longer on a loaded machine.
+const MEMORY_SETTLE: Duration = Duration::from_millis(200);
 /// Shortest reply window; the window is five times the slowest seed answer.
 const MIN_WINDOW: Duration = Duration::from_micros(300);
 
@@ -258,10 +262,13 @@ pub async fn fuzz_until(
     );
     let planned: Vec<(std::net::SocketAddr, crate::vocab::Proto)> =
         plan.servers.iter().map(|s| (s.addr, s.proto)).collect();
+    // Started in file order, like a run: a server's `{VAR}` comes from an earlier
+    // server's `ready = { log }`.
+    let captures = target::LogCaptures::default();
     for server in plan.servers {
         names.push(server.name.to_string());
         let started = tokio::select! {
-            started = Target::start(server, &addresses, options.memory_limit, settings) => Some(started),
+            started = Target::start(server, &addresses, &captures, options.memory_limit, settings) => Some(started),
             // A program still starting is killed when its future is dropped.
             () = cancel.cancelled() => None,
         };
@@ -727,8 +734,11 @@ impl Fuzzer<'_> {
 
     /// Runs `input` alone against a fresh target and says what it broke, if anything.
     /// The target is restarted first only if it showed a symptom since its last
-    /// start: a healthy program is reused, which keeps minimization fast.
-    async fn confirm(&mut self, target: usize, input: &Input) -> Option<Symptom> {
+    /// start: a healthy program is reused, which keeps minimization fast (an input
+    /// that did not grow its memory left it as fresh as it was). With `memory`, the
+    /// program's memory is sampled for [`MEMORY_SETTLE`] after the input, against
+    /// its size right after that start.
+    async fn confirm(&mut self, target: usize, input: &Input, memory: bool) -> Option<Symptom> {
         if self.targets[target].suspect {
             if let Err(e) = self.targets[target].restart().await {
                 return Some(Symptom::new(Kind::Crash, "restart failed", e));
@@ -737,8 +747,13 @@ impl Fuzzer<'_> {
         let (addr, proto) = (self.targets[target].addr, self.targets[target].proto);
         exec::execute(addr, proto, input, self.windows).await;
         let settle = Instant::now();
-        while settle.elapsed() < CONFIRM_SETTLE {
-            if let Some(symptom) = self.targets[target].check(false).await {
+        let wait = if memory {
+            MEMORY_SETTLE
+        } else {
+            CONFIRM_SETTLE
+        };
+        while settle.elapsed() < wait {
+            if let Some(symptom) = self.targets[target].check(memory).await {
                 return Some(symptom);
             }
             tokio::time::sleep(Duration::from_millis(4)).await;
@@ -757,7 +772,8 @@ impl Fuzzer<'_> {
     }
 
     async fn reproduces(&mut self, target: usize, input: &Input, key: &(Kind, String)) -> bool {
-        self.confirm(target, input)
+        let memory = key.0 == Kind::MemoryGrowth;
+        self.confirm(target, input, memory)
             .await
             .is_some_and(|symptom| &symptom.key() == key)
     }
@@ -786,16 +802,17 @@ impl Fuzzer<'_> {
             format_duration(found_after),
             found_at_exec
         ));
+        // Memory growth too: an input that makes a freshly started program grow
+        // past the limit on its own is the culprit (a leak that needs many inputs
+        // to get there has none, and is kept as `not reproduced alone`).
         let mut culprit = None;
-        if symptom.kind != Kind::MemoryGrowth {
-            for candidate in candidates.iter().take(RECENT) {
-                if self.cancel.is_cancelled() {
-                    break;
-                }
-                if self.reproduces(target, &candidate.input, &key).await {
-                    culprit = Some(candidate.clone());
-                    break;
-                }
+        for candidate in candidates.iter().take(RECENT) {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            if self.reproduces(target, &candidate.input, &key).await {
+                culprit = Some(candidate.clone());
+                break;
             }
         }
         let confirmed = culprit.is_some();
@@ -822,6 +839,14 @@ impl Fuzzer<'_> {
             .out
             .join(format!("finding-{number}-{}.toml", symptom.kind.name()));
         let client = &self.scenario.clients[entry.client];
+        // A memory-growth reproducer limits the server's memory to what the
+        // fuzzer allowed it: its size after a start plus `--memory-limit`.
+        let memory = match symptom.kind {
+            Kind::MemoryGrowth => self.targets[target]
+                .memory_ceiling()
+                .map(|bytes| (self.targets[target].name.to_string(), bytes)),
+            _ => None,
+        };
         let text = reproducer::render(
             self.scenario,
             client,
@@ -829,6 +854,7 @@ impl Fuzzer<'_> {
             &symptom,
             number,
             &self.options.out,
+            memory,
         )?;
         std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         // The reproducer runs its own copy of the server; ours stays down meanwhile

@@ -21,7 +21,10 @@ use crate::scenario::{Action, ClientSpec, Expected, Scenario, Target};
 /// The signal between the two clients of a reproducer.
 pub const INPUT_SENT: &str = "fuzz-input-sent";
 
-/// The reproducer's text.
+/// The reproducer's text. `memory` (a memory-growth finding): the fuzzed server's
+/// name and the resident memory it may reach, written as its `max_memory`, so the
+/// runner fails the reproducer when the input makes it grow past what the fuzzer
+/// allowed (its size after a start plus `--memory-limit`).
 pub fn render(
     seed: &Scenario,
     client: &ClientSpec,
@@ -29,6 +32,7 @@ pub fn render(
     symptom: &Symptom,
     number: usize,
     out_dir: &Path,
+    memory: Option<(String, u64)>,
 ) -> Result<String, String> {
     let mut doc: DocumentMut = seed
         .source
@@ -102,12 +106,39 @@ pub fn render(
             );
         }
     }
+    if let Some((server, bytes)) = &memory {
+        limit_memory(&mut doc, server, *bytes);
+    }
     let mut text = doc.to_string();
     if !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(&clients(client, input));
     Ok(text)
+}
+
+/// Writes `max_memory` on server `name` (a `command` server), replacing the seed's
+/// own limit if it had one: the reproducer must fail at the fuzzer's limit.
+fn limit_memory(doc: &mut DocumentMut, name: &str, bytes: u64) {
+    let Some(server) = doc
+        .get_mut("servers")
+        .and_then(Item::as_table_like_mut)
+        .and_then(|servers| servers.get_mut(name))
+    else {
+        return;
+    };
+    let value = Value::from(format!("{}MiB", bytes >> 20));
+    if let Some(table) = server.as_table_mut() {
+        table.insert("max_memory", Item::Value(value));
+        if let Some(mut key) = table.key_mut("max_memory") {
+            key.leaf_decor_mut().set_prefix(
+                "# Written by `wirecheck fuzz`: the server's memory right after it started,\n\
+                 # plus --memory-limit. The input below makes it grow past this.\n",
+            );
+        }
+    } else if let Some(table) = server.as_table_like_mut() {
+        table.insert("max_memory", Item::Value(value));
+    }
 }
 
 fn clients(client: &ClientSpec, input: &Input) -> String {

@@ -81,6 +81,12 @@ fn lock(watch: &Mutex<Watch>) -> std::sync::MutexGuard<'_, Watch> {
     watch.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn lock_captures(
+    captures: &LogCaptures,
+) -> std::sync::MutexGuard<'_, HashMap<String, bytes::Bytes>> {
+    captures.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Panics in this process while the fuzzer runs: a built-in server's connection
 /// task that panics is caught by tokio, so the hook is where it can be seen.
 static PANICS: Mutex<Vec<Symptom>> = Mutex::new(Vec::new());
@@ -129,6 +135,8 @@ enum Running {
         process: Option<Program>,
         /// Every server's address, for `{addr:NAME}` placeholders.
         addresses: Arc<HashMap<String, SocketAddr>>,
+        /// Captures of earlier servers' `ready = { log }`, for `{VAR}`.
+        captures: LogCaptures,
         log: EventStream,
         tail: OutputTail,
         /// Resident memory right after the last start, in bytes.
@@ -145,6 +153,12 @@ enum Running {
     },
     Address,
 }
+
+/// Variables that `ready = { log }` regexes of the targets captured, by name: a
+/// later server's `command` and `env` use them (`{TOKEN}`), as in a run. Shared by
+/// every target; a restarted program's new captures replace its old ones, and a
+/// server started (or restarted) afterwards gets the newest values.
+pub type LogCaptures = Arc<Mutex<HashMap<String, bytes::Bytes>>>;
 
 /// What a scripted server's actors need from the scenario.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +188,7 @@ impl Target {
     pub async fn start(
         server: PlannedServer,
         addresses: &Arc<HashMap<String, SocketAddr>>,
+        captures: &LogCaptures,
         memory_limit: u64,
         settings: ScriptSettings,
     ) -> Result<Self, String> {
@@ -210,6 +225,7 @@ impl Target {
                     spec: Box::new(spec),
                     process: None,
                     addresses: Arc::clone(addresses),
+                    captures: Arc::clone(captures),
                     log,
                     tail: OutputTail::default(),
                     baseline: 0,
@@ -274,6 +290,7 @@ impl Target {
             spec,
             process,
             addresses,
+            captures,
             log,
             tail,
             baseline,
@@ -296,8 +313,16 @@ impl Target {
                 addresses.get(name).copied()
             }
         };
-        let launch = Launch::server(spec, port, &lookup);
         let failed = |e: String| format!("server `{}`: {e}", self.name);
+        // `{VAR}` in the command or env: what an earlier server's `ready = { log }`
+        // captured, as the runner gives it (the seed passed, so it has a value).
+        let known = lock_captures(captures).clone();
+        let var = |name: &str| known.get(name).cloned();
+        let launch = Launch::server_with_variables(spec, port, &lookup, &var).map_err(|missing| {
+            failed(format!(
+                "the variable `{missing}` in its `command` or `env` has no value: only a capture of an earlier server's `ready = {{ log }}` can be used there"
+            ))
+        })?;
         let mut program = Program::spawn(launch, log, tail, &self.name).map_err(failed)?;
         let mut ready = program
             .wait_ready(&spec.ready, self.proto, addr, spec.ready_timeout)
@@ -316,6 +341,8 @@ impl Target {
             return Err(failed(e));
         }
         self.addr = addr;
+        // Its captures are variables for the servers started after it.
+        lock_captures(captures).extend(program.log_captures());
         *baseline = program.resident_bytes();
         *process = Some(program);
         // Output of the old process (its last traceback) belongs to the finding
@@ -436,6 +463,19 @@ impl Target {
             }
             Running::Builtin { .. } | Running::Script { .. } => take_panics().into_iter().next(),
             Running::Address => None,
+        }
+    }
+
+    /// The resident memory a program may reach before the fuzzer calls it growth:
+    /// its size right after its last start plus `--memory-limit`, rounded up to a
+    /// whole MiB. `None` for a target that is not a program, or without a limit.
+    pub fn memory_ceiling(&self) -> Option<u64> {
+        match &self.running {
+            Running::Command { baseline, .. } if self.memory_limit > 0 => {
+                let ceiling = baseline.saturating_add(self.memory_limit);
+                Some(ceiling.div_ceil(1 << 20) << 20)
+            }
+            _ => None,
         }
     }
 

@@ -69,32 +69,11 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// A `command` server on `port`, its placeholders resolved through `lookup`:
-    /// the runner and `wirecheck fuzz` (which restarts servers on fresh ports) start
-    /// servers the same way.
-    ///
-    /// A `{VAR}` is left as written here (`wirecheck fuzz` has no run to capture
-    /// it); the runner uses [`Launch::server_with_variables`].
-    pub fn server(
-        spec: &CommandSpec,
-        port: u16,
-        lookup: &dyn Fn(&str) -> Option<SocketAddr>,
-    ) -> Launch {
-        let argv = spec
-            .argv
-            .iter()
-            .map(|t| t.expand(Some(port), lookup))
-            .collect();
-        let env = spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expand(Some(port), lookup)))
-            .collect();
-        Self::for_server(spec, argv, env)
-    }
-
-    /// [`Launch::server`] with the run's variables in `command` and `env`; the
-    /// error is the first variable that has no value yet.
+    /// A `command` server on `port`, its placeholders resolved through `lookup`
+    /// (servers' and proxies' addresses) and `var` (the run's variables): the
+    /// runner and `wirecheck fuzz` (which restarts servers on fresh ports, with
+    /// the captures of earlier servers' `ready = { log }`) start servers the same
+    /// way. The error is the first variable that has no value yet.
     pub fn server_with_variables(
         spec: &CommandSpec,
         port: u16,
