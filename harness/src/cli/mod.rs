@@ -292,25 +292,27 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
             run_command(args)
         };
     }
-    let cli = match cli.command {
+    // Only the commands that do network work get an async runtime: starting one
+    // costs threads and time that `check` or `schema` would only throw away.
+    let networked = match cli.command {
         Command::Run(args) => return run_command(args),
         Command::Fuzz(args) => return fuzz::fuzz_command(args),
-        command => Cli { command },
+        Command::Check(args) => return check(args),
+        Command::Import(args) => return import(args),
+        Command::Schema => {
+            out!("{}", crate::schema::render());
+            return EXIT_PASSED;
+        }
+        command @ (Command::Serve(_) | Command::Proxy(_)) => command,
     };
     let Some(runtime) = runtime(true) else {
         return EXIT_USAGE;
     };
     runtime.block_on(async {
-        match cli.command {
-            Command::Run(_) | Command::Fuzz(_) => unreachable!("handled above"),
-            Command::Check(args) => check(args),
+        match networked {
             Command::Serve(args) => serve(args).await,
-            Command::Import(args) => import(args),
-            Command::Schema => {
-                out!("{}", crate::schema::render());
-                EXIT_PASSED
-            }
             Command::Proxy(args) => proxy::proxy(args).await,
+            _ => unreachable!("only serve and proxy are left"),
         }
     })
 }

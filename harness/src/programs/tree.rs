@@ -60,6 +60,7 @@ pub fn ours(root: u32) -> (Vec<u32>, Vec<u32>) {
 
 /// Notes a program wirecheck spawned (tokio owns its exit status).
 pub fn register_spawned(pid: u32) {
+    EVER_SPAWNED.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut spawned = SPAWNED.lock().unwrap_or_else(|e| e.into_inner());
     spawned.get_or_insert_with(HashSet::new).insert(pid);
 }
@@ -85,6 +86,11 @@ pub fn become_subreaper() -> bool {
     SUBREAPER.store(done, std::sync::atomic::Ordering::SeqCst);
     done
 }
+
+/// Whether any program was ever spawned: only a program can leave descendants
+/// behind, so without one the last sweep has nothing to look for (and reading
+/// every process's `/proc` entry was a third of a short run's CPU).
+static EVER_SPAWNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether this process is a child subreaper: only then are its unknown children
 /// orphans of its programs (a test process has children of its own).
@@ -242,6 +248,9 @@ pub fn reap_adopted() {
 /// is still alive (a program's orphan that escaped every group), then collect the
 /// adopted ones. Returns how many were killed.
 pub fn kill_all_descendants() -> usize {
+    if !EVER_SPAWNED.load(std::sync::atomic::Ordering::SeqCst) {
+        return 0;
+    }
     let me = std::process::id();
     let processes = snapshot();
     let alive: Vec<u32> = descendants(me, &processes)
