@@ -323,28 +323,32 @@ impl Program {
 
     /// Samples the resident memory of the program and everything it started (see
     /// [`tree::resident_bytes`]) every [`MEMORY_SAMPLE_EVERY`], and resolves with
-    /// the size seen once it is more than `limit` bytes; never resolves once the
-    /// program has exited. The first sample is taken at once.
+    /// `Some(size seen)` once it is more than `limit` bytes, or with `None` once the
+    /// program has exited (whoever ended it), so a watching task ends with it. The
+    /// first sample is taken at once.
     pub fn memory_over(
         &self,
         limit: u64,
-    ) -> impl std::future::Future<Output = u64> + Send + 'static {
+    ) -> impl std::future::Future<Output = Option<u64>> + Send + 'static {
         let pid = self.pid;
-        let exit = self.exit.clone();
+        let mut exit = self.exit.clone();
         async move {
             let mut every = tokio::time::interval(MEMORY_SAMPLE_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                every.tick().await;
-                if exit.borrow().is_some() {
-                    return std::future::pending().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = exit.wait_for(Option::is_some) => return None,
                 }
                 // Off the runtime's threads: reading /proc is blocking file I/O.
                 let seen = tokio::task::spawn_blocking(move || tree::resident_bytes(pid))
                     .await
                     .unwrap_or(0);
-                if seen > limit && exit.borrow().is_none() {
-                    return seen;
+                if exit.borrow().is_some() {
+                    return None;
+                }
+                if seen > limit {
+                    return Some(seen);
                 }
             }
         }

@@ -496,7 +496,8 @@ async fn client_program(
             let over = program.memory_over(limit.value);
             tokio::select! {
                 exit = program.wait_exit() => exit,
-                seen = over => {
+                // `None` (it exited) disables this branch: its exit is awaited above.
+                Some(seen) = over => {
                     // Stopped here, its output drained into the report.
                     program.finish(&context.log).await;
                     context.board.done(&name);
@@ -956,9 +957,12 @@ impl RunState {
         };
         let (actor, limit) = (Arc::clone(actor), limit.clone());
         tokio::spawn(async move {
-            let seen = over.await;
-            let failure = memory_failure("server", &actor, line, &limit, seen, started.elapsed());
-            let _ = failures.send(failure);
+            // `None`: the program ended (its exit is `watch_exit`'s business).
+            if let Some(seen) = over.await {
+                let failure =
+                    memory_failure("server", &actor, line, &limit, seen, started.elapsed());
+                let _ = failures.send(failure);
+            }
         });
         self.memory_limits.push(watched);
     }
