@@ -752,3 +752,77 @@ async fn a_memory_growth_finding_has_a_reproducer_that_fails_5_of_5_runs() {
         );
     }
 }
+
+/// A line server that answers in upper case and keeps 100 MB for good the first
+/// time a line holds a byte that is not ASCII (a leak, not a crash).
+const LEAKY_LINES: &str = r#"
+import socket, sys
+kept = []
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(16)
+while True:
+    conn, _ = srv.accept()
+    with conn:
+        try:
+            for line in conn.makefile("rb"):
+                if not kept and any(b >= 0x80 for b in line):
+                    kept.append(bytearray(100 << 20))
+                conn.sendall(line.upper())
+        except OSError:
+            pass  # a client that resets is not a bug
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeds_own_max_memory_is_a_memory_limit_while_fuzzing() {
+    let dir = folder(&[
+        ("leaky.py", LEAKY_LINES),
+        (
+            "seed.toml",
+            r#"
+name = "a line server in upper case, within 60 MiB"
+[servers.leaky]
+command = ["python3", "leaky.py", "{port}"]
+max_memory = "60MiB"
+
+[[clients]]
+connect = "leaky"
+script = [ { send = "hello\n" }, { expect = "HELLO\n" }, { send = "again\n" }, { expect = "AGAIN\n" } ]
+"#,
+        ),
+    ]);
+    let out = dir.path().join("findings");
+    let mut options = options(dir.path().join("seed.toml"), &out, 3000, 3);
+    // No growth limit of the fuzzer's own: only the seed's `max_memory` applies.
+    options.memory_limit = 0;
+    options.stop_after = Some(1);
+    let report = fuzz_within(&options).await.expect("the seed passes");
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    let finding = &report.findings[0];
+    assert_eq!(
+        finding.symptom.kind,
+        Kind::MemoryGrowth,
+        "{}",
+        finding.line()
+    );
+    assert!(
+        finding.symptom.summary.contains("max_memory = \"60MiB\""),
+        "{}",
+        finding.line()
+    );
+    assert!(finding.confirmed, "{}", finding.line());
+    assert_eq!(
+        finding.verified_failures,
+        finding.verify_runs,
+        "{}",
+        finding.line()
+    );
+    // The reproducer keeps the seed's limit, the lower of the two.
+    let reproducer = wirecheck::scenario::load_file(&finding.reproducer)
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+    let wirecheck::scenario::ServerKind::Command(spec) = &reproducer.servers[0].kind else {
+        panic!("a command server");
+    };
+    assert_eq!(spec.max_memory.as_ref().map(|m| m.value), Some(60 << 20));
+}

@@ -416,7 +416,10 @@ impl Target {
     async fn check_now(&mut self, with_memory: bool) -> Option<Symptom> {
         match &mut self.running {
             Running::Command {
-                process, baseline, ..
+                spec,
+                process,
+                baseline,
+                ..
             } => {
                 let process = process.as_mut()?;
                 if let Some(exit) = process.exited() {
@@ -444,17 +447,17 @@ impl Target {
                 if let Some(symptom) = lock(&self.watch).symptoms.drain(..).next() {
                     return Some(symptom);
                 }
-                if with_memory && self.memory_limit > 0 {
+                let ceiling = memory_ceiling(spec, *baseline, self.memory_limit);
+                if let (true, Some((ceiling, why))) = (with_memory, ceiling) {
                     let rss = process.resident_bytes();
-                    if rss > baseline.saturating_add(self.memory_limit) {
+                    if rss > ceiling {
                         return Some(Symptom::new(
                             Kind::MemoryGrowth,
                             "memory growth",
                             format!(
-                                "the server's memory grew from {} MiB to {} MiB (limit: {} MiB of growth)",
+                                "the server's memory grew from {} MiB to {} MiB ({why})",
                                 *baseline >> 20,
                                 rss >> 20,
-                                self.memory_limit >> 20
                             ),
                         ));
                     }
@@ -466,13 +469,14 @@ impl Target {
         }
     }
 
-    /// The resident memory a program may reach before the fuzzer calls it growth:
-    /// its size right after its last start plus `--memory-limit`, rounded up to a
-    /// whole MiB. `None` for a target that is not a program, or without a limit.
+    /// The resident memory a program may reach before the fuzzer calls it growth,
+    /// rounded up to a whole MiB: its size right after its last start plus
+    /// `--memory-limit`, or the seed's own `max_memory` on it where that is lower.
+    /// `None` for a target that is not a program, or with neither limit.
     pub fn memory_ceiling(&self) -> Option<u64> {
         match &self.running {
-            Running::Command { baseline, .. } if self.memory_limit > 0 => {
-                let ceiling = baseline.saturating_add(self.memory_limit);
+            Running::Command { spec, baseline, .. } => {
+                let (ceiling, _) = memory_ceiling(spec, *baseline, self.memory_limit)?;
                 Some(ceiling.div_ceil(1 << 20) << 20)
             }
             _ => None,
@@ -499,6 +503,29 @@ impl Target {
             }
             Running::Address => {}
         }
+    }
+}
+
+/// The memory a program may hold before it is a finding, and why, in words for
+/// the symptom: `--memory-limit` of growth over `baseline` (its size after start;
+/// 0: unchecked), or the seed's `max_memory` on the server, whichever is lower (a
+/// server the seed limits is held to that limit while fuzzed too).
+fn memory_ceiling(spec: &CommandSpec, baseline: u64, growth: u64) -> Option<(u64, String)> {
+    let by_growth = (growth > 0).then(|| {
+        (
+            baseline.saturating_add(growth),
+            format!("limit: {} MiB of growth", growth >> 20),
+        )
+    });
+    let declared = spec.max_memory.as_ref().map(|limit| {
+        (
+            limit.value,
+            format!("over its `{}` (line {})", limit.text, limit.location.line),
+        )
+    });
+    match (by_growth, declared) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
     }
 }
 
