@@ -317,12 +317,24 @@ fn max_memory_is_a_key_of_programs_only() {
     let errors = load_errors(
         "[servers.s]\nbuiltin = \"echo\"\nmax_memory = \"1GiB\"\n[[clients]]\nscript = []\n",
     );
-    assert!(errors.contains("max_memory"), "{errors}");
+    assert!(
+        errors.contains("`max_memory` does not apply to server `s`"),
+        "{errors}"
+    );
     assert!(errors.contains("inline.toml:3:1"), "{errors}");
+    assert!(
+        errors.contains("limits a `command` server or a client program"),
+        "{errors}"
+    );
+    assert!(!errors.contains("unknown key"), "{errors}");
     let errors = load_errors(
         "[servers.s]\nbuiltin = \"echo\"\n[[clients]]\nconnect = \"s\"\nmax_memory = \"1GiB\"\nscript = []\n",
     );
-    assert!(errors.contains("max_memory"), "{errors}");
+    assert!(
+        errors.contains("`max_memory` does not apply to client `client1`"),
+        "{errors}"
+    );
+    assert!(errors.contains("inline.toml:5:1"), "{errors}");
 }
 
 #[test]

@@ -864,6 +864,9 @@ impl Loader<'_> {
                 None
             }
         };
+        if !kinds.contains(&"command") {
+            self.refuse_max_memory(&mut fields, &context);
+        }
         let unknown = fields.unknown_keys(&context, &valid);
         self.diagnostics.extend(unknown);
         Some(ServerSpec {
@@ -874,6 +877,23 @@ impl Loader<'_> {
             options,
             kind: kind?,
         })
+    }
+
+    /// `max_memory` on a server or client that is not a program wirecheck starts:
+    /// said plainly, rather than as an unknown key.
+    fn refuse_max_memory(&mut self, fields: &mut Fields, context: &str) {
+        if !fields.has("max_memory") {
+            return;
+        }
+        self.push(
+            Diagnostic::new(
+                fields.key_span("max_memory"),
+                format!("`max_memory` does not apply to {context}"),
+            )
+            .label("only a program wirecheck starts has memory of its own to limit")
+            .hint("`max_memory` limits a `command` server or a client program (a `[[clients]]` entry with `command`)"),
+        );
+        fields.get("max_memory");
     }
 
     /// Socket options only make sense on sockets wirecheck itself opens.
@@ -1434,6 +1454,7 @@ impl Loader<'_> {
         };
         let mut valid = CLIENT_KEYS.to_vec();
         valid.extend(SOCKET_OPTION_KEYS);
+        self.refuse_max_memory(&mut fields, &context);
         let unknown = fields.unknown_keys(&context, &valid);
         self.diagnostics.extend(unknown);
         let (connect, _) = target?;
