@@ -637,6 +637,15 @@ fn unique_stems_tell_equal_file_names_apart() {
 /// Runs `file`, traces it, imports the trace, runs the import: it must pass.
 async fn round_trip(file: &Path, dir: &Path) -> Result<(), String> {
     let outcome = run_file(file).await;
+    // A run that failed may have put nothing on the wire; its own failure is the
+    // explanation, not the empty trace it leaves.
+    if let Some(failure) = &outcome.failure {
+        return Err(format!(
+            "{}: the scenario itself failed, before any trace was written:\n{}",
+            file.display(),
+            wirecheck::report::render_failure(&outcome, failure)
+        ));
+    }
     let trace_path = dir.join(format!("{}.pcapng", stem(file)));
     outcome
         .write_trace(&trace_path, &TraceSettings::default())
