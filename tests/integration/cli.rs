@@ -1,6 +1,7 @@
 //! The `wirecheck` binary: `run` (exit codes, summary line, JUnit and JSON reports,
 //! `--filter`, `--repeat`, invalid files), `check`, and `serve`.
 
+use crate::{assert_exit, folder, last_line, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -50,40 +51,8 @@ async fn wirecheck(args: &[&str]) -> Output {
     crate::output_within(command, BOUND, &format!("wirecheck {}", args.join(" "))).await
 }
 
-/// A folder with the given scenario files.
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
-
 fn utf8(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn last_line(output: &Output) -> String {
-    stdout(output).lines().last().unwrap_or_default().to_owned()
-}
-
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 // ------------------------------------------------------------ run

@@ -2,6 +2,7 @@
 //! environment and port substitution, and that its whole process group is gone
 //! afterwards.
 
+use crate::is_gone;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,20 +47,6 @@ fn exit_status(outcome: &crate::Ran) -> String {
             _ => None,
         })
         .expect("the exit was recorded")
-}
-
-/// Whether a process is gone: no /proc entry, or only a zombie waiting for its parent.
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("?");
-            state == "Z" || state == "X"
-        }
-    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! rendering panic. Also what the loader accepts at its edges: addresses read
 //! without name lookups, limits, and large files (shared data, exact positions).
 
+use crate::Rng;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -503,22 +504,6 @@ fn a_bad_count_does_not_hide_the_script_errors_of_the_same_client() {
 
 // ------------------------------------------------------------ never a panic
 
-/// A small deterministic generator (xorshift64*), so a failure is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// A valid scenario using most of the format, but nothing a mutation could turn
 /// into a host name to resolve or a huge allocation (no `connect`, `bind`,
 /// `address`, `file` or `repeat`).
@@ -616,7 +601,9 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
                 bytes.drain(at.min(end)..end);
             }
             1 => {
-                let junk: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next() as u8).collect();
+                let junk: Vec<u8> = (0..1 + rng.below(8))
+                    .map(|_| rng.next_u64() as u8)
+                    .collect();
                 bytes.splice(at..at, junk);
             }
             2 => {
@@ -625,7 +612,7 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
             }
             3 if !bytes.is_empty() => {
                 let i = rng.below(bytes.len());
-                bytes[i] = rng.next() as u8;
+                bytes[i] = rng.next_u64() as u8;
             }
             4 => bytes.truncate(at),
             _ => {
@@ -680,7 +667,7 @@ fn garbage_binary_and_empty_inputs_never_panic() {
     let mut rng = Rng(0xbad_c0ffee);
     for len in [0usize, 1, 2, 3, 7, 64, 1000] {
         for _ in 0..20 {
-            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             never_panics(&path, &String::from_utf8_lossy(&bytes));
             let printable: String = (0..len)
                 .map(|_| FRAGMENTS[rng.below(FRAGMENTS.len())])

@@ -4,6 +4,7 @@
 //! and refuses bad input (a failing or flaky seed, a server that dies on startup,
 //! an `--out` that cannot be written) with a clear message.
 
+use crate::{folder, is_gone, KillOnDrop};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -172,14 +173,6 @@ async fn the_reference_servers_survive_a_short_fuzz() {
     options.jobs = 4;
     let report = fuzz_within(&options).await.expect("the seed passes");
     assert!(report.findings.is_empty(), "{:?}", report.findings);
-}
-
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
 }
 
 #[tokio::test]
@@ -360,34 +353,6 @@ command = ["python3", "echo_family.py", "{port}", "pids.txt"]
 connect = "srv"
 script = [ { send = "ping" }, { expect = "ping" } ]
 "#;
-
-/// Whether a process is gone: no /proc entry, or only a zombie.
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("?");
-            state == "Z" || state == "X"
-        }
-    }
-}
-
-/// Kills what a failed test left running.
-struct KillOnDrop(Vec<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
 
 #[rstest::rstest]
 #[case::sigterm(nix::sys::signal::Signal::SIGTERM, 143)]

@@ -10,6 +10,7 @@
 //! cargo test --test integration fuzz_corpora::generate_seeds -- --ignored
 //! ```
 
+use crate::Rng;
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -584,31 +585,6 @@ fn json_header_seeds(seeds: &mut Vec<Seed>) {
     }
 }
 
-/// A small deterministic generator (xorshift64*) for the structured seeds.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Random bytes biased towards what framings care about.
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| match self.next() % 10 {
-                0 => b'\n',
-                1 => b'\r',
-                2 => 0,
-                3 => 0x80,
-                _ => self.next() as u8,
-            })
-            .collect()
-    }
-}
-
 /// Does a structured json-header input have the shape a seed should show?
 type JsonShape = fn(&JsonRoundTripInput) -> bool;
 
@@ -621,8 +597,8 @@ fn structured_seeds(seeds: &mut Vec<Seed>) {
     for (k, kind) in FramingKind::all().enumerate() {
         for damaged in [false, true] {
             let found = (0..200_000).find_map(|_| {
-                let len = 24 + (rng.next() % 200) as usize;
-                let mut data = rng.bytes(len);
+                let len = 24 + (rng.next_u64() % 200) as usize;
+                let mut data = rng.framing_bytes(len);
                 data[0] = k as u8;
                 let input: RoundTripInput = checks::structured(&data)?;
                 let config = input.config.framing();
@@ -667,8 +643,8 @@ fn structured_seeds(seeds: &mut Vec<Seed>) {
     ];
     for (name, wanted) in shapes {
         let found = (0..200_000).find_map(|_| {
-            let len = 32 + (rng.next() % 300) as usize;
-            let mut data = rng.bytes(len);
+            let len = 32 + (rng.next_u64() % 300) as usize;
+            let mut data = rng.framing_bytes(len);
             data[0] = 0x40; // max_header 64
             data[1] = 0x60; // max_body 96
             let input: JsonRoundTripInput = checks::structured(&data)?;

@@ -4,6 +4,7 @@
 //! must run, and it must show every run. A screenshot is kept under
 //! `target/html-report/` as a CI artifact.
 
+use crate::FLAKY_SERVER;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -70,21 +71,6 @@ fn artifact_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
-
-const FLAKY_SERVER: &str = r#"
-import os, socket, sys
-marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "started-before")
-first = not os.path.exists(marker)
-open(marker, "a").close()
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", int(sys.argv[1])))
-server.listen(4)
-while True:
-    conn, _ = server.accept()
-    conn.sendall(b"wrong\n" if first else conn.recv(100))
-    conn.close()
-"#;
 
 fn suite_folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

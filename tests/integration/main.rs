@@ -296,3 +296,129 @@ pub async fn output_within(
         .unwrap_or_else(|_| panic!("`{what}` ran longer than {bound:?}"))
         .expect("the output of the command")
 }
+
+/// A temporary folder holding the given files (name, text).
+pub fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("a file in the temporary folder");
+    }
+    dir
+}
+
+/// A command's standard output, as text.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The last line a command printed on its standard output (the summary line).
+pub fn last_line(output: &std::process::Output) -> String {
+    stdout(output).lines().last().unwrap_or_default().to_owned()
+}
+
+/// Fails the test, showing both output streams, unless the command exited with `code`.
+#[track_caller]
+pub fn assert_exit(output: &std::process::Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// The rendered load errors of `text`, which must not be valid.
+#[track_caller]
+pub fn load_errors(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("the scenario loaded but should not have:\n{text}"),
+        Err(e) => e.render(),
+    }
+}
+
+/// Whether a process is gone: no /proc entry, or only a zombie waiting for its parent.
+pub fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("?");
+            state == "Z" || state == "X"
+        }
+    }
+}
+
+/// Kills the processes it holds when dropped, so a failed test does not leak the
+/// programs it started.
+pub struct KillOnDrop(pub Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so a test's random inputs are the
+/// same on every run and a failure is reproducible.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Random bytes biased towards what framings care about: line ends, zero
+    /// bytes and a high bit.
+    pub fn framing_bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| match self.next_u64() % 10 {
+                0 => b'\n',
+                1 => b'\r',
+                2 => 0,
+                3 => 0x80,
+                _ => self.next_u64() as u8,
+            })
+            .collect()
+    }
+}
+
+/// A server program that answers wrongly the first time it is started in a folder
+/// and correctly every time after: a flaky server under test, with its state in a
+/// marker file beside it.
+pub const FLAKY_SERVER: &str = r#"
+import os, socket, sys
+port = int(sys.argv[1])
+marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "started-before")
+first = not os.path.exists(marker)
+open(marker, "a").close()
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(4)
+while True:
+    conn, _ = server.accept()
+    data = conn.recv(100)
+    conn.sendall(b"wrong\n" if first else data)
+    conn.close()
+"#;

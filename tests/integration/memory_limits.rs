@@ -8,6 +8,7 @@
 //! The programs are small Python servers that allocate (and touch) a number of
 //! megabytes when a client tells them to: real memory, measured from /proc.
 
+use crate::{is_gone, load_errors};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -92,19 +93,6 @@ fn grower_pid(text: &str) -> u32 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("?");
-            state == "Z" || state == "X"
-        }
-    }
 }
 
 #[tokio::test]
@@ -268,14 +256,6 @@ max_memory = "64MiB"
     );
     assert!(text.contains("hog stdout: hog allocating 160 MB"), "{text}");
     assert!(ran.duration < Duration::from_secs(30), "{:?}", ran.duration);
-}
-
-/// The rendered load errors of `text`, which must not be valid.
-fn load_errors(text: &str) -> String {
-    match crate::load(text) {
-        Ok(_) => panic!("the scenario loaded but should not have:\n{text}"),
-        Err(e) => e.render(),
-    }
 }
 
 #[rstest]

@@ -2,6 +2,7 @@
 //! held by another process, exit status checks, output, interrupts of the binary
 //! with every program and descendant stopped.
 
+use crate::{is_gone, load_errors, KillOnDrop};
 use std::path::Path;
 use std::time::Duration;
 
@@ -471,20 +472,6 @@ script = [ {{ expect = "never sent", timeout = "60s" }} ]
     )
 }
 
-/// Whether a process is gone: no /proc entry, or only a zombie.
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("?");
-            state == "Z" || state == "X"
-        }
-    }
-}
-
 /// The pids in `path`, once a program wrote them (a readiness check with a
 /// deadline: the file appears atomically, by rename).
 async fn pids_written(path: &Path) -> Vec<u32> {
@@ -502,20 +489,6 @@ async fn pids_written(path: &Path) -> Vec<u32> {
             path.display()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Kills what a failed test left running, so one failure does not leak processes.
-struct KillOnDrop(Vec<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
     }
 }
 
@@ -597,14 +570,6 @@ async fn an_interrupt_mid_run_stops_every_program_and_descendant_and_writes_the_
     assert!(stdout.contains("interrupted"), "{stdout}");
     let report = std::fs::read_to_string(&junit).expect("the JUnit report was written");
     assert!(report.contains("interrupted"), "{report}");
-}
-
-/// The rendered load errors of `text`, which must not be valid.
-fn load_errors(text: &str) -> String {
-    match crate::load(text) {
-        Ok(_) => panic!("the scenario loaded but should not have:\n{text}"),
-        Err(e) => e.render(),
-    }
 }
 
 #[rstest]

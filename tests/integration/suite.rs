@@ -2,6 +2,7 @@
 //! `--partition`, `--list`, `check`), retries and flaky runs, `--fail-fast`,
 //! `group`, `--rerun-failed`, colour. Every scenario runs over real loopback sockets.
 
+use crate::{assert_exit, folder, last_line, stderr, stdout, FLAKY_SERVER};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
@@ -41,26 +42,6 @@ script = [ {{ send = "hi\n" }}, {{ expect = "hI\n" }} ]
     )
 }
 
-/// A server program that answers wrongly the first time it is started in `dir`
-/// and correctly every time after: a flaky server under test, with its state in a
-/// marker file beside it.
-const FLAKY_SERVER: &str = r#"
-import os, socket, sys
-port = int(sys.argv[1])
-marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "started-before")
-first = not os.path.exists(marker)
-open(marker, "a").close()
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", port))
-server.listen(4)
-while True:
-    conn, _ = server.accept()
-    data = conn.recv(100)
-    conn.sendall(b"wrong\n" if first else data)
-    conn.close()
-"#;
-
 fn flaky_scenario(extra_top: &str) -> String {
     format!(
         r#"name = "flaky once"
@@ -84,39 +65,6 @@ async fn wirecheck_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
         command.env(key, value);
     }
     crate::output_within(command, BOUND, &format!("wirecheck {}", args.join(" "))).await
-}
-
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn last_line(output: &Output) -> String {
-    stdout(output).lines().last().unwrap_or_default().to_owned()
-}
-
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 /// Ten small scenarios in three folders, names and tags varied.
