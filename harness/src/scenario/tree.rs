@@ -78,7 +78,12 @@ pub const MAX_NESTING: usize = 100;
 /// Parses a whole document into its root table.
 pub fn parse(source: &str) -> Result<Node, SyntaxError> {
     let parsed = Source::new(source);
-    let tokens = parsed.lex().into_vec();
+    // Every token but the last covers at least one byte, so this capacity is never
+    // outgrown: the vector is not copied as it fills (toml_parser's own estimate is
+    // for Cargo manifests, and a script of inline tables has nearly twice as many
+    // tokens per byte), and the pages the tokens do not reach are never touched.
+    let mut tokens = Vec::with_capacity(source.len() + 1);
+    tokens.extend(parsed.lex());
     let mut builder = Builder::new(parsed);
     let mut first_error = FirstError::default();
     toml_parser::parser::parse_document(&tokens, &mut builder, &mut first_error);
