@@ -600,8 +600,13 @@ print("started with token", token, flush=True)
 while True:
     conn, _ = srv.accept()
     with conn:
-        for line in conn.makefile("rb"):
-            conn.sendall(line.decode("utf-8").upper().encode("utf-8"))
+        # A client that resets is not this server's bug: the only one planted is
+        # the UTF-8 decode below, so the test's one finding is always that one.
+        try:
+            for line in conn.makefile("rb"):
+                conn.sendall(line.decode("utf-8").upper().encode("utf-8"))
+        except (ConnectionResetError, BrokenPipeError):
+            pass
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
