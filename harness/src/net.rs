@@ -81,6 +81,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// The recorder of a connection (or UDP socket) that starts now: its events get
+    /// a fresh connection id from the run's stream.
+    pub fn for_new_connection(log: &EventStream, actor: Arc<str>) -> Self {
+        Recorder {
+            conn: log.next_conn_id(),
+            log: log.clone(),
+            actor,
+        }
+    }
+
     pub fn record(&self, kind: EventKind) {
         self.log.record(&self.actor, kind);
     }

@@ -192,11 +192,7 @@ async fn connection(
     links: SharedLinks,
 ) {
     let actor: Arc<str> = Arc::from(format!("{}#{number}", config.name));
-    let client_side = Recorder {
-        log: log.clone(),
-        actor: Arc::clone(&actor),
-        conn: log.next_conn_id(),
-    };
+    let client_side = Recorder::for_new_connection(&log, Arc::clone(&actor));
     client_side.record(EventKind::Accept {
         conn: client_side.conn,
         local,
@@ -220,11 +216,7 @@ async fn connection(
             return;
         }
     };
-    let server_side = Recorder {
-        log: log.clone(),
-        actor: Arc::clone(&actor),
-        conn: log.next_conn_id(),
-    };
+    let server_side = Recorder::for_new_connection(&log, Arc::clone(&actor));
     if let (Ok(local), Ok(peer)) = (server.local_addr(), server.peer_addr()) {
         server_side.record(EventKind::Connect {
             conn: server_side.conn,

@@ -449,11 +449,7 @@ impl Actor {
         };
         apply_socket_options(socket2::SockRef::from(&stream), &self.options)
             .map_err(|e| StepError::new(format!("cannot set socket options: {e}")))?;
-        let recorder = Recorder {
-            log: self.context.log.clone(),
-            actor: Arc::clone(&self.name),
-            conn: self.context.log.next_conn_id(),
-        };
+        let recorder = Recorder::for_new_connection(&self.context.log, Arc::clone(&self.name));
         let local = stream.local_addr().map_err(io_error)?;
         recorder.record(EventKind::Connect {
             conn: recorder.conn,

@@ -1151,11 +1151,7 @@ fn udp_client(
     crate::net::apply_socket_options(socket2::SockRef::from(&socket), options)?;
     let socket = tokio::net::UdpSocket::from_std(socket)?;
     let local = socket.local_addr()?;
-    let recorder = Recorder {
-        log: log.clone(),
-        actor: Arc::clone(name),
-        conn: log.next_conn_id(),
-    };
+    let recorder = Recorder::for_new_connection(log, Arc::clone(name));
     recorder.record(EventKind::UdpBound {
         conn: recorder.conn,
         local,
@@ -1184,11 +1180,7 @@ async fn script_server(
             let local = socket
                 .local_addr()
                 .map_err(|e| Failure::new(FailureKind::Setup, e.to_string()))?;
-            let recorder = Recorder {
-                log: context.log.clone(),
-                actor: Arc::clone(&name),
-                conn: context.log.next_conn_id(),
-            };
+            let recorder = Recorder::for_new_connection(&context.log, Arc::clone(&name));
             recorder.record(EventKind::UdpBound {
                 conn: recorder.conn,
                 local,
@@ -1300,11 +1292,7 @@ pub async fn serve_script_until(
                 let Ok(copy) = socket.try_clone().and_then(tokio::net::UdpSocket::from_std) else {
                     return;
                 };
-                let recorder = Recorder {
-                    log: context.log.clone(),
-                    actor: Arc::clone(&name),
-                    conn: context.log.next_conn_id(),
-                };
+                let recorder = Recorder::for_new_connection(&context.log, Arc::clone(&name));
                 let conn = Conn::Udp {
                     socket: copy,
                     recorder,
@@ -1364,11 +1352,7 @@ fn accepted_actor(
         peer,
         local,
     } = accepted;
-    let recorder = Recorder {
-        log: context.log.clone(),
-        actor: Arc::clone(&name),
-        conn: context.log.next_conn_id(),
-    };
+    let recorder = Recorder::for_new_connection(&context.log, Arc::clone(&name));
     recorder.record(EventKind::Accept {
         conn: recorder.conn,
         local,

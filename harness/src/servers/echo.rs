@@ -71,11 +71,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let log = EventStream::disabled();
-            let recorder = Recorder {
-                conn: log.next_conn_id(),
-                log,
-                actor: Arc::from("echo"),
-            };
+            let recorder = Recorder::for_new_connection(&log, Arc::from("echo"));
             serve_tcp(stream, recorder, CancellationToken::new()).await
         });
         let data: Vec<u8> = (0..3 * IO_BUFFER + 12_345)

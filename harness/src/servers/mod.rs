@@ -399,15 +399,12 @@ async fn serve_tcp<F, Fut>(
     let stop = shutdown.clone();
     serve_connections(acceptor, max_connections, shutdown, move |connection| {
         accepted += 1;
-        let recorder = Recorder {
-            log: context.log.clone(),
-            actor: if accepted == 1 {
-                Arc::clone(&context.actor)
-            } else {
-                Arc::from(format!("{}#{accepted}", context.actor))
-            },
-            conn: context.log.next_conn_id(),
+        let actor = if accepted == 1 {
+            Arc::clone(&context.actor)
+        } else {
+            Arc::from(format!("{}#{accepted}", context.actor))
         };
+        let recorder = Recorder::for_new_connection(&context.log, actor);
         recorder.record(EventKind::Accept {
             conn: recorder.conn,
             local: connection.local,
