@@ -82,7 +82,10 @@ pub fn parse(source: &str) -> Result<Node, SyntaxError> {
     // outgrown: the vector is not copied as it fills (toml_parser's own estimate is
     // for Cargo manifests, and a script of inline tables has nearly twice as many
     // tokens per byte), and the pages the tokens do not reach are never touched.
-    let mut tokens = Vec::with_capacity(source.len() + 1);
+    // The reservation is address space only; should a huge file's be refused, the
+    // vector grows as it fills instead (an allocation failure would abort).
+    let mut tokens = Vec::new();
+    let _ = tokens.try_reserve_exact(source.len() + 1);
     tokens.extend(parsed.lex());
     let mut builder = Builder::new(parsed);
     let mut first_error = FirstError::default();
