@@ -47,15 +47,21 @@ pub fn load(path: &Path) -> Result<Option<RerunRecord>, String> {
 }
 
 /// Writes a record, creating its folder; written to a temporary file first so a
-/// killed run never leaves half a record.
+/// killed run never leaves half a record. A record that already says the same is
+/// left alone: a suite rerun in a loop mostly records what it recorded last time,
+/// and creating, writing and renaming a file costs more of a short run than
+/// reading one.
 pub fn save(path: &Path, record: &RerunRecord) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(record).map_err(|e| e.to_string())? + "\n";
+    if std::fs::read(path).is_ok_and(|existing| existing == text.as_bytes()) {
+        return Ok(());
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    let text = serde_json::to_string_pretty(record).map_err(|e| e.to_string())?;
     let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, text + "\n")
+    std::fs::write(&partial, text)
         .and_then(|()| std::fs::rename(&partial, path))
         .map_err(|e| format!("cannot write the rerun record {}: {e}", path.display()))
 }
@@ -77,6 +83,26 @@ mod tests {
         assert_eq!(load(&path).unwrap(), Some(record));
         std::fs::write(&path, "{").unwrap();
         assert!(load(&path).unwrap_err().contains("not valid"));
+    }
+
+    #[test]
+    fn saving_what_the_record_already_says_leaves_the_file_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        let mut record = RerunRecord {
+            selection: vec!["a.toml".into()],
+            failed: Vec::new(),
+        };
+        save(&path, &record).unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        save(&path, &record).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "rewritten");
+        // A record that changed is written (by rename: a new file).
+        record.failed.push("a.toml".into());
+        save(&path, &record).unwrap();
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(load(&path).unwrap(), Some(record));
     }
 
     #[test]
