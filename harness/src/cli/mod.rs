@@ -570,9 +570,14 @@ async fn run(args: RunArgs, prepared: PreparedRun) -> i32 {
     let repeat = args.repeat as usize;
     let options = SuiteOptions {
         repeat,
+        // One run needs no more: asking the machine its parallelism reads cgroup
+        // files, a cost every single-scenario run would pay for nothing.
         jobs: args
             .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .unwrap_or_else(|| match selected.len() * repeat {
+                0 | 1 => 1,
+                _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            })
             .max(1),
         retries: args.retries.map(|n| n as usize),
         fail_fast: args.fail_fast,
