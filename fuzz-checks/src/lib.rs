@@ -2133,6 +2133,7 @@ pub fn check_scenario_parse(data: &[u8]) {
         text.len()
     );
     check_tree_agrees_with_toml(text);
+    check_direct_reader_agrees(text);
     within_budget("scenario_parse", bound, &basis, || {
         match load_str(Path::new(SCENARIO_PATH), text) {
             Ok(scenario) => {
@@ -2141,6 +2142,22 @@ pub fn check_scenario_parse(data: &[u8]) {
             Err(err) => check_load_error(text, &err),
         }
     });
+}
+
+/// The loader reads everyday scenario files directly and everything else through
+/// `toml_parser`'s token list; whenever the direct reader takes a document, its tree
+/// (spans included) must be the token list's, and it must never take a document the
+/// token list refuses.
+pub fn check_direct_reader_agrees(text: &str) {
+    if let Some(direct) = tree::parse_direct(text) {
+        match tree::parse_with_token_list(text) {
+            Ok(full) => assert_eq!(direct, full, "the readers' trees differ for {text:?}"),
+            Err(e) => panic!(
+                "the direct reader takes what the full parser refuses ({}): {text:?}",
+                e.message
+            ),
+        }
+    }
 }
 
 /// The loader's own TOML tree (built from `toml_parser` events, with TOML's rules

@@ -75,8 +75,32 @@ pub struct SyntaxError {
 /// (and dropped) recursively, and no scenario needs more than a handful of levels.
 pub const MAX_NESTING: usize = 100;
 
+mod scan;
+
 /// Parses a whole document into its root table.
 pub fn parse(source: &str) -> Result<Node, SyntaxError> {
+    match parse_direct(source) {
+        Some(root) => Ok(root),
+        None => parse_with_token_list(source),
+    }
+}
+
+/// The tree of a document in the everyday shape of a scenario file (see `scan`),
+/// read without a token list; `None` for anything else, including every invalid
+/// document. Public so the fuzz checks can compare it with
+/// [`parse_with_token_list`].
+#[doc(hidden)]
+pub fn parse_direct(source: &str) -> Option<Node> {
+    let mut builder = Builder::new(Source::new(source));
+    let mut first_error = FirstError::default();
+    scan::read_document(source, &mut builder, &mut first_error).ok()?;
+    Some(builder.finish())
+}
+
+/// Parses any document the full way: `toml_parser` lexes it into a token list,
+/// then parses the tokens. Every syntax error comes from here.
+#[doc(hidden)]
+pub fn parse_with_token_list(source: &str) -> Result<Node, SyntaxError> {
     let parsed = Source::new(source);
     // Every token but the last covers at least one byte, so this capacity is never
     // outgrown: the vector is not copied as it fills (toml_parser's own estimate is
@@ -516,11 +540,7 @@ fn descend<'t>(
 /// emptied but keeps its buffer, and the last part's string moves into the table:
 /// a script's steps are thousands of small inline tables, and an allocation per key
 /// saved is a large part of a long file's load time.
-fn insert(
-    table: &mut Table,
-    key: &mut KeyPath,
-    node: Node,
-) -> Result<(), (Range<usize>, String)> {
+fn insert(table: &mut Table, key: &mut KeyPath, node: Node) -> Result<(), (Range<usize>, String)> {
     let Some((name, name_span)) = key.pop() else {
         return Ok(());
     };
@@ -765,6 +785,48 @@ mod tests {
         assert!(error(&deep).message.contains("nested"));
         let deep = format!("a = {}1{}\n", "{ b = ".repeat(500), " }".repeat(500));
         assert!(error(&deep).message.contains("nested"));
+    }
+
+    #[test]
+    fn the_direct_reader_takes_everyday_files_and_builds_the_token_lists_tree() {
+        let everyday = concat!(
+            "# a comment\r\n",
+            "name = \"x\" # trailing\n",
+            "description = \"\"\"\nline \\\"one\\\"\nquote at the end\"\"\"\"\n",
+            "raw = '''C:\\path'''\n",
+            "'quoted key' = 'lit'\n",
+            "a . \"b\" = [ 1, -2_000, 0x1F, 1.5e3, inf, true, 1979-05-27T07:32:00Z, ]\n",
+            "[servers.echo]\n",
+            "builtin = \"echo\"\n",
+            "[[clients]]\n",
+            "script = [\n  { send = { repeat = \"x\", times = 64 } }, # one\n  {},\n  [ [ ] ]\n]\n",
+        );
+        let direct = parse_direct(everyday).expect("an everyday file is read directly");
+        assert_eq!(direct, parse_with_token_list(everyday).unwrap());
+    }
+
+    #[test]
+    fn what_the_direct_reader_does_not_take_is_parsed_the_full_way() {
+        for source in [
+            // TOML that the direct reader leaves to the full parser:
+            "a = { b = 1,\n c = 2 }\n",
+            "a = { b = 1, }\n",
+            "a = 1979-05-27 07:32:00\n",
+            "\u{feff}a = 1\n",
+            // and documents that are not TOML at all:
+            "a = \"unclosed\n",
+            "a = 1 b = 2\n",
+            "[a\n",
+            "a = [1 2]\n",
+            "a = \"\"\"never closed\n",
+        ] {
+            assert_eq!(parse_direct(source), None, "{source:?}");
+            assert_eq!(parse(source), parse_with_token_list(source), "{source:?}");
+        }
+        // Valid but refused by the builder: the direct reader gives up, and the
+        // error is the full parser's.
+        assert_eq!(parse_direct("a = 1\na = 2\n"), None);
+        assert!(error("a = 1\na = 2\n").message.contains("duplicate key"));
     }
 
     #[test]

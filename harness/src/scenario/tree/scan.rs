@@ -1,0 +1,443 @@
+//! A direct reader for the everyday shape of a scenario file, in front of
+//! `toml_parser`.
+//!
+//! `toml_parser` lexes the whole file into a token list before it parses: 24 bytes
+//! per token, about 26 tokens per script step, so a 2,000-step file is a megabyte of
+//! tokens written and read once. This reader walks the text once and sends the same
+//! events to the same [`Builder`], so every TOML rule the builder applies (and every
+//! decoding of keys and strings) is shared. It reads only what scenario files are
+//! made of: bare and quoted keys, dotted keys, single-line strings, numbers and
+//! booleans, arrays, single-line inline tables, `[table]` and `[[table]]` headers,
+//! comments. Anything else (a multi-line string, a date with a space, a newline in
+//! an inline table, a byte order mark, anything malformed) and any error the builder
+//! reports makes it give up: the caller then parses the file the full way, which is
+//! also where every syntax error comes from, so error messages never depend on which
+//! reader ran. `fuzz-checks` compares the two readers' trees on arbitrary input.
+
+use toml_parser::decoder::Encoding;
+use toml_parser::parser::EventReceiver;
+use toml_parser::Span;
+
+use super::{Builder, FirstError, MAX_NESTING};
+
+/// Gave up: the file is not in the shape this reader handles (or is not valid).
+pub(super) struct GiveUp;
+
+type Read<T = ()> = Result<T, GiveUp>;
+
+/// Reads the whole document into `builder`, or gives up.
+pub(super) fn read_document(
+    source: &str,
+    builder: &mut Builder<'_>,
+    errors: &mut FirstError,
+) -> Read {
+    let mut reader = Reader {
+        text: source.as_bytes(),
+        at: 0,
+        builder,
+        errors,
+    };
+    if reader.text.starts_with(b"\xEF\xBB\xBF") {
+        return Err(GiveUp);
+    }
+    loop {
+        reader.skip_blanks();
+        match reader.peek() {
+            None => break,
+            Some(b'\n' | b'\r' | b'#') => {}
+            Some(b'[') => reader.header()?,
+            Some(_) => {
+                reader.key()?;
+                reader.key_value_separator()?;
+                reader.value(0)?;
+            }
+        }
+        reader.end_of_line()?;
+        if reader.failed() {
+            return Err(GiveUp);
+        }
+    }
+    if reader.failed() {
+        return Err(GiveUp);
+    }
+    Ok(())
+}
+
+struct Reader<'r, 's> {
+    text: &'r [u8],
+    at: usize,
+    builder: &'r mut Builder<'s>,
+    errors: &'r mut FirstError,
+}
+
+fn span(start: usize, end: usize) -> Span {
+    Span::new_unchecked(start, end)
+}
+
+/// Bytes a bare key is made of (TOML's `unquoted-key`).
+fn is_bare_key_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+}
+
+/// Bytes of the unquoted values this reader takes: numbers, booleans, `inf`, `nan`
+/// and dates without a space. The builder decides what the text means.
+fn is_unquoted_value_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'+' | b'.' | b':')
+}
+
+impl Reader<'_, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn failed(&self) -> bool {
+        self.errors.0.is_some() || self.builder.failed
+    }
+
+    fn expect(&mut self, byte: u8) -> Read {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    /// Spaces and tabs.
+    fn skip_blanks(&mut self) {
+        while let Some(b' ' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// A comment from `#` to the end of its line (not the line break).
+    fn comment(&mut self) {
+        let start = self.at;
+        let rest = &self.text[start..];
+        let length = rest
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(rest.len());
+        self.at += length;
+        self.builder.comment(span(start, self.at), self.errors);
+    }
+
+    /// One line break (LF or CRLF).
+    fn newline(&mut self) -> Read {
+        let start = self.at;
+        match self.peek() {
+            Some(b'\n') => self.at += 1,
+            Some(b'\r') if self.text.get(start + 1) == Some(&b'\n') => self.at += 2,
+            _ => return Err(GiveUp),
+        }
+        self.builder.newline(span(start, self.at), self.errors);
+        Ok(())
+    }
+
+    /// What may follow an expression: blanks, a comment, then a line break or the end.
+    fn end_of_line(&mut self) -> Read {
+        self.skip_blanks();
+        if self.peek() == Some(b'#') {
+            self.comment();
+        }
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.newline(),
+        }
+    }
+
+    /// Blanks, comments and line breaks, as allowed between an array's values.
+    fn skip_array_space(&mut self) -> Read {
+        loop {
+            self.skip_blanks();
+            match self.peek() {
+                Some(b'#') => self.comment(),
+                Some(b'\n' | b'\r') => self.newline()?,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// `[name]` or `[[name]]`, the name possibly dotted.
+    fn header(&mut self) -> Read {
+        let start = self.at;
+        let array = self.text.get(start + 1) == Some(&b'[');
+        if array {
+            self.at += 2;
+            self.builder
+                .array_table_open(span(start, self.at), self.errors);
+        } else {
+            self.at += 1;
+            self.builder
+                .std_table_open(span(start, self.at), self.errors);
+        }
+        self.skip_blanks();
+        self.key()?;
+        let close = self.at;
+        self.expect(b']')?;
+        if array {
+            self.expect(b']')?;
+            self.builder
+                .array_table_close(span(close, self.at), self.errors);
+        } else {
+            self.builder
+                .std_table_close(span(close, self.at), self.errors);
+        }
+        Ok(())
+    }
+
+    /// A key, dotted or not, and the blanks after it.
+    fn key(&mut self) -> Read {
+        loop {
+            self.simple_key()?;
+            self.skip_blanks();
+            if self.peek() != Some(b'.') {
+                return Ok(());
+            }
+            self.at += 1;
+            self.skip_blanks();
+        }
+    }
+
+    fn simple_key(&mut self) -> Read {
+        let start = self.at;
+        let encoding = match self.peek() {
+            Some(b'"') => {
+                self.basic_string()?;
+                Some(Encoding::BasicString)
+            }
+            Some(b'\'') => {
+                self.literal_string()?;
+                Some(Encoding::LiteralString)
+            }
+            _ => {
+                let length = self.text[start..]
+                    .iter()
+                    .position(|&b| !is_bare_key_byte(b))
+                    .unwrap_or(self.text.len() - start);
+                if length == 0 {
+                    return Err(GiveUp);
+                }
+                self.at += length;
+                None
+            }
+        };
+        self.builder
+            .simple_key(span(start, self.at), encoding, self.errors);
+        Ok(())
+    }
+
+    /// `=` and the blanks after it (the blanks before it went with the key).
+    fn key_value_separator(&mut self) -> Read {
+        self.expect(b'=')?;
+        self.skip_blanks();
+        Ok(())
+    }
+
+    /// A single-line basic string, quotes included; escapes are left to the
+    /// builder's decoding, only skipped over here so `\"` does not end the string.
+    fn basic_string(&mut self) -> Read {
+        if self.text[self.at..].starts_with(b"\"\"\"") {
+            return Err(GiveUp);
+        }
+        let mut at = self.at + 1;
+        loop {
+            match self.text.get(at) {
+                Some(b'"') => break,
+                Some(b'\\') => at += 2,
+                Some(b'\n' | b'\r') | None => return Err(GiveUp),
+                Some(_) => at += 1,
+            }
+        }
+        self.at = at + 1;
+        Ok(())
+    }
+
+    /// A single-line literal string, quotes included.
+    fn literal_string(&mut self) -> Read {
+        if self.text[self.at..].starts_with(b"'''") {
+            return Err(GiveUp);
+        }
+        let rest = &self.text[self.at + 1..];
+        match rest
+            .iter()
+            .position(|&b| matches!(b, b'\'' | b'\n' | b'\r'))
+        {
+            Some(length) if rest[length] == b'\'' => {
+                self.at += length + 2;
+                Ok(())
+            }
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// `"""..."""`: ends at the first `"""` that no backslash escapes, and takes
+    /// up to two more quotes as content (`"""say "hi""""`), as TOML says.
+    fn multi_line_basic_string(&mut self) -> Read {
+        let mut at = self.at + 3;
+        loop {
+            match self.text.get(at) {
+                None => return Err(GiveUp),
+                Some(b'\\') => {
+                    at += 1;
+                    if let Some(b'\\' | b'"') = self.text.get(at) {
+                        at += 1;
+                    }
+                }
+                Some(b'"') if self.text[at..].starts_with(b"\"\"\"") => {
+                    at += 3;
+                    break;
+                }
+                Some(_) => at += 1,
+            }
+        }
+        self.at = self.close_with_extra_quotes(at, b'"');
+        Ok(())
+    }
+
+    /// `'''...'''`: ends at the first `'''`, plus up to two more apostrophes.
+    fn multi_line_literal_string(&mut self) -> Read {
+        let body = self.at + 3;
+        let Some(end) = self.text[body..].windows(3).position(|w| w == b"'''") else {
+            return Err(GiveUp);
+        };
+        self.at = self.close_with_extra_quotes(body + end + 3, b'\'');
+        Ok(())
+    }
+
+    /// Where a multi-line string that closed at `at` ends: up to two more `quote`s
+    /// belong to its content.
+    fn close_with_extra_quotes(&self, mut at: usize, quote: u8) -> usize {
+        for _ in 0..2 {
+            if self.text.get(at) == Some(&quote) {
+                at += 1;
+            }
+        }
+        at
+    }
+
+    fn value(&mut self, depth: usize) -> Read {
+        if depth >= MAX_NESTING {
+            return Err(GiveUp);
+        }
+        let start = self.at;
+        let rest = &self.text[start..];
+        match self.peek() {
+            Some(b'"') if rest.starts_with(b"\"\"\"") => {
+                self.multi_line_basic_string()?;
+                self.builder.scalar(
+                    span(start, self.at),
+                    Some(Encoding::MlBasicString),
+                    self.errors,
+                );
+            }
+            Some(b'\'') if rest.starts_with(b"'''") => {
+                self.multi_line_literal_string()?;
+                self.builder.scalar(
+                    span(start, self.at),
+                    Some(Encoding::MlLiteralString),
+                    self.errors,
+                );
+            }
+            Some(b'"') => {
+                self.basic_string()?;
+                self.builder.scalar(
+                    span(start, self.at),
+                    Some(Encoding::BasicString),
+                    self.errors,
+                );
+            }
+            Some(b'\'') => {
+                self.literal_string()?;
+                self.builder.scalar(
+                    span(start, self.at),
+                    Some(Encoding::LiteralString),
+                    self.errors,
+                );
+            }
+            Some(b'[') => self.array(depth)?,
+            Some(b'{') => self.inline_table(depth)?,
+            _ => {
+                let length = self.text[start..]
+                    .iter()
+                    .position(|&b| !is_unquoted_value_byte(b))
+                    .unwrap_or(self.text.len() - start);
+                if length == 0 {
+                    return Err(GiveUp);
+                }
+                self.at += length;
+                // `1979-05-27 07:32:00` is one value to TOML: a space followed by
+                // more of a value is left to the full parser.
+                let mut after = self.at;
+                while let Some(b' ' | b'\t') = self.text.get(after) {
+                    after += 1;
+                }
+                match self.text.get(after) {
+                    None | Some(b',' | b']' | b'}' | b'#' | b'\n' | b'\r') => {}
+                    Some(_) => return Err(GiveUp),
+                }
+                self.builder.scalar(span(start, self.at), None, self.errors);
+            }
+        }
+        Ok(())
+    }
+
+    fn array(&mut self, depth: usize) -> Read {
+        let start = self.at;
+        self.at += 1;
+        if !self.builder.array_open(span(start, self.at), self.errors) {
+            return Err(GiveUp);
+        }
+        loop {
+            self.skip_array_space()?;
+            if self.peek() == Some(b']') {
+                break;
+            }
+            self.value(depth + 1)?;
+            self.skip_array_space()?;
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => break,
+                _ => return Err(GiveUp),
+            }
+        }
+        let close = self.at;
+        self.at += 1;
+        self.builder.array_close(span(close, self.at), self.errors);
+        Ok(())
+    }
+
+    /// `{ key = value, ... }` on one line, without a trailing comma.
+    fn inline_table(&mut self, depth: usize) -> Read {
+        let start = self.at;
+        self.at += 1;
+        if !self
+            .builder
+            .inline_table_open(span(start, self.at), self.errors)
+        {
+            return Err(GiveUp);
+        }
+        self.skip_blanks();
+        if self.peek() != Some(b'}') {
+            loop {
+                self.key()?;
+                self.key_value_separator()?;
+                self.value(depth + 1)?;
+                self.skip_blanks();
+                match self.peek() {
+                    Some(b',') => {
+                        self.at += 1;
+                        self.skip_blanks();
+                    }
+                    Some(b'}') => break,
+                    _ => return Err(GiveUp),
+                }
+            }
+        }
+        let close = self.at;
+        self.at += 1;
+        self.builder
+            .inline_table_close(span(close, self.at), self.errors);
+        Ok(())
+    }
+}
