@@ -8,7 +8,6 @@
 //! be valid.
 
 use std::cell::{Cell, RefCell};
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
@@ -250,7 +249,8 @@ struct Loader<'a> {
 #[derive(Default)]
 struct SharedData {
     /// `repeat` data by pattern and `times`, found before it is materialized.
-    repeats: HashMap<(String, usize), Bytes>,
+    /// (Keyed by the pattern, then by `times`, so a lookup needs no owned key.)
+    repeats: HashMap<String, HashMap<usize, Bytes>>,
     /// `file` data read at load time (frames), by path, offset and length: each
     /// slice is read once per load.
     files: HashMap<(PathBuf, u64, u64), Bytes>,
@@ -276,16 +276,53 @@ impl SharedData {
 /// as unknown, with a suggestion.
 struct Fields<'n> {
     entries: &'n [Entry],
-    used: Vec<bool>,
+    used: UsedEntries,
     span: Range<usize>,
 }
 
+/// Which entries of a table were read: one bit per entry, so reading one of a
+/// script's thousands of small step tables allocates nothing. A table of more than
+/// 64 keys keeps the rest in a vector.
+struct UsedEntries {
+    first: u64,
+    rest: Vec<bool>,
+}
+
+impl UsedEntries {
+    fn new(entries: usize) -> Self {
+        UsedEntries {
+            first: 0,
+            rest: vec![false; entries.saturating_sub(64)],
+        }
+    }
+
+    fn mark(&mut self, index: usize) {
+        match index.checked_sub(64) {
+            None => self.first |= 1 << index,
+            Some(rest) => self.rest[rest] = true,
+        }
+    }
+
+    fn mark_all(&mut self) {
+        self.first = u64::MAX;
+        self.rest.fill(true);
+    }
+
+    fn is_marked(&self, index: usize) -> bool {
+        match index.checked_sub(64) {
+            None => self.first & (1 << index) != 0,
+            Some(rest) => self.rest[rest],
+        }
+    }
+}
+
 impl<'n> Fields<'n> {
-    fn of(node: &'n Node, what: &str) -> Check<Self> {
+    /// `what` names the table in the error; formatted only if there is one.
+    fn of(node: &'n Node, what: impl std::fmt::Display) -> Check<Self> {
         match &node.kind {
             NodeKind::Table(entries) => Ok(Self {
                 entries,
-                used: vec![false; entries.len()],
+                used: UsedEntries::new(entries.len()),
                 span: node.span.clone(),
             }),
             other => Err(Diagnostic::new(
@@ -298,7 +335,7 @@ impl<'n> Fields<'n> {
 
     fn get(&mut self, key: &str) -> Option<&'n Node> {
         let index = self.entries.iter().position(|e| e.key == key)?;
-        self.used[index] = true;
+        self.used.mark(index);
         Some(&self.entries[index].value)
     }
 
@@ -317,8 +354,8 @@ impl<'n> Fields<'n> {
     fn all_known(&self, valid: &[&str]) -> bool {
         self.entries
             .iter()
-            .zip(&self.used)
-            .all(|(entry, used)| *used || valid.contains(&entry.key.as_str()))
+            .enumerate()
+            .all(|(index, entry)| self.used.is_marked(index) || valid.contains(&entry.key.as_str()))
     }
 
     /// Diagnostics for every key that was neither read nor valid here, naming the
@@ -327,9 +364,11 @@ impl<'n> Fields<'n> {
     fn unknown_keys(&self, context: &str, valid: &[&str]) -> Vec<Diagnostic> {
         self.entries
             .iter()
-            .zip(&self.used)
-            .filter(|(entry, used)| !**used && !valid.contains(&entry.key.as_str()))
-            .map(|(entry, _)| {
+            .enumerate()
+            .filter(|(index, entry)| {
+                !self.used.is_marked(*index) && !valid.contains(&entry.key.as_str())
+            })
+            .map(|(_, entry)| {
                 let mut d = Diagnostic::new(
                     entry.key_span.clone(),
                     format!("unknown key `{}` in {context}", entry.key),
@@ -785,7 +824,7 @@ impl Loader<'_> {
 
     fn server(&mut self, entry: &Entry) -> Option<ServerSpec> {
         let name = entry.key.clone();
-        let mut fields = self.ok(Fields::of(&entry.value, &format!("server `{name}`")))?;
+        let mut fields = self.ok(Fields::of(&entry.value, format_args!("server `{name}`")))?;
         let location = self.location(&entry.key_span);
         let context = format!("server `{name}`");
 
@@ -1144,7 +1183,7 @@ impl Loader<'_> {
                     None => env_ok = false,
                 }
             }
-            table.used.fill(true);
+            table.used.mark_all();
         }
         let cwd = match fields.get("cwd") {
             Some(node) => {
@@ -1972,7 +2011,7 @@ impl Loader<'_> {
     }
 
     fn frame_fields<'n>(&self, node: &'n Node, key: &str) -> Check<Fields<'n>> {
-        Fields::of(node, &format!("`{key}`")).map_err(|d| {
+        Fields::of(node, format_args!("`{key}`")).map_err(|d| {
             d.hint(format!(
                 "write `{key} = {{ framing = \"u32le\", text = \"hi\" }}`"
             ))
@@ -2060,7 +2099,7 @@ impl Loader<'_> {
         if let NodeKind::Str(_) = &node.kind {
             return Ok(Expected::Data(self.data(node, key)?));
         }
-        let mut fields = Fields::of(node, &format!("`{key}`"))
+        let mut fields = Fields::of(node, format_args!("`{key}`"))
             .map_err(|_| type_error(node, key, "a MATCH").hint(MATCH_HINT))?;
         let max =
             match (with_max, fields.get("max")) {
@@ -2218,7 +2257,7 @@ impl Loader<'_> {
         if let NodeKind::Str(s) = &node.kind {
             return Ok(Data::Bytes(self.shared.borrow_mut().inline(s.as_bytes())));
         }
-        let mut fields = Fields::of(node, &format!("`{key}`"))
+        let mut fields = Fields::of(node, format_args!("`{key}`"))
             .map_err(|_| type_error(node, key, "data").hint(DATA_HINT))?;
         let data = self.data_fields(&mut fields, key)?;
         first_unknown(&fields, format_args!("`{key}` data"), DATA_TABLE_KEYS)?;
@@ -2279,7 +2318,9 @@ impl Loader<'_> {
             "file" => Data::File(self.file_slice(node, fields)?),
             "template" => Data::Template(self.data_template(node)?),
             _ => {
-                let unit = string(node, "repeat")?;
+                let NodeKind::Str(unit) = &node.kind else {
+                    return Err(type_error(node, "repeat", "a string"));
+                };
                 let times = match fields.get("times") {
                     Some(node) => count(node, "times", 0, MAX_DATA_BYTES)?,
                     None => {
@@ -2300,13 +2341,16 @@ impl Loader<'_> {
                 }
                 self.reserve_data(unit.len() * times, &fields.key_span("times"))?;
                 let mut shared = self.shared.borrow_mut();
-                Data::Bytes(match shared.repeats.entry((unit, times)) {
-                    MapEntry::Occupied(entry) => entry.get().clone(),
-                    MapEntry::Vacant(entry) => {
-                        let bytes = Bytes::from(entry.key().0.repeat(times).into_bytes());
-                        entry.insert(bytes).clone()
-                    }
-                })
+                let by_times = match shared.repeats.get_mut(unit.as_str()) {
+                    Some(by_times) => by_times,
+                    None => shared.repeats.entry(unit.clone()).or_default(),
+                };
+                Data::Bytes(
+                    by_times
+                        .entry(times)
+                        .or_insert_with(|| Bytes::from(unit.repeat(times).into_bytes()))
+                        .clone(),
+                )
             }
         };
         if which != "repeat" && fields.has("times") {

@@ -226,9 +226,10 @@ impl Table {
                 .collect();
             index.insert(key.clone(), position);
             self.index = Some(Box::new(index));
-        } else if self.entries.capacity() == 0 {
-            // Most tables are a step's one or two keys: start with room for one
-            // rather than the four a first push reserves.
+        } else if position == self.entries.capacity() && position < 4 {
+            // Most tables are a step's one or two keys: grow one entry at a time
+            // rather than to the four a first push reserves; the entries move into
+            // the finished node as they are, so room left over would stay unused.
             self.entries.reserve_exact(1);
         }
         self.entries.push(TableEntry {
@@ -316,6 +317,9 @@ struct Builder<'s> {
     frames: Vec<Frame>,
     /// Set at the first error the builder itself found; everything after is ignored.
     failed: bool,
+    /// Emptied key paths of closed inline tables, for the next ones: a script is
+    /// thousands of inline tables, each needing a key path only while it is read.
+    spare_key_paths: Vec<KeyPath>,
 }
 
 fn range(span: Span) -> Range<usize> {
@@ -332,6 +336,7 @@ impl<'s> Builder<'s> {
             key: Vec::new(),
             frames: Vec::new(),
             failed: false,
+            spare_key_paths: Vec::new(),
         }
     }
 
@@ -398,8 +403,12 @@ impl<'s> Builder<'s> {
                 kind: NodeKind::Array(items),
             },
             Some(Frame::InlineTable {
-                start, mut table, ..
+                start,
+                mut table,
+                mut key,
             }) => {
+                key.clear();
+                self.spare_key_paths.push(key);
                 table.span = start..span.end();
                 table.into_node()
             }
@@ -597,11 +606,12 @@ impl EventReceiver for Builder<'_> {
     }
 
     fn inline_table_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
+        let key = self.spare_key_paths.pop().unwrap_or_default();
         self.open(
             Frame::InlineTable {
                 start: span.start(),
                 table: Table::new(range(span), false, false),
-                key: Vec::new(),
+                key,
             },
             span,
             error,
