@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::symptom::{normalize, Kind, Scanner, Symptom};
-use crate::event::{Event, EventKind, EventStream, Interest, RunSubscriber};
+use crate::event::{Event, EventKind, EventStream, Interest, OutputStream, RunSubscriber};
 use crate::plan::Script;
 use crate::plan::{PlannedServer, PlannedServerKind};
 use crate::programs::process::{Launch, Program};
@@ -33,7 +33,11 @@ const OUTPUT_SETTLE: Duration = Duration::from_millis(60);
 /// What the output watcher found, shared with the subscriber thread.
 #[derive(Debug, Default)]
 pub struct Watch {
-    scanner: Scanner,
+    /// One scanner per stream, stdout then stderr: the two pipes are read apart,
+    /// so their lines interleave in any order (Python flushes a buffered stdout
+    /// line at exit, after its traceback went to stderr), and a line of one
+    /// stream must not be read as the end of a report on the other.
+    scanners: [Scanner; 2],
     /// Reports completed and not yet taken.
     symptoms: Vec<Symptom>,
     /// Every kind of line seen (numbers blanked): a new kind is new behaviour.
@@ -45,8 +49,12 @@ pub struct Watch {
 }
 
 impl Watch {
-    fn line(&mut self, line: &str) {
-        if let Some(symptom) = self.scanner.push(line) {
+    fn line(&mut self, stream: OutputStream, line: &str) {
+        let scanner = match stream {
+            OutputStream::Stdout => &mut self.scanners[0],
+            OutputStream::Stderr => &mut self.scanners[1],
+        };
+        if let Some(symptom) = scanner.push(line) {
             self.symptoms.push(symptom);
         }
         if self.kinds.len() < 10_000 && self.kinds.insert(normalize(line)) {
@@ -71,8 +79,8 @@ impl RunSubscriber for WatchSubscriber {
     }
 
     fn event(&mut self, event: &Event) {
-        if let EventKind::ProcessOutput { line, .. } = &event.kind {
-            lock(&self.0).line(line);
+        if let EventKind::ProcessOutput { stream, line } = &event.kind {
+            lock(&self.0).line(*stream, line);
         }
     }
 }
@@ -349,7 +357,7 @@ impl Target {
         // already judged; start the new one clean.
         let mut watch = lock(&self.watch);
         watch.symptoms.clear();
-        watch.scanner = Scanner::default();
+        watch.scanners = Default::default();
         Ok(())
     }
 
@@ -427,7 +435,10 @@ impl Target {
                     tokio::time::sleep(OUTPUT_SETTLE).await;
                     let mut watch = lock(&self.watch);
                     let first = watch.symptoms.drain(..).next();
-                    let report = first.or_else(|| watch.scanner.finish());
+                    // A report cut short by the exit, stderr's first (where runtimes write).
+                    let report = first
+                        .or_else(|| watch.scanners[1].finish())
+                        .or_else(|| watch.scanners[0].finish());
                     let mut symptom = report.unwrap_or_else(|| {
                         let last = watch.last.last().cloned().unwrap_or_default();
                         let mut symptom = Symptom::new(
@@ -579,4 +590,38 @@ fn rebind(
         .map_err(|e| format!("cannot bind a new socket for `{name}`: {e}"))?;
     *addr = bound.local_addr().map_err(|e| e.to_string())?;
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stdout_line_amid_a_traceback_on_stderr_is_not_its_exception() {
+        // Python flushes its buffered stdout at exit, after the traceback went to
+        // stderr; the two pipes are read apart, so the line can land anywhere.
+        let mut watch = Watch::default();
+        let stderr = [
+            "Traceback (most recent call last):",
+            "  File \"srv.py\", line 81, in serve",
+            "    text = payload.decode(\"utf-8\")",
+        ];
+        for line in stderr {
+            watch.line(OutputStream::Stderr, line);
+        }
+        watch.line(
+            OutputStream::Stdout,
+            "connection ended: frame too long: 1701143909 bytes",
+        );
+        assert!(watch.symptoms.is_empty(), "{:?}", watch.symptoms);
+        watch.line(
+            OutputStream::Stderr,
+            "UnicodeDecodeError: 'utf-8' codec can't decode byte 0x80",
+        );
+        assert_eq!(watch.symptoms.len(), 1, "{:?}", watch.symptoms);
+        assert_eq!(
+            watch.symptoms[0].signature,
+            "UnicodeDecodeError at srv.py:81 in serve"
+        );
+    }
 }
