@@ -53,6 +53,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Fails the test unless the fuzzer's own check of the finding's reproducer saw it
+/// fail every run; the message has the summary line (what each run did) and the
+/// reproducer itself, which is gone with the test's temporary folder.
+fn assert_reproducer_failed_every_run(finding: &wirecheck::fuzz::Finding) {
+    assert!(
+        finding.verify_runs > 0 && finding.verified_failures == finding.verify_runs,
+        "{}\n--- {}:\n{}",
+        finding.line(),
+        finding.reproducer.display(),
+        std::fs::read_to_string(&finding.reproducer).unwrap_or_default()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finds_both_planted_bugs_with_a_fixed_seed_and_writes_failing_reproducers() {
     let out = tempfile::tempdir().unwrap();
@@ -673,12 +686,7 @@ async fn a_memory_growth_finding_has_a_reproducer_that_fails_5_of_5_runs() {
     // One input grows a freshly started server past the limit on its own, and the
     // fuzzer's own check of the reproducer failed every run.
     assert!(finding.confirmed, "{}", finding.line());
-    assert_eq!(
-        finding.verified_failures,
-        finding.verify_runs,
-        "{}",
-        finding.line()
-    );
+    assert_reproducer_failed_every_run(finding);
     // Minimized: a frame header that lies is enough.
     assert!(
         finding.ops <= 2 && finding.bytes <= 16,
@@ -782,12 +790,7 @@ script = [ { send = "hello\n" }, { expect = "HELLO\n" }, { send = "again\n" }, {
         finding.line()
     );
     assert!(finding.confirmed, "{}", finding.line());
-    assert_eq!(
-        finding.verified_failures,
-        finding.verify_runs,
-        "{}",
-        finding.line()
-    );
+    assert_reproducer_failed_every_run(finding);
     // The reproducer keeps the seed's limit, the lower of the two.
     let reproducer = wirecheck::scenario::load_file(&finding.reproducer)
         .unwrap_or_else(|e| panic!("{}", e.render()));
@@ -795,4 +798,80 @@ script = [ { send = "hello\n" }, { expect = "HELLO\n" }, { send = "again\n" }, {
         panic!("a command server");
     };
     assert_eq!(spec.max_memory.as_ref().map(|m| m.value), Some(60 << 20));
+}
+
+/// A line server in upper case that keeps 4 MiB for good on every connection it
+/// accepts: a leak of a little per request, which no single input shows.
+const LEAKY_PER_CONNECTION: &str = r#"
+import socket, sys
+kept = []
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(16)
+while True:
+    conn, _ = srv.accept()
+    kept.append(b"x" * (4 << 20))
+    with conn:
+        try:
+            for line in conn.makefile("rb"):
+                conn.sendall(line.upper())
+        except OSError:
+            pass  # a client that resets is not a bug
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leak_of_many_inputs_is_reported_as_not_reproduced_alone() {
+    let dir = folder(&[
+        ("leaky.py", LEAKY_PER_CONNECTION),
+        (
+            "seed.toml",
+            r#"
+name = "a line server in upper case"
+[servers.leaky]
+command = ["python3", "leaky.py", "{port}"]
+
+[[clients]]
+connect = "leaky"
+script = [ { send = "hello\n" }, { expect = "HELLO\n" } ]
+"#,
+        ),
+    ]);
+    let out = dir.path().join("findings");
+    let mut options = options(dir.path().join("seed.toml"), &out, 2000, 11);
+    // Eight connections' worth: the calibration's five leave the server 20 MiB
+    // up, and a few executions more cross it.
+    options.memory_limit = 32 << 20;
+    options.stop_after = Some(1);
+    let report = fuzz_within(&options).await.expect("the seed passes");
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    let finding = &report.findings[0];
+    assert_eq!(
+        finding.symptom.kind,
+        Kind::MemoryGrowth,
+        "{}",
+        finding.line()
+    );
+    // Every recent input was replayed alone on a freshly started server (4 MiB,
+    // and 4 more for the seed after it), and none crossed the limit.
+    assert!(!finding.confirmed, "{}", finding.line());
+    assert!(finding.tried_alone >= 1, "{}", finding.line());
+    let line = finding.line();
+    assert!(
+        line.contains(&format!(
+            "not reproduced alone (none of the last {} inputs, each replayed alone, showed it on a freshly started server: the growth took several inputs",
+            finding.tried_alone
+        )) || (finding.tried_alone == 1 && line.contains("not reproduced alone (the one recent input")),
+        "{line}"
+    );
+    // Its reproducer sends one input, so it passes, and says so.
+    assert_eq!(finding.verified_failures, 0, "{line}");
+    assert!(
+        line.ends_with("reproducer failed 0 of 3 runs, as expected of one input: it is not a regression test for this finding)"),
+        "{line}"
+    );
+    let reproducer = std::fs::read_to_string(&finding.reproducer).unwrap();
+    assert!(reproducer.contains("NOT REPRODUCED ALONE"), "{reproducer}");
+    let summary = std::fs::read_to_string(out.join("findings.txt")).unwrap();
+    assert_eq!(summary.trim_end(), line);
 }

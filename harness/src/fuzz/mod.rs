@@ -59,8 +59,10 @@ const MINIMIZE_TIME: Duration = Duration::from_secs(20);
 /// How long a confirmation waits for a program to show a symptom after an input.
 const CONFIRM_SETTLE: Duration = Duration::from_millis(40);
 /// How long a confirmation of memory growth samples the program's memory after an
-/// input: an allocation of a few hundred megabytes takes a program tens of
-/// milliseconds to touch, longer on a loaded machine.
+/// input, before the seed runs: an allocation of a few hundred megabytes takes a
+/// program tens of milliseconds to touch. It is not the only look (a loaded
+/// machine takes longer, see [`Fuzzer::confirm`]): the memory is looked at again
+/// once the seed has been answered.
 const MEMORY_SETTLE: Duration = Duration::from_millis(200);
 /// Shortest reply window; the window is five times the slowest seed answer.
 const MIN_WINDOW: Duration = Duration::from_micros(300);
@@ -106,11 +108,18 @@ pub struct Finding {
     /// How many runs of the reproducer were made: [`VERIFY_RUNS`], fewer when the
     /// fuzzer was interrupted while it checked them.
     pub verify_runs: usize,
+    /// What each of those runs did, in order, so a reproducer that did not fail
+    /// every time says how it got away (which run passed, what the others failed
+    /// with).
+    pub verification: Verification,
     /// The minimized input: ops and bytes sent.
     pub ops: usize,
     pub bytes: usize,
     /// Whether the input reproduced the symptom alone on a fresh server.
     pub confirmed: bool,
+    /// How many recent inputs were replayed alone to find the one that shows the
+    /// symptom (all of them, for a finding that is not confirmed).
+    pub tried_alone: usize,
     /// Further executions that showed the same symptom.
     pub hits: u64,
 }
@@ -123,17 +132,118 @@ impl Finding {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let (alone, verification) = if self.confirmed {
+            (String::new(), self.verification.explain(self.symptom.kind))
+        } else {
+            (self.not_alone(), self.verification.explain_unconfirmed())
+        };
         format!(
-            "{file}: {} (after {}, {} execs; input {} ops, {} bytes{}; reproducer failed {} of {} runs)",
+            "{file}: {} (after {}, {} execs; input {} ops, {} bytes{alone}; reproducer failed {} of {} runs{verification})",
             self.symptom,
             format_duration(self.found_after),
             self.found_at_exec,
             self.ops,
             self.bytes,
-            if self.confirmed { "" } else { ", not reproduced alone" },
             self.verified_failures,
-            self.verify_runs
+            self.verify_runs,
         )
+    }
+
+    /// Why an unconfirmed finding's input is not the culprit: every recent input
+    /// was tried alone, and none showed the symptom. The usual cause, for memory,
+    /// is a leak that needs many inputs to cross the limit.
+    fn not_alone(&self) -> String {
+        let tried = match self.tried_alone {
+            0 => "no input was left to replay alone".to_owned(),
+            1 => "the one recent input, replayed alone, did not show it".to_owned(),
+            n => format!("none of the last {n} inputs, each replayed alone, showed it"),
+        };
+        let cause = match self.symptom.kind {
+            Kind::MemoryGrowth => {
+                " on a freshly started server: the growth took several inputs, a leak of a little per request"
+            }
+            _ => ": it took several inputs, or a state of the server they left",
+        };
+        format!(", not reproduced alone ({tried}{cause}); the reproducer sends the last input once")
+    }
+}
+
+/// What one run of a written reproducer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyRun {
+    /// It failed, as a reproducer should: the failure, on one line.
+    Failed(String),
+    /// It failed, but not with the finding's symptom (a memory-growth reproducer
+    /// whose seed timed out, say, before any memory limit was crossed): it proves
+    /// nothing about the finding and does not count as a failure.
+    FailedOtherwise(String),
+    /// It passed: the bug did not show in this run.
+    Passed,
+}
+
+/// The fuzzer's own check of a reproducer: [`VERIFY_RUNS`] runs with the ordinary
+/// runner, or why it could not be run at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    pub runs: Vec<VerifyRun>,
+    /// The written file does not load (a fuzzer bug: it writes what it loads), so
+    /// nothing ran.
+    pub not_loaded: Option<String>,
+}
+
+impl Verification {
+    pub fn failures(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|run| matches!(run, VerifyRun::Failed(_)))
+            .count()
+    }
+
+    /// For a finding no single input reproduced: its reproducer, which sends one
+    /// input, is expected to pass, and is not a regression test.
+    pub fn explain_unconfirmed(&self) -> String {
+        if self.not_loaded.is_some() {
+            return self.explain(Kind::Crash);
+        }
+        if self.failures() == self.runs.len() {
+            String::new()
+        } else {
+            ", as expected of one input: it is not a regression test for this finding".into()
+        }
+    }
+
+    /// Nothing for a reproducer that failed every run it had (the usual case, kept
+    /// short); otherwise `: ` and what each run did, so whoever reads the summary
+    /// line learns whether the bug showed at all, and how the runs that failed
+    /// failed.
+    pub fn explain(&self, kind: Kind) -> String {
+        if let Some(error) = &self.not_loaded {
+            return format!(": the reproducer does not load, so it was not run: {error}");
+        }
+        if self.failures() == self.runs.len() {
+            return String::new();
+        }
+        let passed = match kind {
+            Kind::MemoryGrowth => {
+                "passed (the seed's script got every answer and the server stayed under its `max_memory` whenever it was measured)"
+            }
+            Kind::Hang => "passed (the seed's script got every answer in time)",
+            _ => "passed (the server kept running and the seed's script got every answer)",
+        };
+        let runs: Vec<String> = self
+            .runs
+            .iter()
+            .enumerate()
+            .map(|(index, run)| match run {
+                VerifyRun::Passed => format!("run {} {passed}", index + 1),
+                VerifyRun::Failed(why) => format!("run {} failed: {why}", index + 1),
+                VerifyRun::FailedOtherwise(why) => format!(
+                    "run {} failed, but not with the finding's symptom: {why}",
+                    index + 1
+                ),
+            })
+            .collect();
+        format!(": {}", runs.join("; "))
     }
 }
 
@@ -733,13 +843,24 @@ impl Fuzzer<'_> {
     }
 
     /// Runs `input` alone against a fresh target and says what it broke, if anything.
-    /// The target is restarted first only if it showed a symptom since its last
-    /// start: a healthy program is reused, which keeps minimization fast (an input
-    /// that did not grow its memory left it as fresh as it was). With `memory`, the
-    /// program's memory is sampled for [`MEMORY_SETTLE`] after the input, against
-    /// its size right after that start.
+    ///
+    /// For a crash or a hang the target is restarted first only if it showed a
+    /// symptom since its last start: a healthy program is reused, which keeps
+    /// minimization fast. With `memory`, a program is always started afresh: a
+    /// program that grew under an earlier test without being caught (its growth
+    /// still under way when that test was judged, as a 100 MB allocation is on a
+    /// loaded machine) would otherwise cross the limit during this test and have
+    /// its growth blamed on this input, and minimization would keep an input that
+    /// grows nothing.
+    ///
+    /// Then, as a reproducer's run does: the input, the program's memory sampled
+    /// for [`MEMORY_SETTLE`], the seed (whose answers show that a server serving
+    /// one connection at a time is done with the input), and a last look at the
+    /// memory once the seed is done, like the runner's last look when a run's
+    /// clients are done. What is confirmed here is what the reproducer will see.
     async fn confirm(&mut self, target: usize, input: &Input, memory: bool) -> Option<Symptom> {
-        if self.targets[target].suspect {
+        let fresh_start = memory && self.targets[target].is_program();
+        if self.targets[target].suspect || fresh_start {
             if let Err(e) = self.targets[target].restart().await {
                 return Some(Symptom::new(Kind::Crash, "restart failed", e));
             }
@@ -768,7 +889,7 @@ impl Fuzzer<'_> {
                 );
             }
         }
-        self.targets[target].check(false).await
+        self.targets[target].check(memory).await
     }
 
     async fn reproduces(&mut self, target: usize, input: &Input, key: &(Kind, String)) -> bool {
@@ -806,10 +927,12 @@ impl Fuzzer<'_> {
         // past the limit on its own is the culprit (a leak that needs many inputs
         // to get there has none, and is kept as `not reproduced alone`).
         let mut culprit = None;
+        let mut tried_alone = 0;
         for candidate in candidates.iter().take(RECENT) {
             if self.cancel.is_cancelled() {
                 break;
             }
+            tried_alone += 1;
             if self.reproduces(target, &candidate.input, &key).await {
                 culprit = Some(candidate.clone());
                 break;
@@ -855,11 +978,12 @@ impl Fuzzer<'_> {
             number,
             &self.options.out,
             memory,
+            confirmed,
         )?;
         std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         // The reproducer runs its own copy of the server; ours stays down meanwhile
         // only if it is a program that crashed, which the restart below handles.
-        let (verified_failures, verify_runs) = verify(&file, &self.cancel).await;
+        let verification = verify(&file, symptom.kind, &self.cancel).await;
         let bytes = entry.input.ops.iter().map(|op| op.wire_bytes().len()).sum();
         let finding = Finding {
             number,
@@ -867,11 +991,13 @@ impl Fuzzer<'_> {
             found_after,
             found_at_exec,
             reproducer: file,
-            verified_failures,
-            verify_runs,
+            verified_failures: verification.failures(),
+            verify_runs: verification.runs.len(),
+            verification,
             ops: entry.input.ops.len(),
             bytes,
             confirmed,
+            tried_alone,
             hits: 0,
         };
         let line = finding.line();
@@ -919,9 +1045,23 @@ impl Fuzzer<'_> {
                 }
                 input
             };
-            let reduced = self
-                .ddmin(target, bytes, key, &mut tests, started, &build)
-                .await;
+            // Often the bytes do not matter at all (a length prefix that lies needs
+            // no payload): one test says so, where halving would take a dozen, each
+            // a restart of the program when memory is judged.
+            let empty_will_do = !bytes.is_empty()
+                && tests < MINIMIZE_TESTS
+                && started.elapsed() < MINIMIZE_TIME
+                && !self.cancel.is_cancelled()
+                && {
+                    tests += 1;
+                    self.reproduces(target, &build(&[]), key).await
+                };
+            let reduced = if empty_will_do {
+                Vec::new()
+            } else {
+                self.ddmin(target, bytes, key, &mut tests, started, &build)
+                    .await
+            };
             current = build(&reduced);
             // Plain writes are easier to read than chunked, paused ones.
             if let Some((chunks, pause)) = current.ops[index].chunking_mut() {
@@ -993,16 +1133,23 @@ impl Fuzzer<'_> {
     }
 }
 
-/// Runs the reproducer [`VERIFY_RUNS`] times with the ordinary runner; returns how
-/// many runs failed (all of them, for a good reproducer) and how many were made
-/// (fewer after an interrupt: a run cut short proves nothing and is not counted).
-async fn verify(file: &Path, cancel: &CancellationToken) -> (usize, usize) {
-    let Ok(scenario) = scenario::load_file(file) else {
-        return (0, VERIFY_RUNS);
+/// Runs the reproducer [`VERIFY_RUNS`] times with the ordinary runner and keeps
+/// what each run did: all of them fail, for a good reproducer, with the finding's
+/// symptom where a run's failure shows it (a memory-growth reproducer fails on the
+/// server's `max_memory`; a crash or a hang shows as the seed's connection or
+/// reads failing, or as the program's exit, which are all failures here). A run
+/// cut short by an interrupt proves nothing and is not kept.
+async fn verify(file: &Path, kind: Kind, cancel: &CancellationToken) -> Verification {
+    let scenario = match scenario::load_file(file) {
+        Ok(scenario) => Arc::new(scenario),
+        Err(e) => {
+            return Verification {
+                runs: Vec::new(),
+                not_loaded: Some(first_line(&e.render())),
+            }
+        }
     };
-    let scenario = Arc::new(scenario);
-    let mut failures = 0;
-    let mut runs = 0;
+    let mut verification = Verification::default();
     for run in 1..=VERIFY_RUNS {
         if cancel.is_cancelled() {
             break;
@@ -1013,10 +1160,42 @@ async fn verify(file: &Path, cancel: &CancellationToken) -> (usize, usize) {
         if cancel.is_cancelled() {
             break;
         }
-        runs += 1;
-        if !outcome.passed() {
-            failures += 1;
-        }
+        verification.runs.push(match &outcome.failure {
+            None => VerifyRun::Passed,
+            Some(failure) if kind == Kind::MemoryGrowth && !over_max_memory(failure) => {
+                VerifyRun::FailedOtherwise(briefly(failure))
+            }
+            Some(failure) => VerifyRun::Failed(briefly(failure)),
+        });
     }
-    (failures, runs)
+    verification
+}
+
+/// Whether a run failed because a program held more memory than its `max_memory`.
+fn over_max_memory(failure: &crate::outcome::Failure) -> bool {
+    failure.kind == crate::outcome::FailureKind::Program
+        && failure
+            .step
+            .as_ref()
+            .is_some_and(|step| step.keyword == "max_memory")
+}
+
+/// A run's failure on one line: the client and step that failed, if one did, and
+/// the message (a program's failure names the program itself).
+fn briefly(failure: &crate::outcome::Failure) -> String {
+    let who = match (&failure.actor, &failure.step) {
+        (Some(actor), Some(step)) if step.index > 0 => {
+            format!("`{actor}` at step {} ({}): ", step.index, step.keyword)
+        }
+        _ => String::new(),
+    };
+    format!("{who}{}", first_line(&failure.message))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -24,7 +24,10 @@ pub const INPUT_SENT: &str = "fuzz-input-sent";
 /// The reproducer's text. `memory` (a memory-growth finding): the fuzzed server's
 /// name and the resident memory it may reach, written as its `max_memory`, so the
 /// runner fails the reproducer when the input makes it grow past what the fuzzer
-/// allowed (its size after a start plus `--memory-limit`).
+/// allowed (its size after a start plus `--memory-limit`). `confirmed`: the input
+/// showed the symptom alone; if not, the description says that this file may pass
+/// while the bug is there.
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     seed: &Scenario,
     client: &ClientSpec,
@@ -33,6 +36,7 @@ pub fn render(
     number: usize,
     out_dir: &Path,
     memory: Option<(String, u64)>,
+    confirmed: bool,
 ) -> Result<String, String> {
     let mut doc: DocumentMut = seed
         .source
@@ -44,9 +48,17 @@ pub fn render(
         symptom.kind.name(),
         seed.name
     ));
+    let verdict = if confirmed {
+        "it fails while the bug is there."
+    } else {
+        "NOT REPRODUCED ALONE: no recent input, sent alone, showed the symptom (it took \
+         several inputs, as a leak of a little per request does), so this file, which \
+         sends the last input once, may pass while the bug is there. It records what the \
+         fuzzer saw; it is not a regression test."
+    };
     doc["description"] = toml_edit::value(format!(
         "Written by `wirecheck fuzz {}`. Symptom: {}. The second client runs the seed's \
-         script after the first sent the fuzz input; it fails while the bug is there.",
+         script after the first sent the fuzz input; {verdict}",
         seed.path.display(),
         symptom.summary
     ));

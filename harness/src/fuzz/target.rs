@@ -494,6 +494,12 @@ impl Target {
         }
     }
 
+    /// Whether the target is a program the fuzzer started (and can restart, and
+    /// whose memory it watches).
+    pub fn is_program(&self) -> bool {
+        matches!(self.running, Running::Command { .. })
+    }
+
     /// Kinds of output line never seen before, since the last call.
     pub fn take_new_lines(&self) -> usize {
         std::mem::take(&mut lock(&self.watch).new_kinds)
