@@ -230,20 +230,41 @@ impl Verification {
             Kind::Hang => "passed (the seed's script got every answer in time)",
             _ => "passed (the server kept running and the seed's script got every answer)",
         };
-        let runs: Vec<String> = self
-            .runs
-            .iter()
-            .enumerate()
-            .map(|(index, run)| match run {
-                VerifyRun::Passed => format!("run {} {passed}", index + 1),
-                VerifyRun::Failed(why) => format!("run {} failed: {why}", index + 1),
-                VerifyRun::FailedOtherwise(why) => format!(
-                    "run {} failed, but not with the finding's symptom: {why}",
-                    index + 1
-                ),
-            })
+        // Runs that did the same are said once: `runs 1 and 3 passed (...)`.
+        let mut said: Vec<(String, Vec<usize>)> = Vec::new();
+        for (index, run) in self.runs.iter().enumerate() {
+            let what = match run {
+                VerifyRun::Passed => passed.to_owned(),
+                VerifyRun::Failed(why) => format!("failed: {why}"),
+                VerifyRun::FailedOtherwise(why) => {
+                    format!("failed, but not with the finding's symptom: {why}")
+                }
+            };
+            match said.iter_mut().find(|(known, _)| *known == what) {
+                Some((_, runs)) => runs.push(index + 1),
+                None => said.push((what, vec![index + 1])),
+            }
+        }
+        let said: Vec<String> = said
+            .into_iter()
+            .map(|(what, runs)| format!("{} {what}", run_numbers(&runs)))
             .collect();
-        format!(": {}", runs.join("; "))
+        format!(": {}", said.join("; "))
+    }
+}
+
+/// `run 2`, `runs 1 and 3`, `runs 1, 2 and 3`.
+fn run_numbers(runs: &[usize]) -> String {
+    match runs {
+        [one] => format!("run {one}"),
+        [rest @ .., last] => format!(
+            "runs {} and {last}",
+            rest.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        [] => "no run".into(),
     }
 }
 
@@ -1198,4 +1219,95 @@ fn first_line(text: &str) -> String {
         .find(|line| !line.is_empty())
         .unwrap_or_default()
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(why: &str) -> VerifyRun {
+        VerifyRun::Failed(why.into())
+    }
+
+    #[test]
+    fn a_reproducer_that_failed_every_run_is_said_briefly() {
+        let verification = Verification {
+            runs: vec![failed("a"), failed("b"), failed("c")],
+            not_loaded: None,
+        };
+        assert_eq!(verification.failures(), 3);
+        assert_eq!(verification.explain(Kind::MemoryGrowth), "");
+    }
+
+    #[test]
+    fn a_reproducer_that_got_away_says_what_each_run_did() {
+        let verification = Verification {
+            runs: vec![
+                VerifyRun::Passed,
+                failed("server `s` (line 5) used 90 MiB"),
+                VerifyRun::Passed,
+            ],
+            not_loaded: None,
+        };
+        assert_eq!(verification.failures(), 1);
+        assert_eq!(
+            verification.explain(Kind::MemoryGrowth),
+            ": runs 1 and 3 passed (the seed's script got every answer and the server stayed under its `max_memory` whenever it was measured); run 2 failed: server `s` (line 5) used 90 MiB"
+        );
+        let all_passed = Verification {
+            runs: vec![VerifyRun::Passed; 3],
+            not_loaded: None,
+        };
+        assert_eq!(
+            all_passed.explain(Kind::Crash),
+            ": runs 1, 2 and 3 passed (the server kept running and the seed's script got every answer)"
+        );
+    }
+
+    #[test]
+    fn a_failure_without_the_findings_symptom_does_not_count() {
+        let verification = Verification {
+            runs: vec![
+                failed("over max_memory"),
+                VerifyRun::FailedOtherwise(
+                    "`seed-after-input` at step 3 (expect): timed out".into(),
+                ),
+            ],
+            not_loaded: None,
+        };
+        assert_eq!(verification.failures(), 1);
+        assert_eq!(
+            verification.explain(Kind::MemoryGrowth),
+            ": run 1 failed: over max_memory; run 2 failed, but not with the finding's symptom: `seed-after-input` at step 3 (expect): timed out"
+        );
+    }
+
+    #[test]
+    fn a_reproducer_that_does_not_load_says_so() {
+        let verification = Verification {
+            runs: Vec::new(),
+            not_loaded: Some("error: x.toml:3:1: unknown key".into()),
+        };
+        assert_eq!(verification.failures(), 0);
+        assert_eq!(
+            verification.explain(Kind::Crash),
+            ": the reproducer does not load, so it was not run: error: x.toml:3:1: unknown key"
+        );
+        assert_eq!(
+            verification.explain_unconfirmed(),
+            verification.explain(Kind::Crash)
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_findings_passing_reproducer_is_expected() {
+        let verification = Verification {
+            runs: vec![VerifyRun::Passed; 3],
+            not_loaded: None,
+        };
+        assert_eq!(
+            verification.explain_unconfirmed(),
+            ", as expected of one input: it is not a regression test for this finding"
+        );
+    }
 }
