@@ -201,30 +201,32 @@ impl Reader<'_, '_> {
 
     fn simple_key(&mut self) -> Read {
         let start = self.at;
-        let encoding = match self.peek() {
-            Some(b'"') => {
-                self.basic_string()?;
-                Some(Encoding::BasicString)
+        let encoding = self.single_line_string()?;
+        if encoding.is_none() {
+            let length = self.text[start..]
+                .iter()
+                .position(|&b| !is_bare_key_byte(b))
+                .unwrap_or(self.text.len() - start);
+            if length == 0 {
+                return Err(GiveUp);
             }
-            Some(b'\'') => {
-                self.literal_string()?;
-                Some(Encoding::LiteralString)
-            }
-            _ => {
-                let length = self.text[start..]
-                    .iter()
-                    .position(|&b| !is_bare_key_byte(b))
-                    .unwrap_or(self.text.len() - start);
-                if length == 0 {
-                    return Err(GiveUp);
-                }
-                self.at += length;
-                None
-            }
-        };
+            self.at += length;
+        }
         self.builder
             .simple_key(span(start, self.at), encoding, self.errors);
         Ok(())
+    }
+
+    /// A quoted single-line string here, with its encoding; `None` (nothing read)
+    /// when there is no quote.
+    fn single_line_string(&mut self) -> Read<Option<Encoding>> {
+        match self.peek() {
+            Some(b'"') => self.basic_string().map(|()| Some(Encoding::BasicString)),
+            Some(b'\'') => self
+                .literal_string()
+                .map(|()| Some(Encoding::LiteralString)),
+            _ => Ok(None),
+        }
     }
 
     /// `=` and the blanks after it (the blanks before it went with the key).
@@ -322,64 +324,50 @@ impl Reader<'_, '_> {
         }
         let start = self.at;
         let rest = &self.text[start..];
-        match self.peek() {
+        let encoding = match self.peek() {
+            Some(b'[') => return self.array(depth),
+            Some(b'{') => return self.inline_table(depth),
             Some(b'"') if rest.starts_with(b"\"\"\"") => {
                 self.multi_line_basic_string()?;
-                self.builder.scalar(
-                    span(start, self.at),
-                    Some(Encoding::MlBasicString),
-                    self.errors,
-                );
+                Some(Encoding::MlBasicString)
             }
             Some(b'\'') if rest.starts_with(b"'''") => {
                 self.multi_line_literal_string()?;
-                self.builder.scalar(
-                    span(start, self.at),
-                    Some(Encoding::MlLiteralString),
-                    self.errors,
-                );
+                Some(Encoding::MlLiteralString)
             }
-            Some(b'"') => {
-                self.basic_string()?;
-                self.builder.scalar(
-                    span(start, self.at),
-                    Some(Encoding::BasicString),
-                    self.errors,
-                );
-            }
-            Some(b'\'') => {
-                self.literal_string()?;
-                self.builder.scalar(
-                    span(start, self.at),
-                    Some(Encoding::LiteralString),
-                    self.errors,
-                );
-            }
-            Some(b'[') => self.array(depth)?,
-            Some(b'{') => self.inline_table(depth)?,
-            _ => {
-                let length = self.text[start..]
-                    .iter()
-                    .position(|&b| !is_unquoted_value_byte(b))
-                    .unwrap_or(self.text.len() - start);
-                if length == 0 {
-                    return Err(GiveUp);
+            _ => match self.single_line_string()? {
+                Some(encoding) => Some(encoding),
+                None => {
+                    self.unquoted_value()?;
+                    None
                 }
-                self.at += length;
-                // `1979-05-27 07:32:00` is one value to TOML: a space followed by
-                // more of a value is left to the full parser.
-                let mut after = self.at;
-                while let Some(b' ' | b'\t') = self.text.get(after) {
-                    after += 1;
-                }
-                match self.text.get(after) {
-                    None | Some(b',' | b']' | b'}' | b'#' | b'\n' | b'\r') => {}
-                    Some(_) => return Err(GiveUp),
-                }
-                self.builder.scalar(span(start, self.at), None, self.errors);
-            }
-        }
+            },
+        };
+        self.builder
+            .scalar(span(start, self.at), encoding, self.errors);
         Ok(())
+    }
+
+    /// A number, boolean, `inf`, `nan` or a date without a space.
+    fn unquoted_value(&mut self) -> Read {
+        let length = self.text[self.at..]
+            .iter()
+            .position(|&b| !is_unquoted_value_byte(b))
+            .unwrap_or(self.text.len() - self.at);
+        if length == 0 {
+            return Err(GiveUp);
+        }
+        self.at += length;
+        // `1979-05-27 07:32:00` is one value to TOML: a space followed by more of
+        // a value is left to the full parser.
+        let mut after = self.at;
+        while let Some(b' ' | b'\t') = self.text.get(after) {
+            after += 1;
+        }
+        match self.text.get(after) {
+            None | Some(b',' | b']' | b'}' | b'#' | b'\n' | b'\r') => Ok(()),
+            Some(_) => Err(GiveUp),
+        }
     }
 
     fn array(&mut self, depth: usize) -> Read {
