@@ -306,6 +306,18 @@ struct Seed {
     answered: Vec<bool>,
 }
 
+/// How a probe of the seed went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Every read the seed had answered was answered.
+    Answered,
+    /// The server refused the connection or closed it before answering: it is
+    /// gone, or going (a program that died, its exit perhaps not yet seen).
+    Gone,
+    /// A read got nothing within the step timeout: the server hangs.
+    Silent,
+}
+
 /// The fuzzer's state.
 struct Fuzzer<'a> {
     options: &'a FuzzOptions,
@@ -785,12 +797,10 @@ impl Fuzzer<'_> {
                 last_probe = self.execs;
                 stalled_in_a_row = 0;
                 for seed in 0..self.seeds.len() {
-                    if !self.probe(seed).await {
+                    let probe = self.probe(seed).await;
+                    if probe != Probe::Answered {
                         let target = self.seeds[seed].entry.target;
-                        let found = match self.targets[target].check(false).await {
-                            Some(found) => found,
-                            None => self.hang_symptom(),
-                        };
+                        let found = self.probe_failure(target, probe).await;
                         symptom = Some((target, found));
                         break;
                     }
@@ -843,9 +853,9 @@ impl Fuzzer<'_> {
         )
     }
 
-    /// Runs seed `index` unmutated with the scenario's step timeout: false when a
-    /// read the seed had answered got nothing.
-    async fn probe(&mut self, index: usize) -> bool {
+    /// Runs seed `index` unmutated with the scenario's step timeout: whether every
+    /// read the seed had answered got an answer again, and if not, how it failed.
+    async fn probe(&mut self, index: usize) -> Probe {
         let seed = &self.seeds[index];
         let target = &self.targets[seed.entry.target];
         let observation = exec::execute(
@@ -856,11 +866,37 @@ impl Fuzzer<'_> {
         )
         .await;
         if observation.refused {
-            return false;
+            return Probe::Gone;
         }
-        seed.answered.iter().enumerate().all(|(i, &answered)| {
+        let answered = seed.answered.iter().enumerate().all(|(i, &answered)| {
             !answered || observation.replies.get(i).is_some_and(|r| r.answered())
-        })
+        });
+        if answered {
+            Probe::Answered
+        } else if observation
+            .replies
+            .iter()
+            .any(|r| matches!(r, Reply::Eof | Reply::Reset))
+        {
+            Probe::Gone
+        } else {
+            Probe::Silent
+        }
+    }
+
+    /// What broke a target whose seed probe failed: its crash, if it ended (given
+    /// the scenario's step timeout to be seen ending, when the probe found its
+    /// socket gone), or else a hang.
+    async fn probe_failure(&mut self, target: usize, probe: Probe) -> Symptom {
+        let found = match probe {
+            Probe::Gone => {
+                self.targets[target]
+                    .check_after_silence(self.scenario.step_timeout)
+                    .await
+            }
+            _ => self.targets[target].check(false).await,
+        };
+        found.unwrap_or_else(|| self.hang_symptom())
     }
 
     /// Runs `input` alone against a fresh target and says what it broke, if anything.
@@ -901,13 +937,12 @@ impl Fuzzer<'_> {
             tokio::time::sleep(Duration::from_millis(4)).await;
         }
         for seed in 0..self.seeds.len() {
-            if self.seeds[seed].entry.target == target && !self.probe(seed).await {
-                return Some(
-                    self.targets[target]
-                        .check(false)
-                        .await
-                        .unwrap_or_else(|| self.hang_symptom()),
-                );
+            if self.seeds[seed].entry.target != target {
+                continue;
+            }
+            let probe = self.probe(seed).await;
+            if probe != Probe::Answered {
+                return Some(self.probe_failure(target, probe).await);
             }
         }
         self.targets[target].check(memory).await

@@ -26,9 +26,14 @@ use crate::scenario::{CommandSpec, UnreadPolicy};
 use crate::servers::{self, BuiltinConfig, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
 
-/// How long a dead program's last output gets to arrive before its crash is judged
-/// (the event stream drains every few milliseconds).
-const OUTPUT_SETTLE: Duration = Duration::from_millis(60);
+/// The most a dead program's output pipes are waited for before its crash is
+/// judged: they close when it dies, unless a process it started still holds them.
+const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// The actor of the marker event the fuzzer sends through a program's event stream
+/// after its pipes closed: once the watch has seen it, it has seen every line the
+/// program printed (the stream is in order).
+const READ_TO_HERE: &str = "wirecheck fuzz: output read to here";
 
 /// What the output watcher found, shared with the subscriber thread.
 #[derive(Debug, Default)]
@@ -46,6 +51,8 @@ pub struct Watch {
     new_kinds: usize,
     /// The last lines, for a crash without a recognizable report.
     last: Vec<String>,
+    /// [`READ_TO_HERE`] markers seen.
+    marks_seen: u64,
 }
 
 impl Watch {
@@ -81,6 +88,8 @@ impl RunSubscriber for WatchSubscriber {
     fn event(&mut self, event: &Event) {
         if let EventKind::ProcessOutput { stream, line } = &event.kind {
             lock(&self.0).line(*stream, line);
+        } else if &*event.actor == READ_TO_HERE {
+            lock(&self.0).marks_seen += 1;
         }
     }
 }
@@ -427,12 +436,17 @@ impl Target {
                 spec,
                 process,
                 baseline,
+                log,
                 ..
             } => {
                 let process = process.as_mut()?;
                 if let Some(exit) = process.exited() {
                     let status = exit.describe();
-                    tokio::time::sleep(OUTPUT_SETTLE).await;
+                    // Its report (a traceback) is judged whole, however late a loaded
+                    // machine delivers it: the pipes read to their end, then every
+                    // line through the stream to the watch.
+                    process.drain_output(OUTPUT_DRAIN_LIMIT).await;
+                    read_to_here(log, &self.watch, OUTPUT_DRAIN_LIMIT).await;
                     let mut watch = lock(&self.watch);
                     let first = watch.symptoms.drain(..).next();
                     // A report cut short by the exit, stderr's first (where runtimes write).
@@ -478,6 +492,21 @@ impl Target {
             Running::Builtin { .. } | Running::Script { .. } => take_panics().into_iter().next(),
             Running::Address => None,
         }
+    }
+
+    /// [`Target::check`] after the seed got no answer: a program whose listener is
+    /// gone but whose exit has not been collected yet (a loaded machine is slow to
+    /// tell) is given up to `patience` to end, so its crash is reported as the
+    /// crash, not as a hang. `None`: no symptom, so the server hangs.
+    pub async fn check_after_silence(&mut self, patience: Duration) -> Option<Symptom> {
+        if let Running::Command {
+            process: Some(process),
+            ..
+        } = &mut self.running
+        {
+            let _ = tokio::time::timeout(patience, process.wait_exit()).await;
+        }
+        self.check(false).await
     }
 
     /// The resident memory a program may reach before the fuzzer calls it growth,
@@ -543,6 +572,22 @@ fn memory_ceiling(spec: &CommandSpec, baseline: u64, growth: u64) -> Option<(u64
     match (by_growth, declared) {
         (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
         (a, b) => a.or(b),
+    }
+}
+
+/// Sends a [`READ_TO_HERE`] marker through `log` and waits, at most `limit`, until
+/// the watch has seen it: every event recorded before it has then been read.
+async fn read_to_here(log: &EventStream, watch: &Arc<Mutex<Watch>>, limit: Duration) {
+    let wanted = lock(watch).marks_seen + 1;
+    log.record(
+        &Arc::from(READ_TO_HERE),
+        EventKind::ProcessExited {
+            status: String::new(),
+        },
+    );
+    let deadline = tokio::time::Instant::now() + limit;
+    while lock(watch).marks_seen < wanted && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
