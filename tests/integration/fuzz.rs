@@ -731,10 +731,14 @@ async fn a_memory_growth_finding_has_a_reproducer_that_fails_5_of_5_runs() {
     }
 }
 
-/// A line server that answers in upper case and keeps 100 MB for good the first
-/// time a line holds a byte that is not ASCII (a leak, not a crash).
+/// A line server that answers in upper case and leaks, as its second argument
+/// says: `high-byte` keeps 100 MB for good the first time a line holds a byte that
+/// is not ASCII (a leak, not a crash); `per-connection` keeps 4 MiB for good on
+/// every connection it accepts (a leak of a little per request, which no single
+/// input shows).
 const LEAKY_LINES: &str = r#"
 import socket, sys
+mode = sys.argv[2]
 kept = []
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -742,10 +746,12 @@ srv.bind(("127.0.0.1", int(sys.argv[1])))
 srv.listen(16)
 while True:
     conn, _ = srv.accept()
+    if mode == "per-connection":
+        kept.append(b"x" * (4 << 20))
     with conn:
         try:
             for line in conn.makefile("rb"):
-                if not kept and any(b >= 0x80 for b in line):
+                if mode == "high-byte" and not kept and any(b >= 0x80 for b in line):
                     kept.append(bytearray(100 << 20))
                 conn.sendall(line.upper())
         except OSError:
@@ -761,7 +767,7 @@ async fn a_seeds_own_max_memory_is_a_memory_limit_while_fuzzing() {
             r#"
 name = "a line server in upper case, within 60 MiB"
 [servers.leaky]
-command = ["python3", "leaky.py", "{port}"]
+command = ["python3", "leaky.py", "{port}", "high-byte"]
 max_memory = "60MiB"
 
 [[clients]]
@@ -800,36 +806,16 @@ script = [ { send = "hello\n" }, { expect = "HELLO\n" }, { send = "again\n" }, {
     assert_eq!(spec.max_memory.as_ref().map(|m| m.value), Some(60 << 20));
 }
 
-/// A line server in upper case that keeps 4 MiB for good on every connection it
-/// accepts: a leak of a little per request, which no single input shows.
-const LEAKY_PER_CONNECTION: &str = r#"
-import socket, sys
-kept = []
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", int(sys.argv[1])))
-srv.listen(16)
-while True:
-    conn, _ = srv.accept()
-    kept.append(b"x" * (4 << 20))
-    with conn:
-        try:
-            for line in conn.makefile("rb"):
-                conn.sendall(line.upper())
-        except OSError:
-            pass  # a client that resets is not a bug
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leak_of_many_inputs_is_reported_as_not_reproduced_alone() {
     let dir = folder(&[
-        ("leaky.py", LEAKY_PER_CONNECTION),
+        ("leaky.py", LEAKY_LINES),
         (
             "seed.toml",
             r#"
 name = "a line server in upper case"
 [servers.leaky]
-command = ["python3", "leaky.py", "{port}"]
+command = ["python3", "leaky.py", "{port}", "per-connection"]
 
 [[clients]]
 connect = "leaky"
