@@ -392,8 +392,13 @@ fn type_error(node: &Node, key: &str, expected: &str) -> Diagnostic {
 }
 
 fn string(node: &Node, key: &str) -> Check<String> {
+    text(node, key).map(str::to_owned)
+}
+
+/// A string value, borrowed from the tree.
+fn text<'n>(node: &'n Node, key: &str) -> Check<&'n str> {
     match &node.kind {
-        NodeKind::Str(s) => Ok(s.clone()),
+        NodeKind::Str(s) => Ok(s),
         _ => Err(type_error(node, key, "a string")),
     }
 }
@@ -824,9 +829,9 @@ impl Loader<'_> {
 
     fn server(&mut self, entry: &Entry) -> Option<ServerSpec> {
         let name = entry.key.clone();
-        let mut fields = self.ok(Fields::of(&entry.value, format_args!("server `{name}`")))?;
-        let location = self.location(&entry.key_span);
         let context = format!("server `{name}`");
+        let mut fields = self.ok(Fields::of(&entry.value, &context))?;
+        let location = self.location(&entry.key_span);
 
         let proto = self.proto(&mut fields).unwrap_or(Proto::Tcp);
         let bind = match fields.get("bind") {
@@ -2318,9 +2323,7 @@ impl Loader<'_> {
             "file" => Data::File(self.file_slice(node, fields)?),
             "template" => Data::Template(self.data_template(node)?),
             _ => {
-                let NodeKind::Str(unit) = &node.kind else {
-                    return Err(type_error(node, "repeat", "a string"));
-                };
+                let unit = text(node, "repeat")?;
                 let times = match fields.get("times") {
                     Some(node) => count(node, "times", 0, MAX_DATA_BYTES)?,
                     None => {
@@ -2341,9 +2344,9 @@ impl Loader<'_> {
                 }
                 self.reserve_data(unit.len() * times, &fields.key_span("times"))?;
                 let mut shared = self.shared.borrow_mut();
-                let by_times = match shared.repeats.get_mut(unit.as_str()) {
+                let by_times = match shared.repeats.get_mut(unit) {
                     Some(by_times) => by_times,
-                    None => shared.repeats.entry(unit.clone()).or_default(),
+                    None => shared.repeats.entry(unit.to_owned()).or_default(),
                 };
                 Data::Bytes(
                     by_times

@@ -57,9 +57,6 @@ pub(super) fn read_document(
             return Err(GiveUp);
         }
     }
-    if reader.failed() {
-        return Err(GiveUp);
-    }
     Ok(())
 }
 
@@ -72,6 +69,11 @@ struct Reader<'r, 's> {
 
 fn span(start: usize, end: usize) -> Span {
     Span::new_unchecked(start, end)
+}
+
+/// Spaces and tabs (TOML's `ws`).
+fn is_blank(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t'
 }
 
 /// Bytes a bare key is made of (TOML's `unquoted-key`).
@@ -90,6 +92,12 @@ impl Reader<'_, '_> {
         self.text.get(self.at).copied()
     }
 
+    /// How many bytes from `at` on are `kept`.
+    fn run_from(&self, at: usize, kept: impl Fn(u8) -> bool) -> usize {
+        let rest = &self.text[at..];
+        rest.iter().position(|&b| !kept(b)).unwrap_or(rest.len())
+    }
+
     fn failed(&self) -> bool {
         self.errors.0.is_some() || self.builder.failed
     }
@@ -105,20 +113,13 @@ impl Reader<'_, '_> {
 
     /// Spaces and tabs.
     fn skip_blanks(&mut self) {
-        while let Some(b' ' | b'\t') = self.peek() {
-            self.at += 1;
-        }
+        self.at += self.run_from(self.at, is_blank);
     }
 
     /// A comment from `#` to the end of its line (not the line break).
     fn comment(&mut self) {
         let start = self.at;
-        let rest = &self.text[start..];
-        let length = rest
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .unwrap_or(rest.len());
-        self.at += length;
+        self.at += self.run_from(start, |b| b != b'\n' && b != b'\r');
         self.builder.comment(span(start, self.at), self.errors);
     }
 
@@ -203,10 +204,7 @@ impl Reader<'_, '_> {
         let start = self.at;
         let encoding = self.single_line_string()?;
         if encoding.is_none() {
-            let length = self.text[start..]
-                .iter()
-                .position(|&b| !is_bare_key_byte(b))
-                .unwrap_or(self.text.len() - start);
+            let length = self.run_from(start, is_bare_key_byte);
             if length == 0 {
                 return Err(GiveUp);
             }
@@ -350,20 +348,14 @@ impl Reader<'_, '_> {
 
     /// A number, boolean, `inf`, `nan` or a date without a space.
     fn unquoted_value(&mut self) -> Read {
-        let length = self.text[self.at..]
-            .iter()
-            .position(|&b| !is_unquoted_value_byte(b))
-            .unwrap_or(self.text.len() - self.at);
+        let length = self.run_from(self.at, is_unquoted_value_byte);
         if length == 0 {
             return Err(GiveUp);
         }
         self.at += length;
         // `1979-05-27 07:32:00` is one value to TOML: a space followed by more of
         // a value is left to the full parser.
-        let mut after = self.at;
-        while let Some(b' ' | b'\t') = self.text.get(after) {
-            after += 1;
-        }
+        let after = self.at + self.run_from(self.at, is_blank);
         match self.text.get(after) {
             None | Some(b',' | b']' | b'}' | b'#' | b'\n' | b'\r') => Ok(()),
             Some(_) => Err(GiveUp),
