@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proxy::ProxyConfig;
-use crate::scenario::{CommandSpec, Location, Scenario, ServerKind, Step, Target};
+use crate::scenario::{CommandSpec, Location, Scenario, ServerKind, Target};
 use crate::servers::{self, Bound, BuiltinConfig};
 use crate::vocab::{Proto, SocketOptions};
 
 /// A script, shared by every copy and connection that runs it.
-pub type Script = Arc<[Arc<Step>]>;
+pub use crate::scenario::Script;
 
 /// One run, resolved.
 pub struct Plan {
@@ -156,7 +156,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
                     addr,
                     PlannedServerKind::Script {
                         connections: *connections,
-                        script: shared_script(script),
+                        script: Arc::clone(script),
                         bound,
                     },
                 )
@@ -207,7 +207,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, PlanError> {
                 } else {
                     usize::MAX
                 },
-                script: shared_script(&client.script),
+                script: Arc::clone(&client.script),
             }
         })
         .collect();
@@ -321,10 +321,6 @@ fn plan_proxies(
         proxy.config.upstream = upstream;
     }
     Ok(proxies)
-}
-
-fn shared_script(steps: &[Step]) -> Script {
-    steps.iter().cloned().map(Arc::new).collect()
 }
 
 /// Picks a free loopback port for a program by binding port 0 and releasing it.

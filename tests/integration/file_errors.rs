@@ -885,10 +885,10 @@ fn a_100000_step_file_loads_with_exact_positions() {
     let script = &scenario.clients[0].script;
     assert_eq!(script.len(), 100_000);
     let last = &script[99_999];
-    assert_eq!(last.source_text, "{ expect = \"abé\" }");
+    assert_eq!(last.source_text.as_str(), "{ expect = \"abé\" }");
     // Six lines before the first step, then one line per pair; `é` is one column.
     assert_eq!((last.location.line, last.location.column), (50_006, 21));
-    assert_eq!(text[last.location.span.clone()], last.source_text);
+    assert_eq!(&text[last.location.span.clone()], last.source_text.as_str());
     let position = crate::line_column(&text, last.location.span.start);
     assert_eq!(position, (last.location.line, last.location.column));
     // One buffer for all 100,000 payloads.

@@ -648,7 +648,7 @@ impl Fuzzer<'_> {
     ) -> Result<(), String> {
         let mut slowest = Duration::ZERO;
         for &(client, target) in fuzzable {
-            let input = input::from_script(&self.scenario.clients[client].script);
+            let input = input::from_script(self.scenario.clients[client].script.iter());
             let entry = Entry {
                 input,
                 client,

@@ -190,7 +190,7 @@ fn clients(client: &ClientSpec, input: &Input) -> String {
         // server) before the seed's connection exists.
         let _ = writeln!(text, "  {{ connect = true }},");
     }
-    for step in &client.script {
+    for step in client.script.iter() {
         if matches!(step.action, Action::Connect) {
             continue;
         }
@@ -199,10 +199,10 @@ fn clients(client: &ClientSpec, input: &Input) -> String {
         let line = if step.source_text.contains("file") {
             match regenerate(&step.action) {
                 Some(line) => line,
-                None => step.source_text.clone(),
+                None => step.source_text.to_string(),
             }
         } else {
-            step.source_text.clone()
+            step.source_text.to_string()
         };
         let _ = writeln!(text, "  {line},");
     }

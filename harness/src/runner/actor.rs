@@ -21,7 +21,7 @@ use crate::matcher::{self, Captures, GiveUp, LineSplitter, Match, Mismatch, Prog
 use crate::net::{apply_socket_options, is_reset, peek, queued_bytes, Recorder};
 use crate::outcome::{Failure, FailureKind, StepRef};
 use crate::programs::sockets;
-use crate::scenario::{Action, Data, Expected, Step, UnreadPolicy};
+use crate::scenario::{Action, Data, Expected, Script, Step, UnreadPolicy};
 use crate::vocab::{Proto, SocketOptions};
 
 /// How often `await_queued` looks at the receive queue. The kernel offers no
@@ -180,7 +180,7 @@ impl Actor {
     }
 
     /// Runs every step in order; the first failure ends the script.
-    pub async fn run(mut self, script: &[Arc<Step>]) -> Result<(), Failure> {
+    pub async fn run(mut self, script: &Script) -> Result<(), Failure> {
         // A TCP client connects before its first step unless it asks to connect later.
         if matches!(self.conn, Conn::NotConnected { .. })
             && !script.iter().any(|s| s.action == Action::Connect)
@@ -216,7 +216,7 @@ impl Actor {
                 &self.name,
                 Doing::Step {
                     index: number,
-                    step: Arc::clone(step),
+                    script: Arc::clone(script),
                 },
             );
             let started = Instant::now();
@@ -262,7 +262,7 @@ impl Actor {
                             index: number,
                             keyword: step.action.keyword(),
                             location: (&step.location).into(),
-                            text: step.source_text.clone(),
+                            text: step.source_text.to_string(),
                         }),
                         message: e.message,
                         expected: e.expected,
@@ -279,7 +279,7 @@ impl Actor {
 
     /// Applies the scenario's `unread` policy to bytes that arrived but that no
     /// step read: still queued at the end of the script, or dropped by `close`.
-    fn check_unread(&mut self, script: &[Arc<Step>]) -> Result<(), Failure> {
+    fn check_unread(&mut self, script: &[Step]) -> Result<(), Failure> {
         let policy = self.context.unread;
         if policy == UnreadPolicy::Ignore {
             return Ok(());
@@ -314,7 +314,7 @@ impl Actor {
                 index: script.len(),
                 keyword: last.action.keyword(),
                 location: (&last.location).into(),
-                text: last.source_text.clone(),
+                text: last.source_text.to_string(),
             });
         }
         Err(failure)

@@ -38,7 +38,7 @@ use crate::duration::format_duration;
 use crate::event::{EventKind, EventStream, OutputStream, RunSubscriber};
 use crate::net::Recorder;
 use crate::plan::{Plan, PlannedClient, PlannedServer, PlannedServerKind, Script};
-use crate::scenario::{Checked, ClientProgram, ExitExpectation, Scenario, Step, UnreadPolicy};
+use crate::scenario::{Checked, ClientProgram, ExitExpectation, Scenario, UnreadPolicy};
 use crate::servers::accept::{accept_exactly, Accepted};
 use crate::servers::{self, Bound, ServerContext};
 use crate::vocab::{Proto, SocketOptions};
@@ -146,9 +146,10 @@ pub enum Doing {
         of: usize,
     },
     WaitingForDescriptor,
+    /// Step `index` (1-based) of `script`.
     Step {
         index: usize,
-        step: Arc<Step>,
+        script: Script,
     },
     /// A client program waits for its `wait` signal before it starts.
     WaitingForSignal {
@@ -172,11 +173,14 @@ impl std::fmt::Display for Doing {
             Doing::RunningProgram { command } => {
                 write!(f, "running `{command}`, which had not exited")
             }
-            Doing::Step { index, step } => write!(
-                f,
-                "step {index} `{}` (line {}:{})",
-                step.source_text, step.location.line, step.location.column
-            ),
+            Doing::Step { index, script } => match script.get(index - 1) {
+                Some(step) => write!(
+                    f,
+                    "step {index} `{}` (line {}:{})",
+                    step.source_text, step.location.line, step.location.column
+                ),
+                None => write!(f, "step {index}"),
+            },
         }
     }
 }

@@ -1494,7 +1494,7 @@ impl Loader<'_> {
         let options = self.socket_options(&mut fields);
         let script = match fields.get("script") {
             Some(node) => self.script(node, ActorRole::Client, proto, &name),
-            None => Some(Vec::new()),
+            None => Some(Script::default()),
         };
         let mut valid = CLIENT_KEYS.to_vec();
         valid.extend(SOCKET_OPTION_KEYS);
@@ -1568,7 +1568,7 @@ impl Loader<'_> {
         role: ActorRole,
         proto: Proto,
         actor: &str,
-    ) -> Option<Vec<Step>> {
+    ) -> Option<Script> {
         let items = match &node.kind {
             NodeKind::Array(items) => items,
             _ => {
@@ -1600,7 +1600,7 @@ impl Loader<'_> {
                     .label("second `connect` step"),
             );
         }
-        (self.diagnostics.len() == before).then_some(steps)
+        (self.diagnostics.len() == before).then(|| steps.into())
     }
 
     /// Every `hold` is followed by a `flush` before the next `hold` and before the
@@ -1719,11 +1719,7 @@ impl Loader<'_> {
             format_args!("the `{}` step", entry.key),
             &["timeout"],
         )?;
-        let source_text = self
-            .source
-            .get(node.span.clone())
-            .unwrap_or_default()
-            .to_owned();
+        let source_text = Snippet::new(self.source, node.span.clone());
         Ok(Step {
             action,
             timeout,
@@ -2515,7 +2511,7 @@ impl Loader<'_> {
                     .push(wait.location.span.clone());
             }
         }
-        for step in scripts.flatten() {
+        for step in scripts.flat_map(|script| script.iter()) {
             match &step.action {
                 Action::Signal(name) => {
                     signals.insert(name.clone());

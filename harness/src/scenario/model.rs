@@ -111,10 +111,7 @@ pub enum ServerKind {
     Builtin(BuiltinConfig),
     /// A scripted server: accepts `connections` connections (TCP), each running the
     /// script; a UDP scripted server runs its script once on its bound socket.
-    Script {
-        connections: usize,
-        script: Vec<Step>,
-    },
+    Script { connections: usize, script: Script },
     /// An external server process under test.
     Command(CommandSpec),
     /// A server that is already running.
@@ -264,7 +261,7 @@ pub struct ClientSpec {
     pub proto: Proto,
     pub count: usize,
     pub options: SocketOptions,
-    pub script: Vec<Step>,
+    pub script: Script,
 }
 
 /// Where a client connects.
@@ -278,6 +275,10 @@ pub enum Target {
     Address(SocketAddr),
 }
 
+/// A script's steps. Shared: every connection of a scripted server, every client
+/// of a `count`, every retry and the fuzzer's replays run the one loaded copy.
+pub type Script = Arc<[Step]>;
+
 /// One step of a script, with its position in the file for failure reports.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -286,7 +287,61 @@ pub struct Step {
     pub timeout: Option<Duration>,
     pub location: Location,
     /// The step's own text in the file, for reports (`{ send = "hello" }`).
-    pub source_text: String,
+    pub source_text: Snippet,
+}
+
+/// A piece of a scenario file's text. It shares the file (kept once, in
+/// [`Scenario::source`]) rather than copying the piece: a script of thousands of
+/// steps would otherwise hold its text twice, and copy it once more for each run.
+#[derive(Clone, Default)]
+pub struct Snippet {
+    source: Arc<str>,
+    span: Range<usize>,
+}
+
+impl Snippet {
+    /// The text of `span` in `source` (empty if `span` is not within it).
+    pub fn new(source: &Arc<str>, span: Range<usize>) -> Snippet {
+        let span = if source.get(span.clone()).is_some() {
+            span
+        } else {
+            0..0
+        };
+        Snippet {
+            source: Arc::clone(source),
+            span,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source[self.span.clone()]
+    }
+}
+
+impl std::ops::Deref for Snippet {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Snippet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Snippet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for Snippet {
+    fn eq(&self, other: &Snippet) -> bool {
+        self.as_str() == other.as_str()
+    }
 }
 
 /// What `expect`, and `recv`'s `expect`, compare the bytes with.

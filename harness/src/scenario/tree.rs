@@ -351,13 +351,16 @@ impl<'s> Builder<'s> {
         );
     }
 
-    fn raw(&self, span: Span, encoding: Option<Encoding>) -> Raw<'s> {
-        let text = self
-            .source
+    /// The source text of `span`, quotes included.
+    fn text(&self, span: Span) -> &'s str {
+        self.source
             .input()
             .get(span.start()..span.end())
-            .unwrap_or("");
-        Raw::new_unchecked(text, encoding, span)
+            .unwrap_or("")
+    }
+
+    fn raw(&self, span: Span, encoding: Option<Encoding>) -> Raw<'s> {
+        Raw::new_unchecked(self.text(span), encoding, span)
     }
 
     /// Delivers a finished value to whatever is waiting for it: the array or inline
@@ -480,6 +483,54 @@ impl<'s> Builder<'s> {
                 self.current = path;
             }
             Err((span, message)) => self.fail(error, span, message),
+        }
+    }
+}
+
+/// The content of a one-line string whose text needs no decoding (no escape, no
+/// control character), or of a bare word (`encoding` `None`) as it stands.
+///
+/// Nearly every key and string of a scenario file is plain, and taking it as it
+/// stands skips `toml_parser`'s decoder, the larger part of reading a script step.
+/// Everything else, every error included, is still decoded by `toml_parser`.
+fn plain_text(text: &str, encoding: Option<Encoding>) -> Option<&str> {
+    let (content, quote) = match encoding {
+        None => (text, None),
+        Some(Encoding::BasicString) => (text.strip_prefix('"')?.strip_suffix('"')?, Some(b'"')),
+        Some(Encoding::LiteralString) => {
+            (text.strip_prefix('\'')?.strip_suffix('\'')?, Some(b'\''))
+        }
+        Some(_) => return None,
+    };
+    // Printable ASCII and tab, which every version of TOML takes as they stand;
+    // anything else (non-ASCII, a backslash, the string's own quote) is left to
+    // the decoder and its rules.
+    let plain = content
+        .bytes()
+        .all(|b| ((b' '..=b'~').contains(&b) && b != b'\\' && Some(b) != quote) || b == b'\t');
+    plain.then_some(content)
+}
+
+/// A bare key as TOML allows it: ASCII letters, digits, `_` and `-`.
+fn is_bare_key(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A scalar read without `toml_parser`'s decoder: a plain string (see
+/// [`plain_text`]) or a decimal integer of at most 18 digits with no sign, no `_`
+/// and no leading zero, which is what scripts are made of. `None`: decode it.
+fn plain_scalar(text: &str, encoding: Option<Encoding>) -> Option<NodeKind> {
+    match encoding {
+        Some(_) => plain_text(text, encoding).map(|content| NodeKind::Str(content.to_owned())),
+        None => {
+            let bytes = text.as_bytes();
+            let decimal = matches!(bytes, [b'0'] | [b'1'..=b'9', ..])
+                && bytes.len() <= 18
+                && bytes.iter().all(u8::is_ascii_digit);
+            decimal.then(|| NodeKind::Int(text.parse().unwrap_or_default()))
         }
     }
 }
@@ -638,9 +689,15 @@ impl EventReceiver for Builder<'_> {
         if self.failed {
             return;
         }
-        let mut decoded = Cow::Borrowed("");
-        self.raw(span, encoding).decode_key(&mut decoded, error);
-        let part = (decoded.into_owned(), range(span));
+        let key = match plain_text(self.text(span), encoding) {
+            Some(text) if encoding.is_some() || is_bare_key(text) => text.to_owned(),
+            _ => {
+                let mut decoded = Cow::Borrowed("");
+                self.raw(span, encoding).decode_key(&mut decoded, error);
+                decoded.into_owned()
+            }
+        };
+        let part = (key, range(span));
         if let Some(header) = &mut self.header {
             header.key.push(part);
         } else if let Some(Frame::InlineTable { key, .. }) = self.frames.last_mut() {
@@ -653,6 +710,14 @@ impl EventReceiver for Builder<'_> {
     fn scalar(&mut self, span: Span, encoding: Option<Encoding>, error: &mut dyn ErrorSink) {
         if self.failed {
             return;
+        }
+        let text = self.text(span);
+        if let Some(kind) = plain_scalar(text, encoding) {
+            let node = Node {
+                span: range(span),
+                kind,
+            };
+            return self.deliver(node, error);
         }
         let mut decoded = Cow::Borrowed("");
         let kind = match self.raw(span, encoding).decode_scalar(&mut decoded, error) {
@@ -837,6 +902,83 @@ mod tests {
         // error is the full parser's.
         assert_eq!(parse_direct("a = 1\na = 2\n"), None);
         assert!(error("a = 1\na = 2\n").message.contains("duplicate key"));
+    }
+
+    /// What `toml_parser`'s decoder makes of a scalar's text.
+    fn decoded(text: &str, encoding: Option<Encoding>) -> Option<NodeKind> {
+        let mut errors = FirstError::default();
+        let mut value = Cow::Borrowed("");
+        let span = Span::new_unchecked(0, text.len());
+        let kind = Raw::new_unchecked(text, encoding, span).decode_scalar(&mut value, &mut errors);
+        if errors.0.is_some() {
+            return None;
+        }
+        match kind {
+            ScalarKind::String => Some(NodeKind::Str(value.into_owned())),
+            ScalarKind::Integer(radix) => i64::from_str_radix(&value, radix.value())
+                .ok()
+                .map(NodeKind::Int),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn plain_scalars_and_keys_are_what_the_decoder_makes_of_them() {
+        let mut texts: Vec<String> = (0u8..=127).map(|b| format!("a{}b", b as char)).collect();
+        texts.extend(
+            ["", "x", "hello world", "tab\there", "é", "a\\nb", "\"", "'"].map(String::from),
+        );
+        let mut plain = 0;
+        for text in &texts {
+            for (quoted, encoding) in [
+                (format!("\"{text}\""), Encoding::BasicString),
+                (format!("'{text}'"), Encoding::LiteralString),
+            ] {
+                if let Some(kind) = plain_scalar(&quoted, Some(encoding)) {
+                    plain += 1;
+                    assert_eq!(Some(kind), decoded(&quoted, Some(encoding)), "{quoted:?}");
+                }
+                if let Some(key) = plain_text(&quoted, Some(encoding)) {
+                    let mut decoded_key = Cow::Borrowed("");
+                    let mut errors = FirstError::default();
+                    let span = Span::new_unchecked(0, quoted.len());
+                    Raw::new_unchecked(&quoted, Some(encoding), span)
+                        .decode_key(&mut decoded_key, &mut errors);
+                    assert!(errors.0.is_none(), "{quoted:?}");
+                    assert_eq!(key, decoded_key, "{quoted:?}");
+                }
+            }
+        }
+        assert!(plain > 180, "the fast path took only {plain} strings");
+        let numbers = [
+            "0",
+            "7",
+            "64",
+            "1000",
+            "999999999999999999",
+            "9223372036854775807",
+        ];
+        for text in numbers
+            .into_iter()
+            .chain(["00", "01", "-1", "+1", "1_000", "0x1F", "1e3", "1.5"])
+        {
+            if let Some(kind) = plain_scalar(text, None) {
+                assert_eq!(Some(kind), decoded(text, None), "{text:?}");
+            }
+        }
+        assert_eq!(plain_scalar("64", None), Some(NodeKind::Int(64)));
+        for refused in ["00", "01", "-1", "1_000", "9223372036854775807", "true"] {
+            assert_eq!(plain_scalar(refused, None), None, "{refused:?}");
+        }
+        for (key, bare) in [
+            ("send", true),
+            ("a-b_9", true),
+            ("", false),
+            ("a.b", false),
+            ("é", false),
+        ] {
+            assert_eq!(is_bare_key(key), bare, "{key:?}");
+        }
     }
 
     #[test]
