@@ -200,6 +200,7 @@ impl Actor {
                 return Err(failure);
             }
         }
+        let slot = self.context.board.slot(&self.name);
         for (index, step) in script.iter().enumerate() {
             let number = index + 1;
             let log = &self.context.log;
@@ -212,14 +213,14 @@ impl Actor {
                     },
                 );
             }
-            self.context.board.set(
-                &self.name,
+            let started = Instant::now();
+            slot.set(
                 Doing::Step {
                     index: number,
                     script: Arc::clone(script),
                 },
+                started,
             );
-            let started = Instant::now();
             let deadline = started + step.timeout.unwrap_or(self.context.step_timeout);
             let resolved;
             let action = if step.action.has_template() {

@@ -189,37 +189,61 @@ impl std::fmt::Display for Doing {
 /// where.
 #[derive(Default)]
 pub struct Board {
-    states: Mutex<HashMap<Arc<str>, (Doing, Instant)>>,
+    actors: Mutex<HashMap<Arc<str>, Arc<BoardSlot>>>,
+}
+
+/// One actor's line on the [`Board`]. An actor running a script keeps its slot,
+/// so each step updates it with one uncontended lock instead of a lookup by name
+/// in the board every actor shares.
+#[derive(Default)]
+pub struct BoardSlot(Mutex<Option<(Doing, Instant)>>);
+
+impl BoardSlot {
+    /// The actor is at `doing`, since `since`.
+    pub fn set(&self, doing: Doing, since: Instant) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((doing, since));
+    }
 }
 
 impl Board {
-    pub fn set(&self, actor: &Arc<str>, doing: Doing) {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        match states.get_mut(actor) {
-            Some(state) => *state = (doing, Instant::now()),
+    /// The slot of `actor`, made on first use.
+    pub fn slot(&self, actor: &Arc<str>) -> Arc<BoardSlot> {
+        let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        match actors.get(actor) {
+            Some(slot) => Arc::clone(slot),
             None => {
-                states.insert(Arc::clone(actor), (doing, Instant::now()));
+                let slot = Arc::new(BoardSlot::default());
+                actors.insert(Arc::clone(actor), Arc::clone(&slot));
+                slot
             }
         }
     }
 
+    pub fn set(&self, actor: &Arc<str>, doing: Doing) {
+        self.slot(actor).set(doing, Instant::now());
+    }
+
+    /// Takes `actor` off the board (a finished actor is nobody's answer to "who
+    /// was stuck"; 50,000 finished clients must not stay in memory either).
     pub fn done(&self, actor: &str) {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states.remove(actor);
+        let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        actors.remove(actor);
     }
 
     fn describe(&self) -> Vec<String> {
-        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        let mut lines: Vec<(&Arc<str>, String)> = states
+        let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines: Vec<(&Arc<str>, String)> = actors
             .iter()
-            .map(|(actor, (doing, since))| {
-                (
+            .filter_map(|(actor, slot)| {
+                let state = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+                let (doing, since) = state.as_ref()?;
+                Some((
                     actor,
                     format!(
                         "{actor} was at {doing}, for {}",
                         format_duration(since.elapsed())
                     ),
-                )
+                ))
             })
             .collect();
         lines.sort_by(|a, b| a.0.cmp(b.0));
