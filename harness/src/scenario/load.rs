@@ -1580,14 +1580,20 @@ impl Loader<'_> {
             }
         };
         let before = self.diagnostics.len();
-        let steps: Vec<Step> = items
-            .iter()
-            .filter_map(|item| {
-                let step = self.ok(self.step(item))?;
-                self.ok(check_step_fits(&step, role, proto, actor))?;
-                Some(step)
-            })
-            .collect();
+        // Sized once: a long script's steps are a large block, and growing it by
+        // doubling would copy it into ever fresh pages.
+        let mut steps = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(step) = self.ok(self.step(item)) else {
+                continue;
+            };
+            if self
+                .ok(check_step_fits(&step, role, proto, actor))
+                .is_some()
+            {
+                steps.push(step);
+            }
+        }
         self.check_holds(&steps);
         let connects = steps.iter().filter(|s| s.action == Action::Connect).count();
         if connects > 1 {
@@ -1600,7 +1606,7 @@ impl Loader<'_> {
                     .label("second `connect` step"),
             );
         }
-        (self.diagnostics.len() == before).then(|| steps.into())
+        (self.diagnostics.len() == before).then(|| Arc::new(steps))
     }
 
     /// Every `hold` is followed by a `flush` before the next `hold` and before the
@@ -2155,15 +2161,14 @@ impl Loader<'_> {
     /// `None` when it has none of them (it is DATA then).
     fn matcher_fields(&self, fields: &mut Fields, key: &str) -> Check<Option<Match>> {
         // Beside `file`, `len` is the length of the file slice, not a matcher.
-        let present: Vec<&str> = MATCHER_KEYS
+        let mut present = MATCHER_KEYS
             .iter()
             .copied()
-            .filter(|k| fields.has(k) && !(*k == "len" && fields.has("file")))
-            .collect();
-        let which = match present.as_slice() {
-            [] => return Ok(None),
-            [one] => *one,
-            [first, second, ..] => {
+            .filter(|k| fields.has(k) && !(*k == "len" && fields.has("file")));
+        let which = match (present.next(), present.next()) {
+            (None, _) => return Ok(None),
+            (Some(one), None) => one,
+            (Some(first), Some(second)) => {
                 return Err(Diagnostic::new(
                     fields.key_span(second),
                     format!("`{key}` has both `{first}` and `{second}`"),
@@ -2275,21 +2280,17 @@ impl Loader<'_> {
     }
 
     fn data_fields(&self, fields: &mut Fields, key: &str) -> Check<Data> {
-        let present: Vec<&str> = DATA_KEYS
-            .iter()
-            .copied()
-            .filter(|k| fields.has(k))
-            .collect();
-        let which = match present.as_slice() {
-            [one] => *one,
-            [] => {
+        let mut present = DATA_KEYS.iter().copied().filter(|k| fields.has(k));
+        let which = match (present.next(), present.next()) {
+            (Some(one), None) => one,
+            (None, _) => {
                 return Err(
                     Diagnostic::new(fields.span.clone(), format!("`{key}` has no data"))
                         .label("where are the bytes?")
                         .hint(DATA_HINT),
                 )
             }
-            [first, second, ..] => {
+            (Some(first), Some(second)) => {
                 return Err(Diagnostic::new(
                     fields.key_span(second),
                     format!("`{key}` has both `{first}` and `{second}`"),

@@ -277,7 +277,10 @@ pub enum Target {
 
 /// A script's steps. Shared: every connection of a scripted server, every client
 /// of a `count`, every retry and the fuzzer's replays run the one loaded copy.
-pub type Script = Arc<[Step]>;
+/// An `Arc<Vec<_>>` rather than an `Arc<[_]>`: the steps stay where the loader put
+/// them instead of being copied into a new allocation (200 bytes a step, fresh
+/// pages for a long script).
+pub type Script = Arc<Vec<Step>>;
 
 /// One step of a script, with its position in the file for failure reports.
 #[derive(Debug, Clone)]

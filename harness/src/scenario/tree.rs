@@ -240,6 +240,23 @@ impl Table {
         position
     }
 
+    /// The node of a finished inline table, its entries copied into a vector of
+    /// their exact number; the emptied buffer goes back to `spare` for the next
+    /// inline table.
+    fn into_inline_node(mut self, spare: &mut Vec<Vec<TableEntry>>) -> Node {
+        let mut entries = Vec::with_capacity(self.entries.len());
+        entries.extend(self.entries.drain(..).map(|e| Entry {
+            key: e.key,
+            key_span: e.key_span,
+            value: e.value.into_node(),
+        }));
+        spare.push(self.entries);
+        Node {
+            span: self.span,
+            kind: NodeKind::Table(entries),
+        }
+    }
+
     fn into_node(self) -> Node {
         let entries = self
             .entries
@@ -320,6 +337,11 @@ struct Builder<'s> {
     /// Emptied key paths of closed inline tables, for the next ones: a script is
     /// thousands of inline tables, each needing a key path only while it is read.
     spare_key_paths: Vec<KeyPath>,
+    /// Emptied entry buffers of closed inline tables, for the next ones. An inline
+    /// table fills one of these and is then copied into a vector of its exact
+    /// size: growing each step's table entry by entry cost a reallocation for
+    /// every table of two keys, the most common kind.
+    spare_entries: Vec<Vec<TableEntry>>,
 }
 
 fn range(span: Span) -> Range<usize> {
@@ -337,6 +359,7 @@ impl<'s> Builder<'s> {
             frames: Vec::new(),
             failed: false,
             spare_key_paths: Vec::new(),
+            spare_entries: Vec::new(),
         }
     }
 
@@ -413,7 +436,7 @@ impl<'s> Builder<'s> {
                 key.clear();
                 self.spare_key_paths.push(key);
                 table.span = start..span.end();
-                table.into_node()
+                table.into_inline_node(&mut self.spare_entries)
             }
             None => return,
         };
@@ -658,10 +681,14 @@ impl EventReceiver for Builder<'_> {
 
     fn inline_table_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
         let key = self.spare_key_paths.pop().unwrap_or_default();
+        let table = Table {
+            entries: self.spare_entries.pop().unwrap_or_default(),
+            ..Table::new(range(span), false, false)
+        };
         self.open(
             Frame::InlineTable {
                 start: span.start(),
-                table: Table::new(range(span), false, false),
+                table,
                 key,
             },
             span,
