@@ -531,13 +531,12 @@ fn collect_toml(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 ///
 /// Why a thread even for one file: the run's exchanges happen on this thread,
 /// and loading a long script is milliseconds of CPU. On the virtual machines we
-/// measure on, the kernel keeps a thread's recent CPU use and, judging a busy
-/// thread by it, wakes the server it talks to on another (halted) core: each
-/// round trip then waits for that core to wake. A loader thread that has exited
-/// takes its CPU use with it. Measured in BENCHMARKS.md ("Where the run's
-/// thread comes from"): 1,000 exchanges ran at full speed in 14% of runs with
-/// the load on this thread, in 45% with it on a loader thread, as often as a
-/// hand-written client.
+/// measure on, a thread that has just been busy gets the server it talks to
+/// woken on another, halted, core far more often, and each round trip then
+/// waits for that core to wake; CPU spent on a thread that has exited does not
+/// count. Measured in BENCHMARKS.md ("where the run's thread comes from"): the
+/// median of 1,000 exchanges went from 1.1-1.5x a hand-written client's to
+/// 0.86-0.97x.
 fn load_all(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<LoadError>), String> {
     let files = discover(paths)?;
     let threads = match files.len() {
