@@ -261,6 +261,55 @@ async fn check_exit_codes() {
     assert_exit(&output, 2);
 }
 
+/// Files load on loader threads, several at once for a folder; what `check` says
+/// must still come in file order, valid and invalid files alike.
+#[tokio::test]
+async fn check_reports_a_folder_in_file_order_though_it_loads_in_parallel() {
+    let texts: Vec<(String, String)> = (0..12)
+        .map(|i| {
+            let text = if i % 3 == 2 {
+                INVALID.replace("not valid", &format!("bad {i}"))
+            } else {
+                PASSING.replace("quick-pass-scenario", &format!("good {i}"))
+            };
+            (format!("{i:02}.toml"), text)
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let dir = folder(&files);
+    let output = wirecheck(&["check", utf8(dir.path())]).await;
+    assert_exit(&output, 2);
+    let oks: Vec<String> = stdout(&output)
+        .lines()
+        .filter(|l| l.starts_with("ok"))
+        .map(str::to_owned)
+        .collect();
+    let expected: Vec<String> = (0..12)
+        .filter(|i| i % 3 != 2)
+        .map(|i| {
+            format!(
+                "ok   {} (good {i})",
+                dir.path().join(format!("{i:02}.toml")).display()
+            )
+        })
+        .collect();
+    assert_eq!(oks, expected);
+    let errors = stderr(&output);
+    let positions: Vec<usize> = [2, 5, 8, 11]
+        .iter()
+        .map(|i| {
+            errors
+                .find(&format!("{i:02}.toml"))
+                .unwrap_or_else(|| panic!("no error for {i:02}.toml in {errors}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{errors}");
+    assert_eq!(last_line(&output), "8 valid, 4 invalid");
+}
+
 #[tokio::test]
 async fn check_runs_nothing() {
     // A scenario whose server could never start still checks as valid: nothing runs.
