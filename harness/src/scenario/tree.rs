@@ -510,36 +510,30 @@ impl<'s> Builder<'s> {
     }
 }
 
-/// The content of a one-line string whose text needs no decoding (no escape, no
-/// control character), or of a bare word (`encoding` `None`) as it stands.
+/// The content of a one-line quoted string whose text needs no decoding: no
+/// escape, no control character. `None` for anything else.
 ///
 /// Nearly every key and string of a scenario file is plain, and taking it as it
 /// stands skips `toml_parser`'s decoder, the larger part of reading a script step.
 /// Everything else, every error included, is still decoded by `toml_parser`.
 fn plain_text(text: &str, encoding: Option<Encoding>) -> Option<&str> {
     let (content, quote) = match encoding {
-        None => (text, None),
-        Some(Encoding::BasicString) => (text.strip_prefix('"')?.strip_suffix('"')?, Some(b'"')),
-        Some(Encoding::LiteralString) => {
-            (text.strip_prefix('\'')?.strip_suffix('\'')?, Some(b'\''))
-        }
-        Some(_) => return None,
+        Some(Encoding::BasicString) => (text.strip_prefix('"')?.strip_suffix('"')?, b'"'),
+        Some(Encoding::LiteralString) => (text.strip_prefix('\'')?.strip_suffix('\'')?, b'\''),
+        _ => return None,
     };
     // Printable ASCII and tab, which every version of TOML takes as they stand;
     // anything else (non-ASCII, a backslash, the string's own quote) is left to
     // the decoder and its rules.
     let plain = content
         .bytes()
-        .all(|b| ((b' '..=b'~').contains(&b) && b != b'\\' && Some(b) != quote) || b == b'\t');
+        .all(|b| ((b' '..=b'~').contains(&b) && b != b'\\' && b != quote) || b == b'\t');
     plain.then_some(content)
 }
 
 /// A bare key as TOML allows it: ASCII letters, digits, `_` and `-`.
 fn is_bare_key(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !text.is_empty() && text.bytes().all(scan::is_bare_key_byte)
 }
 
 /// A scalar read without `toml_parser`'s decoder: a plain string (see
@@ -716,9 +710,14 @@ impl EventReceiver for Builder<'_> {
         if self.failed {
             return;
         }
-        let key = match plain_text(self.text(span), encoding) {
-            Some(text) if encoding.is_some() || is_bare_key(text) => text.to_owned(),
-            _ => {
+        let text = self.text(span);
+        let plain = match encoding {
+            None => is_bare_key(text).then_some(text),
+            Some(_) => plain_text(text, encoding),
+        };
+        let key = match plain {
+            Some(text) => text.to_owned(),
+            None => {
                 let mut decoded = Cow::Borrowed("");
                 self.raw(span, encoding).decode_key(&mut decoded, error);
                 decoded.into_owned()

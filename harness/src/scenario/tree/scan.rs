@@ -77,7 +77,7 @@ fn is_blank(byte: u8) -> bool {
 }
 
 /// Bytes a bare key is made of (TOML's `unquoted-key`).
-fn is_bare_key_byte(byte: u8) -> bool {
+pub(super) fn is_bare_key_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
 }
 
