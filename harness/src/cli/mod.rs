@@ -544,36 +544,64 @@ fn load_all(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<LoadError>), String
         many => std::thread::available_parallelism().map_or(1, |n| n.get().min(many)),
     };
     let per_thread = files.len().div_ceil(threads).max(1);
-    let load = |files: &[PathBuf]| -> Vec<Result<Scenario, LoadError>> {
-        files.iter().map(|file| scenario::load_file(file)).collect()
-    };
-    let loaded: Vec<Result<Scenario, LoadError>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(per_thread)
-            .map(|share| {
-                // The main thread's stack size: the loader recurses as deep as a
-                // file nests, which the main thread has always allowed.
-                let worker = std::thread::Builder::new()
-                    .name("loader".into())
-                    .stack_size(8 << 20)
-                    .spawn_scoped(scope, move || load(share));
-                (share, worker)
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|(share, worker)| match worker {
-                Ok(worker) => worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                // No thread to be had: load here instead.
-                Err(_) => load(share),
-            })
-            .collect()
-    });
+    let mut loaded: Vec<Option<Result<Scenario, LoadError>>> =
+        std::iter::repeat_with(|| None).take(files.len()).collect();
+    // Each result comes back by its file's position as soon as it is loaded; the
+    // loader thread then frees the file's syntax tree while this thread goes on
+    // (see `scenario::load_file_then`).
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut workers = Vec::new();
+    for (chunk, share) in files.chunks(per_thread).enumerate() {
+        let first = chunk * per_thread;
+        let owned_share = share.to_vec();
+        let sender = sender.clone();
+        let load_share = move || {
+            for (offset, file) in owned_share.iter().enumerate() {
+                scenario::load_file_then(file, |result| {
+                    // The receiver outlives every loader; a send can fail only
+                    // once this thread has nothing left to report to.
+                    let _ = sender.send((first + offset, result));
+                });
+            }
+        };
+        // The main thread's stack size: the loader recurses as deep as a file
+        // nests, which the main thread has always allowed.
+        let spawned = std::thread::Builder::new()
+            .name("loader".into())
+            .stack_size(8 << 20)
+            .spawn(load_share);
+        match spawned {
+            Ok(worker) => workers.push(worker),
+            // No thread to be had: load here instead.
+            Err(_) => {
+                for (offset, file) in share.iter().enumerate() {
+                    loaded[first + offset] = Some(scenario::load_file(file));
+                }
+            }
+        }
+    }
+    drop(sender);
+    // Ends when every file is in, or early when a loader panicked (its sender
+    // went with it).
+    let mut missing = loaded.iter().filter(|slot| slot.is_none()).count();
+    while missing > 0 {
+        let Ok((index, result)) = receiver.recv() else {
+            break;
+        };
+        loaded[index] = Some(result);
+        missing -= 1;
+    }
+    if missing > 0 {
+        for worker in workers {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        return Err("a loader thread ended without loading its files".to_owned());
+    }
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
-    for result in loaded {
+    for result in loaded.into_iter().flatten() {
         match result {
             Ok(s) => scenarios.push(s),
             Err(e) => errors.push(e),

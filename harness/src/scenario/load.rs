@@ -126,15 +126,27 @@ const DATA_HINT: &str = "data is a string, or a table with one of `text`, `hex`,
 
 /// Reads and loads a scenario file.
 pub fn load_file(path: &Path) -> Result<Scenario, LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
-        path: path.to_owned(),
-        error: e.to_string(),
-    })?;
-    let source = match String::from_utf8(bytes) {
-        Ok(source) => source,
-        Err(e) => return Err(not_utf8(path, e.as_bytes(), e.utf8_error())),
+    load_file_then(path, |loaded| loaded)
+}
+
+/// Reads and loads a scenario file, and hands the result to `deliver` before the
+/// file's syntax tree is freed. Freeing a long script's tree is about a tenth of
+/// its load: a caller that loads on a thread of its own (`wirecheck run`) passes
+/// the scenario on, and that thread frees the tree while the run starts.
+pub fn load_file_then<T>(path: &Path, deliver: impl FnOnce(Result<Scenario, LoadError>) -> T) -> T {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return deliver(Err(LoadError::Io {
+                path: path.to_owned(),
+                error: e.to_string(),
+            }))
+        }
     };
-    load_str(path, &source)
+    match String::from_utf8(bytes) {
+        Ok(source) => load_str_then(path, &source, deliver),
+        Err(e) => deliver(Err(not_utf8(path, e.as_bytes(), e.utf8_error()))),
+    }
 }
 
 /// A file that is not UTF-8 (a GBK or Latin-1 file from an editor that does not
@@ -165,13 +177,23 @@ fn not_utf8(path: &Path, bytes: &[u8], error: std::str::Utf8Error) -> LoadError 
 /// Loads a scenario from text; `path` names it in errors and anchors relative paths
 /// (`file = ...`, `cwd`).
 pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
+    load_str_then(path, source, |loaded| loaded)
+}
+
+/// [`load_str`], handing the result to `deliver` before the syntax tree and the
+/// loader's tables are freed (see [`load_file_then`]).
+fn load_str_then<T>(
+    path: &Path,
+    source: &str,
+    deliver: impl FnOnce(Result<Scenario, LoadError>) -> T,
+) -> T {
     let source: Arc<str> = Arc::from(source);
     let invalid = |diagnostics| LoadError::Invalid {
         path: path.to_owned(),
         source: Arc::clone(&source),
         diagnostics,
     };
-    let root = tree::parse(source.as_ref()).map_err(|error| {
+    let parsed = tree::parse(source.as_ref()).map_err(|error| {
         // The parser's message may span several lines; the first goes under the
         // caret, the rest become notes so the rendering keeps its margin.
         let mut lines = error.message.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -181,7 +203,11 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
             diagnostic = diagnostic.hint(line.to_owned());
         }
         invalid(vec![diagnostic.hint("see https://toml.io for the syntax; strings need quotes, steps are inline tables `{ send = \"hi\" }`")])
-    })?;
+    });
+    let root = match parsed {
+        Ok(root) => root,
+        Err(error) => return deliver(Err(error)),
+    };
     let mut loader = Loader {
         path,
         dir: path
@@ -199,15 +225,20 @@ pub fn load_str(path: &Path, source: &str) -> Result<Scenario, LoadError> {
         variable_uses: RefCell::default(),
     };
     let scenario = loader.scenario(&root);
-    match scenario {
+    let loaded = match scenario {
         Some(scenario) if loader.diagnostics.is_empty() => Ok(scenario),
         _ => {
-            let mut diagnostics = loader.diagnostics;
+            let mut diagnostics = std::mem::take(&mut loader.diagnostics);
             diagnostics.sort_by_key(|d| d.span.start);
             diagnostics.dedup();
             Err(invalid(diagnostics))
         }
-    }
+    };
+    let delivered = deliver(loaded);
+    // Freed only now, after the result is on its way.
+    drop(loader);
+    drop(root);
+    delivered
 }
 
 type Check<T> = Result<T, Diagnostic>;
@@ -258,17 +289,50 @@ struct SharedData {
     inline: HashSet<Bytes>,
     /// `{ template }` data by its text, parsed once.
     templates: HashMap<String, Arc<Template>>,
+    /// The payload shared last, and the `repeat` pattern and `times` that made it
+    /// (`None` for inline data). Steps come in runs with the same data (a send and
+    /// the expect of its echo, a load test's identical exchanges), and comparing
+    /// with the last one is cheaper than hashing it again.
+    last: Option<(Bytes, Option<(String, usize)>)>,
 }
 
 impl SharedData {
     /// The shared copy of `bytes`, made on first sight.
     fn inline(&mut self, bytes: &[u8]) -> Bytes {
-        if let Some(shared) = self.inline.get(bytes) {
-            return shared.clone();
+        if let Some((last, None)) = &self.last {
+            if last.as_ref() == bytes {
+                return last.clone();
+            }
         }
-        let bytes = Bytes::copy_from_slice(bytes);
-        self.inline.insert(bytes.clone());
-        bytes
+        let shared = match self.inline.get(bytes) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared = Bytes::copy_from_slice(bytes);
+                self.inline.insert(shared.clone());
+                shared
+            }
+        };
+        self.last = Some((shared.clone(), None));
+        shared
+    }
+
+    /// The shared copy of `unit` repeated `times` times, made on first sight.
+    fn repeat(&mut self, unit: &str, times: usize) -> Bytes {
+        if let Some((last, Some((last_unit, last_times)))) = &self.last {
+            if *last_times == times && last_unit == unit {
+                return last.clone();
+            }
+        }
+        let by_times = match self.repeats.get_mut(unit) {
+            Some(by_times) => by_times,
+            None => self.repeats.entry(unit.to_owned()).or_default(),
+        };
+        let shared = by_times
+            .entry(times)
+            .or_insert_with(|| Bytes::from(unit.repeat(times).into_bytes()))
+            .clone();
+        self.last = Some((shared.clone(), Some((unit.to_owned(), times))));
+        shared
     }
 }
 
@@ -2340,17 +2404,7 @@ impl Loader<'_> {
                     .label("too large for a scenario"));
                 }
                 self.reserve_data(unit.len() * times, &fields.key_span("times"))?;
-                let mut shared = self.shared.borrow_mut();
-                let by_times = match shared.repeats.get_mut(unit) {
-                    Some(by_times) => by_times,
-                    None => shared.repeats.entry(unit.to_owned()).or_default(),
-                };
-                Data::Bytes(
-                    by_times
-                        .entry(times)
-                        .or_insert_with(|| Bytes::from(unit.repeat(times).into_bytes()))
-                        .clone(),
-                )
+                Data::Bytes(self.shared.borrow_mut().repeat(unit, times))
             }
         };
         if which != "repeat" && fields.has("times") {

@@ -8,5 +8,5 @@ pub mod model;
 pub mod tree;
 
 pub use diag::{quote_location, quote_source, quote_span, Diagnostic, LineIndex, LoadError};
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_file_then, load_str};
 pub use model::*;

@@ -930,6 +930,54 @@ mod tests {
         assert!(error("a = 1\na = 2\n").message.contains("duplicate key"));
     }
 
+    #[test]
+    fn plain_inline_tables_build_the_same_tree_as_the_events_and_leave_the_rest_to_them() {
+        // Each is one script; the steps that are not plain (a dotted key, a
+        // float, an escape, a negative number, an array) go through the events,
+        // and plain steps after them are read plainly again.
+        let steps = [
+            r#"{ send = "hi" }"#,
+            r#"{ send = { repeat = "x", times = 64 }, timeout = "2s" }"#,
+            r#"{ 'send' = "hi", "chunk" = 3 }"#,
+            r#"{ expect = { json = { ok = true, n = 0, s = '' } } }"#,
+            "{}",
+            "{ a = {}, b = { c = { d = false } } }",
+            "{ a.b = 1 }",
+            "{ a = 1.5 }",
+            r#"{ a = "tab\tand quote\"" }"#,
+            "{ a = -1 }",
+            "{ a = [1, { b = 2 }] }",
+            r#"{ "k\u0041" = 1 }"#,
+            "{ a = 1979-05-27 }",
+            "{ a = 0x10 }",
+            "{ a = 1_000 }",
+            r#"{ a = """x""" }"#,
+        ];
+        for step in steps {
+            let one = format!("script = [ {step} ]\n");
+            assert!(parse_direct(&one).is_some(), "{one:?}");
+        }
+        let document = format!("script = [\n  {}\n]\n", steps.join(",\n  "));
+        let direct = parse_direct(&document).expect("read directly");
+        assert_eq!(direct, parse_with_token_list(&document).unwrap());
+        // Not TOML: each is refused, with the full parser's error.
+        for step in [
+            "{ a = 1, a = 2 }",
+            r#"{ a = 1, "a" = 2 }"#,
+            "{ a = 1 b = 2 }",
+            "{ a = }",
+            "{ = 1 }",
+            "{ a = { b = 1 }, a.c = 2 }",
+            "{ a = tru }",
+            "{ a = 01 }",
+        ] {
+            let source = format!("script = [ {step} ]\n");
+            assert_eq!(parse_direct(&source), None, "{source:?}");
+            assert_eq!(parse(&source), parse_with_token_list(&source), "{source:?}");
+            assert!(parse(&source).is_err(), "{source:?}");
+        }
+    }
+
     /// What `toml_parser`'s decoder makes of a scalar's text.
     fn decoded(text: &str, encoding: Option<Encoding>) -> Option<NodeKind> {
         let mut errors = FirstError::default();

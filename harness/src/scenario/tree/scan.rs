@@ -18,7 +18,7 @@ use toml_parser::decoder::Encoding;
 use toml_parser::parser::EventReceiver;
 use toml_parser::Span;
 
-use super::{Builder, FirstError, MAX_NESTING};
+use super::{plain_scalar, plain_text, Builder, Entry, FirstError, Node, NodeKind, MAX_NESTING};
 
 /// Gave up: the file is not in the shape this reader handles (or is not valid).
 pub(super) struct GiveUp;
@@ -32,10 +32,12 @@ pub(super) fn read_document(
     errors: &mut FirstError,
 ) -> Read {
     let mut reader = Reader {
+        source,
         text: source.as_bytes(),
         at: 0,
         builder,
         errors,
+        spare_entries: Vec::new(),
     };
     if reader.text.starts_with(b"\xEF\xBB\xBF") {
         return Err(GiveUp);
@@ -61,10 +63,15 @@ pub(super) fn read_document(
 }
 
 struct Reader<'r, 's> {
+    source: &'r str,
     text: &'r [u8],
     at: usize,
     builder: &'r mut Builder<'s>,
     errors: &'r mut FirstError,
+    /// Emptied entry buffers of plain inline tables, one per nesting level in use:
+    /// a table's entries are gathered in one, then moved into a vector of their
+    /// exact number.
+    spare_entries: Vec<Vec<Entry>>,
 }
 
 fn span(start: usize, end: usize) -> Span {
@@ -87,7 +94,7 @@ fn is_unquoted_value_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'+' | b'.' | b':')
 }
 
-impl Reader<'_, '_> {
+impl<'r> Reader<'r, '_> {
     fn peek(&self) -> Option<u8> {
         self.text.get(self.at).copied()
     }
@@ -324,7 +331,15 @@ impl Reader<'_, '_> {
         let rest = &self.text[start..];
         let encoding = match self.peek() {
             Some(b'[') => return self.array(depth),
-            Some(b'{') => return self.inline_table(depth),
+            Some(b'{') => {
+                if let Some(node) = self.plain_inline_table(depth) {
+                    if !self.builder.failed {
+                        self.builder.deliver(node, self.errors);
+                    }
+                    return Ok(());
+                }
+                return self.inline_table(depth);
+            }
             Some(b'"') if rest.starts_with(b"\"\"\"") => {
                 self.multi_line_basic_string()?;
                 Some(Encoding::MlBasicString)
@@ -419,5 +434,122 @@ impl Reader<'_, '_> {
         self.builder
             .inline_table_close(span(close, self.at), self.errors);
         Ok(())
+    }
+    /// An inline table of the plain kind script steps are made of, built as one
+    /// node without the builder's events: keys that are bare or quoted with nothing
+    /// to decode, none dotted and none twice, and values that are plain strings,
+    /// decimal integers, booleans or such tables again, with no trailing comma.
+    ///
+    /// Nearly every step of a long script is one, and the events' key paths, table
+    /// frames and duplicate rules cost several times the reading itself. `None`,
+    /// with the position where it was, for anything else: the caller then reads the
+    /// table through the events, which apply and report every rule, so the tree and
+    /// every error are the same either way (a unit test and `fuzz-checks` hold the
+    /// two to it).
+    fn plain_inline_table(&mut self, depth: usize) -> Option<Node> {
+        if depth >= MAX_NESTING {
+            return None;
+        }
+        let start = self.at;
+        let mut buffer = self.spare_entries.pop().unwrap_or_default();
+        let read = self.plain_entries(depth, &mut buffer);
+        let node = read.map(|()| {
+            let mut entries = Vec::with_capacity(buffer.len());
+            entries.append(&mut buffer);
+            Node {
+                span: start..self.at,
+                kind: NodeKind::Table(entries),
+            }
+        });
+        buffer.clear();
+        self.spare_entries.push(buffer);
+        if node.is_none() {
+            self.at = start;
+        }
+        node
+    }
+
+    /// The entries of a plain inline table (see [`Self::plain_inline_table`]), from
+    /// its `{` to past its `}`.
+    fn plain_entries(&mut self, depth: usize, entries: &mut Vec<Entry>) -> Option<()> {
+        self.at += 1;
+        self.skip_blanks();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key_start = self.at;
+            let key = self.plain_key()?;
+            let key_span = key_start..self.at;
+            self.skip_blanks();
+            self.expect(b'=').ok()?;
+            self.skip_blanks();
+            if entries.iter().any(|entry| entry.key == key) {
+                return None;
+            }
+            let value = self.plain_value(depth + 1)?;
+            entries.push(Entry {
+                key: key.to_owned(),
+                key_span,
+                value,
+            });
+            self.skip_blanks();
+            match self.peek() {
+                Some(b',') => {
+                    self.at += 1;
+                    self.skip_blanks();
+                    if self.peek() == Some(b'}') {
+                        return None;
+                    }
+                }
+                Some(b'}') => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A bare key, or a quoted one whose text needs no decoding.
+    fn plain_key(&mut self) -> Option<&'r str> {
+        let start = self.at;
+        let encoding = self.single_line_string().ok()?;
+        if encoding.is_some() {
+            return plain_text(&self.source[start..self.at], encoding);
+        }
+        let length = self.run_from(start, is_bare_key_byte);
+        if length == 0 {
+            return None;
+        }
+        self.at += length;
+        Some(&self.source[start..self.at])
+    }
+
+    /// A value of a plain inline table: a plain string, a decimal integer, a
+    /// boolean, or a plain inline table.
+    fn plain_value(&mut self, depth: usize) -> Option<Node> {
+        let start = self.at;
+        let kind = match self.peek()? {
+            b'{' => return self.plain_inline_table(depth),
+            // A multi-line string's `"""` or `'''` is refused here.
+            b'"' | b'\'' => {
+                let encoding = self.single_line_string().ok()?;
+                plain_scalar(&self.source[start..self.at], encoding)?
+            }
+            _ => {
+                self.unquoted_value().ok()?;
+                match &self.source[start..self.at] {
+                    "true" => NodeKind::Bool(true),
+                    "false" => NodeKind::Bool(false),
+                    text => plain_scalar(text, None)?,
+                }
+            }
+        };
+        Some(Node {
+            span: start..self.at,
+            kind,
+        })
     }
 }
