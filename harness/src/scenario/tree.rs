@@ -960,6 +960,18 @@ mod tests {
         let document = format!("script = [\n  {}\n]\n", steps.join(",\n  "));
         let direct = parse_direct(&document).expect("read directly");
         assert_eq!(direct, parse_with_token_list(&document).unwrap());
+        // Given up on deep inside, at every level: the levels are then read
+        // through the events, once each, and make the same tree. So do a table
+        // of more keys than a step has and the plain tables after them.
+        let wide: Vec<String> = (0..40).map(|i| format!("k{i} = {{ v = {i} }}")).collect();
+        let wide = format!("{{ {} }}", wide.join(", "));
+        let mut nested = String::from("1.5");
+        for level in 0..50 {
+            nested = format!("{{ plain = {{ a = {level} }}, wide = {wide}, n = {nested} }}");
+        }
+        let document = format!("deep = {nested}\nafter = [ {{ a = 1 }}, {wide}, {{ b = 2 }} ]\n");
+        let direct = parse_direct(&document).expect("read directly");
+        assert_eq!(direct, parse_with_token_list(&document).unwrap());
         // Not TOML: each is refused, with the full parser's error.
         for step in [
             "{ a = 1, a = 2 }",

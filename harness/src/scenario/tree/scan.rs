@@ -20,6 +20,10 @@ use toml_parser::Span;
 
 use super::{plain_scalar, plain_text, Builder, Entry, FirstError, Node, NodeKind, MAX_NESTING};
 
+/// Keys a plain inline table may have (see `Reader::plain_inline_table`): a step
+/// has a handful.
+const PLAIN_ENTRIES_MAX: usize = 12;
+
 /// Gave up: the file is not in the shape this reader handles (or is not valid).
 pub(super) struct GiveUp;
 
@@ -38,6 +42,7 @@ pub(super) fn read_document(
         builder,
         errors,
         spare_entries: Vec::new(),
+        plain_refused_until: 0,
     };
     if reader.text.starts_with(b"\xEF\xBB\xBF") {
         return Err(GiveUp);
@@ -72,6 +77,11 @@ struct Reader<'r, 's> {
     /// a table's entries are gathered in one, then moved into a vector of their
     /// exact number.
     spare_entries: Vec<Vec<Entry>>,
+    /// Where the last plain inline table that was given up on stopped. Tables that
+    /// start before it are in that one (or are it) and are read through the events
+    /// at once: trying each again, level by level, would read a deeply nested
+    /// table once per level.
+    plain_refused_until: usize,
 }
 
 fn span(start: usize, end: usize) -> Span {
@@ -447,7 +457,7 @@ impl<'r> Reader<'r, '_> {
     /// every error are the same either way (a unit test and `fuzz-checks` hold the
     /// two to it).
     fn plain_inline_table(&mut self, depth: usize) -> Option<Node> {
-        if depth >= MAX_NESTING {
+        if depth >= MAX_NESTING || self.at < self.plain_refused_until {
             return None;
         }
         let start = self.at;
@@ -464,6 +474,7 @@ impl<'r> Reader<'r, '_> {
         buffer.clear();
         self.spare_entries.push(buffer);
         if node.is_none() {
+            self.plain_refused_until = self.plain_refused_until.max(self.at);
             self.at = start;
         }
         node
@@ -485,7 +496,10 @@ impl<'r> Reader<'r, '_> {
             self.skip_blanks();
             self.expect(b'=').ok()?;
             self.skip_blanks();
-            if entries.iter().any(|entry| entry.key == key) {
+            // A key is looked for among the ones before it; a table of more keys
+            // than a step has goes through the events, whose index keeps a large
+            // table's duplicate check linear.
+            if entries.len() >= PLAIN_ENTRIES_MAX || entries.iter().any(|entry| entry.key == key) {
                 return None;
             }
             let value = self.plain_value(depth + 1)?;
