@@ -544,8 +544,6 @@ fn load_all(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<LoadError>), String
         many => std::thread::available_parallelism().map_or(1, |n| n.get().min(many)),
     };
     let per_thread = files.len().div_ceil(threads).max(1);
-    let mut loaded: Vec<Option<Result<Scenario, LoadError>>> =
-        std::iter::repeat_with(|| None).take(files.len()).collect();
     // Each result comes back by its file's position as soon as it is loaded; the
     // loader thread then frees the file's syntax tree while this thread goes on
     // (see `scenario::load_file_then`).
@@ -554,50 +552,34 @@ fn load_all(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<LoadError>), String
     for (chunk, share) in files.chunks(per_thread).enumerate() {
         let first = chunk * per_thread;
         let owned_share = share.to_vec();
-        let sender = sender.clone();
-        let load_share = move || {
-            for (offset, file) in owned_share.iter().enumerate() {
-                scenario::load_file_then(file, |result| {
-                    // The receiver outlives every loader; a send can fail only
-                    // once this thread has nothing left to report to.
-                    let _ = sender.send((first + offset, result));
-                });
-            }
-        };
+        let thread_sender = sender.clone();
         // The main thread's stack size: the loader recurses as deep as a file
         // nests, which the main thread has always allowed.
         let spawned = std::thread::Builder::new()
             .name("loader".into())
             .stack_size(8 << 20)
-            .spawn(load_share);
+            .spawn(move || load_share(first, &owned_share, &thread_sender));
         match spawned {
             Ok(worker) => workers.push(worker),
             // No thread to be had: load here instead.
-            Err(_) => {
-                for (offset, file) in share.iter().enumerate() {
-                    loaded[first + offset] = Some(scenario::load_file(file));
-                }
-            }
+            Err(_) => load_share(first, share, &sender),
         }
     }
     drop(sender);
+    let mut loaded: Vec<Option<Result<Scenario, LoadError>>> =
+        std::iter::repeat_with(|| None).take(files.len()).collect();
     // Ends when every file is in, or early when a loader panicked (its sender
     // went with it).
-    let mut missing = loaded.iter().filter(|slot| slot.is_none()).count();
-    while missing > 0 {
+    for _ in 0..files.len() {
         let Ok((index, result)) = receiver.recv() else {
-            break;
+            for worker in workers {
+                if let Err(panic) = worker.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            return Err("a loader thread ended without loading its files".to_owned());
         };
         loaded[index] = Some(result);
-        missing -= 1;
-    }
-    if missing > 0 {
-        for worker in workers {
-            if let Err(panic) = worker.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        return Err("a loader thread ended without loading its files".to_owned());
     }
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
@@ -608,6 +590,22 @@ fn load_all(paths: &[PathBuf]) -> Result<(Vec<Scenario>, Vec<LoadError>), String
         }
     }
     Ok((scenarios, errors))
+}
+
+/// Loads `share`, the files from position `first` on, and sends each result with
+/// its position as soon as it is in.
+fn load_share(
+    first: usize,
+    share: &[PathBuf],
+    sender: &std::sync::mpsc::Sender<(usize, Result<Scenario, LoadError>)>,
+) {
+    for (offset, file) in share.iter().enumerate() {
+        scenario::load_file_then(file, |result| {
+            // The receiver outlives every loader; a send can fail only once
+            // the loading thread has nothing left to report to.
+            let _ = sender.send((first + offset, result));
+        });
+    }
 }
 
 async fn run(args: RunArgs, prepared: PreparedRun) -> i32 {
