@@ -37,14 +37,13 @@ pub(super) fn read_document(
 ) -> Read {
     let mut reader = Reader {
         source,
-        text: source.as_bytes(),
         at: 0,
         builder,
         errors,
         spare_entries: Vec::new(),
         plain_refused_until: 0,
     };
-    if reader.text.starts_with(b"\xEF\xBB\xBF") {
+    if reader.text().starts_with(b"\xEF\xBB\xBF") {
         return Err(GiveUp);
     }
     loop {
@@ -69,7 +68,6 @@ pub(super) fn read_document(
 
 struct Reader<'r, 's> {
     source: &'r str,
-    text: &'r [u8],
     at: usize,
     builder: &'r mut Builder<'s>,
     errors: &'r mut FirstError,
@@ -105,13 +103,19 @@ fn is_unquoted_value_byte(byte: u8) -> bool {
 }
 
 impl<'r> Reader<'r, '_> {
+    /// The document's bytes: the scanning is byte by byte, the slices taken
+    /// out of it are `&str`.
+    fn text(&self) -> &'r [u8] {
+        self.source.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.text.get(self.at).copied()
+        self.text().get(self.at).copied()
     }
 
     /// How many bytes from `at` on are `kept`.
     fn run_from(&self, at: usize, kept: impl Fn(u8) -> bool) -> usize {
-        let rest = &self.text[at..];
+        let rest = &self.text()[at..];
         rest.iter().position(|&b| !kept(b)).unwrap_or(rest.len())
     }
 
@@ -145,7 +149,7 @@ impl<'r> Reader<'r, '_> {
         let start = self.at;
         match self.peek() {
             Some(b'\n') => self.at += 1,
-            Some(b'\r') if self.text.get(start + 1) == Some(&b'\n') => self.at += 2,
+            Some(b'\r') if self.text().get(start + 1) == Some(&b'\n') => self.at += 2,
             _ => return Err(GiveUp),
         }
         self.builder.newline(span(start, self.at), self.errors);
@@ -179,7 +183,7 @@ impl<'r> Reader<'r, '_> {
     /// `[name]` or `[[name]]`, the name possibly dotted.
     fn header(&mut self) -> Read {
         let start = self.at;
-        let array = self.text.get(start + 1) == Some(&b'[');
+        let array = self.text().get(start + 1) == Some(&b'[');
         if array {
             self.at += 2;
             self.builder
@@ -254,12 +258,12 @@ impl<'r> Reader<'r, '_> {
     /// A single-line basic string, quotes included; escapes are left to the
     /// builder's decoding, only skipped over here so `\"` does not end the string.
     fn basic_string(&mut self) -> Read {
-        if self.text[self.at..].starts_with(b"\"\"\"") {
+        if self.text()[self.at..].starts_with(b"\"\"\"") {
             return Err(GiveUp);
         }
         let mut at = self.at + 1;
         loop {
-            match self.text.get(at) {
+            match self.text().get(at) {
                 Some(b'"') => break,
                 Some(b'\\') => at += 2,
                 Some(b'\n' | b'\r') | None => return Err(GiveUp),
@@ -272,10 +276,10 @@ impl<'r> Reader<'r, '_> {
 
     /// A single-line literal string, quotes included.
     fn literal_string(&mut self) -> Read {
-        if self.text[self.at..].starts_with(b"'''") {
+        if self.text()[self.at..].starts_with(b"'''") {
             return Err(GiveUp);
         }
-        let rest = &self.text[self.at + 1..];
+        let rest = &self.text()[self.at + 1..];
         match rest
             .iter()
             .position(|&b| matches!(b, b'\'' | b'\n' | b'\r'))
@@ -293,15 +297,15 @@ impl<'r> Reader<'r, '_> {
     fn multi_line_basic_string(&mut self) -> Read {
         let mut at = self.at + 3;
         loop {
-            match self.text.get(at) {
+            match self.text().get(at) {
                 None => return Err(GiveUp),
                 Some(b'\\') => {
                     at += 1;
-                    if let Some(b'\\' | b'"') = self.text.get(at) {
+                    if let Some(b'\\' | b'"') = self.text().get(at) {
                         at += 1;
                     }
                 }
-                Some(b'"') if self.text[at..].starts_with(b"\"\"\"") => {
+                Some(b'"') if self.text()[at..].starts_with(b"\"\"\"") => {
                     at += 3;
                     break;
                 }
@@ -315,7 +319,7 @@ impl<'r> Reader<'r, '_> {
     /// `'''...'''`: ends at the first `'''`, plus up to two more apostrophes.
     fn multi_line_literal_string(&mut self) -> Read {
         let body = self.at + 3;
-        let Some(end) = self.text[body..].windows(3).position(|w| w == b"'''") else {
+        let Some(end) = self.text()[body..].windows(3).position(|w| w == b"'''") else {
             return Err(GiveUp);
         };
         self.at = self.close_with_extra_quotes(body + end + 3, b'\'');
@@ -326,7 +330,7 @@ impl<'r> Reader<'r, '_> {
     /// belong to its content.
     fn close_with_extra_quotes(&self, mut at: usize, quote: u8) -> usize {
         for _ in 0..2 {
-            if self.text.get(at) == Some(&quote) {
+            if self.text().get(at) == Some(&quote) {
                 at += 1;
             }
         }
@@ -338,7 +342,7 @@ impl<'r> Reader<'r, '_> {
             return Err(GiveUp);
         }
         let start = self.at;
-        let rest = &self.text[start..];
+        let rest = &self.text()[start..];
         let encoding = match self.peek() {
             Some(b'[') => return self.array(depth),
             Some(b'{') => {
@@ -381,7 +385,7 @@ impl<'r> Reader<'r, '_> {
         // `1979-05-27 07:32:00` is one value to TOML: a space followed by more of
         // a value is left to the full parser.
         let after = self.at + self.run_from(self.at, is_blank);
-        match self.text.get(after) {
+        match self.text().get(after) {
             None | Some(b',' | b']' | b'}' | b'#' | b'\n' | b'\r') => Ok(()),
             Some(_) => Err(GiveUp),
         }
@@ -445,6 +449,7 @@ impl<'r> Reader<'r, '_> {
             .inline_table_close(span(close, self.at), self.errors);
         Ok(())
     }
+
     /// An inline table of the plain kind script steps are made of, built as one
     /// node without the builder's events: keys that are bare or quoted with nothing
     /// to decode, none dotted and none twice, and values that are plain strings,
