@@ -2203,7 +2203,7 @@ pub fn check_tree_agrees_with_toml(text: &str) {
 fn canonical_tree(node: &tree::Node) -> serde_json::Value {
     use serde_json::Value;
     match &node.kind {
-        tree::NodeKind::Str(s) => Value::String(s.clone()),
+        tree::NodeKind::Str(s) => Value::String(s.to_string()),
         tree::NodeKind::Int(i) => Value::from(*i),
         tree::NodeKind::Float(_) => Value::String("<float>".into()),
         tree::NodeKind::Bool(b) => Value::Bool(*b),
@@ -2212,7 +2212,12 @@ fn canonical_tree(node: &tree::Node) -> serde_json::Value {
         tree::NodeKind::Table(entries) => {
             let mut pairs: Vec<Value> = entries
                 .iter()
-                .map(|e| Value::Array(vec![Value::String(e.key.clone()), canonical_tree(&e.value)]))
+                .map(|e| {
+                    Value::Array(vec![
+                        Value::String(e.key.to_string()),
+                        canonical_tree(&e.value),
+                    ])
+                })
                 .collect();
             pairs.sort_by_key(|p| p.to_string());
             Value::Array(vec![Value::String("<table>".into()), Value::Array(pairs)])

@@ -339,7 +339,7 @@ impl SharedData {
 /// A table being read: remembers which keys were used so leftovers can be reported
 /// as unknown, with a suggestion.
 struct Fields<'n> {
-    entries: &'n [Entry],
+    entries: &'n [Entry<'n>],
     used: UsedEntries,
     span: Range<usize>,
 }
@@ -382,7 +382,7 @@ impl UsedEntries {
 
 impl<'n> Fields<'n> {
     /// `what` names the table in the error; formatted only if there is one.
-    fn of(node: &'n Node, what: impl std::fmt::Display) -> Check<Self> {
+    fn of(node: &'n Node<'n>, what: impl std::fmt::Display) -> Check<Self> {
         match &node.kind {
             NodeKind::Table(entries) => Ok(Self {
                 entries,
@@ -397,7 +397,7 @@ impl<'n> Fields<'n> {
         }
     }
 
-    fn get(&mut self, key: &str) -> Option<&'n Node> {
+    fn get(&mut self, key: &str) -> Option<&'n Node<'n>> {
         let index = self.entries.iter().position(|e| e.key == key)?;
         self.used.mark(index);
         Some(&self.entries[index].value)
@@ -419,7 +419,7 @@ impl<'n> Fields<'n> {
         self.entries
             .iter()
             .enumerate()
-            .all(|(index, entry)| self.used.is_marked(index) || valid.contains(&entry.key.as_str()))
+            .all(|(index, entry)| self.used.is_marked(index) || valid.contains(&entry.key.as_ref()))
     }
 
     /// Diagnostics for every key that was neither read nor valid here, naming the
@@ -430,7 +430,7 @@ impl<'n> Fields<'n> {
             .iter()
             .enumerate()
             .filter(|(index, entry)| {
-                !self.used.is_marked(*index) && !valid.contains(&entry.key.as_str())
+                !self.used.is_marked(*index) && !valid.contains(&entry.key.as_ref())
             })
             .map(|(_, entry)| {
                 let mut d = Diagnostic::new(
@@ -548,7 +548,7 @@ fn nonzero_duration(node: &Node, key: &str) -> Check<Duration> {
 fn readiness(node: &Node, source: &str) -> Check<Readiness> {
     const HINT: &str = "ready = \"listening\" (default), \"connect\", \"none\", { log = \"REGEX\" } or { delay = \"300ms\" }";
     match &node.kind {
-        NodeKind::Str(text) => match text.as_str() {
+        NodeKind::Str(text) => match text.as_ref() {
             "listening" => Ok(Readiness::Listening),
             "connect" => Ok(Readiness::Connect),
             "none" => Ok(Readiness::Immediately),
@@ -803,12 +803,12 @@ impl Loader<'_> {
 
         // Proxy names first: a server's `command` may name one in a placeholder.
         if let Some(NodeKind::Table(entries)) = top.get("proxies").map(|node| &node.kind) {
-            self.declared_proxies = entries.iter().map(|e| e.key.clone()).collect();
+            self.declared_proxies = entries.iter().map(|e| e.key.to_string()).collect();
         }
         let servers = match top.get("servers") {
             Some(node) => {
                 if let NodeKind::Table(entries) = &node.kind {
-                    self.declared_servers = entries.iter().map(|e| e.key.clone()).collect();
+                    self.declared_servers = entries.iter().map(|e| e.key.to_string()).collect();
                 }
                 self.servers(node)
             }
@@ -892,7 +892,7 @@ impl Loader<'_> {
     }
 
     fn server(&mut self, entry: &Entry) -> Option<ServerSpec> {
-        let name = entry.key.clone();
+        let name = entry.key.to_string();
         let context = format!("server `{name}`");
         let mut fields = self.ok(Fields::of(&entry.value, &context))?;
         let location = self.location(&entry.key_span);
@@ -1096,7 +1096,7 @@ impl Loader<'_> {
                 continue;
             };
             let value = match &node.kind {
-                NodeKind::Str(s) => OptionValue::Str(s.clone()),
+                NodeKind::Str(s) => OptionValue::Str(s.to_string()),
                 NodeKind::Int(i) => OptionValue::Int(*i),
                 NodeKind::Bool(b) => OptionValue::Bool(*b),
                 other => OptionValue::Other(other.type_name()),
@@ -1248,7 +1248,7 @@ impl Loader<'_> {
             for entry in table.entries {
                 let check = self.template(&entry.value, &entry.key, own_port);
                 match self.ok(check) {
-                    Some(value) => env.push((entry.key.clone(), value)),
+                    Some(value) => env.push((entry.key.to_string(), value)),
                     None => env_ok = false,
                 }
             }
@@ -1740,7 +1740,7 @@ impl Loader<'_> {
                     .entries
                     .iter()
                     .find(|e| e.key != "timeout")
-                    .map(|e| (e.key.as_str(), e.key_span.clone()));
+                    .map(|e| (e.key.as_ref(), e.key_span.clone()));
                 let mut d = match unknown {
                     Some((key, ref span)) => {
                         Diagnostic::new(span.clone(), format!("unknown step `{key}`"))
@@ -2680,7 +2680,7 @@ fn unread_policy(node: &Node) -> Check<UnreadPolicy> {
 fn json_value(node: &Node) -> Check<serde_json::Value> {
     use serde_json::Value;
     Ok(match &node.kind {
-        NodeKind::Str(s) => Value::String(s.clone()),
+        NodeKind::Str(s) => Value::String(s.to_string()),
         NodeKind::Int(i) => Value::from(*i),
         NodeKind::Float(f) => serde_json::Number::from_f64(*f)
             .map(Value::Number)
@@ -2700,7 +2700,7 @@ fn json_value(node: &Node) -> Check<serde_json::Value> {
         NodeKind::Table(entries) => Value::Object(
             entries
                 .iter()
-                .map(|e| Ok((e.key.clone(), json_value(&e.value)?)))
+                .map(|e| Ok((e.key.to_string(), json_value(&e.value)?)))
                 .collect::<Check<_>>()?,
         ),
     })

@@ -24,32 +24,35 @@ use toml_parser::{ErrorSink, ParseError, Raw, Source, Span};
 
 /// A TOML value with the byte range it came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub struct Node<'s> {
     pub span: Range<usize>,
-    pub kind: NodeKind,
+    pub kind: NodeKind<'s>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum NodeKind {
-    Str(String),
+pub enum NodeKind<'s> {
+    /// Borrowed from the file's text unless decoding changed it (an escape): a
+    /// script's thousands of steps then cost no allocation per string.
+    Str(Cow<'s, str>),
     Int(i64),
     /// The value, for `json` matchers (NaN when the text could not be read).
     Float(f64),
     Bool(bool),
     Datetime,
-    Array(Vec<Node>),
-    Table(Vec<Entry>),
+    Array(Vec<Node<'s>>),
+    Table(Vec<Entry<'s>>),
 }
 
 /// One `key = value` of a table, with the key's own span.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub key: String,
+pub struct Entry<'s> {
+    /// Borrowed from the file's text, like [`NodeKind::Str`].
+    pub key: Cow<'s, str>,
     pub key_span: Range<usize>,
-    pub value: Node,
+    pub value: Node<'s>,
 }
 
-impl NodeKind {
+impl NodeKind<'_> {
     /// The TOML type name, as a user would say it in an error.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -78,7 +81,7 @@ pub const MAX_NESTING: usize = 100;
 mod scan;
 
 /// Parses a whole document into its root table.
-pub fn parse(source: &str) -> Result<Node, SyntaxError> {
+pub fn parse(source: &str) -> Result<Node<'_>, SyntaxError> {
     match parse_direct(source) {
         Some(root) => Ok(root),
         None => parse_with_token_list(source),
@@ -90,7 +93,7 @@ pub fn parse(source: &str) -> Result<Node, SyntaxError> {
 /// document. Public so the fuzz checks can compare it with
 /// [`parse_with_token_list`].
 #[doc(hidden)]
-pub fn parse_direct(source: &str) -> Option<Node> {
+pub fn parse_direct(source: &str) -> Option<Node<'_>> {
     let mut builder = Builder::new(Source::new(source));
     let mut first_error = FirstError::default();
     scan::read_document(source, &mut builder, &mut first_error).ok()?;
@@ -100,7 +103,7 @@ pub fn parse_direct(source: &str) -> Option<Node> {
 /// Parses any document the full way: `toml_parser` lexes it into a token list,
 /// then parses the tokens. Every syntax error comes from here.
 #[doc(hidden)]
-pub fn parse_with_token_list(source: &str) -> Result<Node, SyntaxError> {
+pub fn parse_with_token_list(source: &str) -> Result<Node<'_>, SyntaxError> {
     let parsed = Source::new(source);
     // Every token but the last covers at least one byte, so this capacity is never
     // outgrown: the vector is not copied as it fills (toml_parser's own estimate is
@@ -158,15 +161,15 @@ impl ErrorSink for FirstError {
 /// remembers how it came to exist (TOML lets some tables be extended later and
 /// forbids it for others).
 #[derive(Debug, Default)]
-struct Table {
+struct Table<'s> {
     span: Range<usize>,
-    entries: Vec<TableEntry>,
+    entries: Vec<TableEntry<'s>>,
     /// Key -> position in `entries`, built once a table grows past a few entries so
     /// that a table of many keys is not searched linearly for every new key.
     /// Boxed: almost every table is a step's one or two keys and never gets an
     /// index, and the box keeps those tables 40 bytes smaller.
     #[allow(clippy::box_collection)]
-    index: Option<Box<HashMap<String, usize>>>,
+    index: Option<Box<HashMap<Cow<'s, str>, usize>>>,
     /// Created only as the parent of a header or a dotted key, not defined itself.
     implicit: bool,
     /// Created or extended by a dotted key.
@@ -174,30 +177,30 @@ struct Table {
 }
 
 #[derive(Debug)]
-struct TableEntry {
-    key: String,
+struct TableEntry<'s> {
+    key: Cow<'s, str>,
     key_span: Range<usize>,
-    value: Value,
+    value: Value<'s>,
 }
 
 /// A value in a table still being built.
 #[derive(Debug)]
-enum Value {
+enum Value<'s> {
     /// Finished and closed to extension: scalars, arrays of values, inline tables.
-    Done(Node),
-    Table(Box<Table>),
+    Done(Node<'s>),
+    Table(Box<Table<'s>>),
     /// `[[name]]`: tables appended by headers.
     ArrayOfTables {
         span: Range<usize>,
-        tables: Vec<Table>,
+        tables: Vec<Table<'s>>,
     },
 }
 
 /// Entries a table holds before it gets a key index.
 const INDEX_FROM: usize = 12;
 
-impl Table {
-    fn new(span: Range<usize>, implicit: bool, dotted: bool) -> Table {
+impl<'s> Table<'s> {
+    fn new(span: Range<usize>, implicit: bool, dotted: bool) -> Table<'s> {
         Table {
             span,
             implicit,
@@ -213,12 +216,12 @@ impl Table {
         }
     }
 
-    fn push(&mut self, key: String, key_span: Range<usize>, value: Value) -> usize {
+    fn push(&mut self, key: Cow<'s, str>, key_span: Range<usize>, value: Value<'s>) -> usize {
         let position = self.entries.len();
         if let Some(index) = &mut self.index {
             index.insert(key.clone(), position);
         } else if position >= INDEX_FROM {
-            let mut index: HashMap<String, usize> = self
+            let mut index: HashMap<Cow<'s, str>, usize> = self
                 .entries
                 .iter()
                 .enumerate()
@@ -243,7 +246,7 @@ impl Table {
     /// The node of a finished inline table, its entries copied into a vector of
     /// their exact number; the emptied buffer goes back to `spare` for the next
     /// inline table.
-    fn into_inline_node(mut self, spare: &mut Vec<Vec<TableEntry>>) -> Node {
+    fn into_inline_node(mut self, spare: &mut Vec<Vec<TableEntry<'s>>>) -> Node<'s> {
         let mut entries = Vec::with_capacity(self.entries.len());
         entries.extend(self.entries.drain(..).map(|e| Entry {
             key: e.key,
@@ -257,7 +260,7 @@ impl Table {
         }
     }
 
-    fn into_node(self) -> Node {
+    fn into_node(self) -> Node<'s> {
         let entries = self
             .entries
             .into_iter()
@@ -274,8 +277,8 @@ impl Table {
     }
 }
 
-impl Value {
-    fn into_node(self) -> Node {
+impl<'s> Value<'s> {
+    fn into_node(self) -> Node<'s> {
         match self {
             Value::Done(node) => node,
             Value::Table(table) => (*table).into_node(),
@@ -299,49 +302,49 @@ impl Value {
     }
 }
 
-type KeyPath = Vec<(String, Range<usize>)>;
+type KeyPath<'s> = Vec<(Cow<'s, str>, Range<usize>)>;
 
 /// An array or inline table being read.
-enum Frame {
+enum Frame<'s> {
     Array {
         start: usize,
-        items: Vec<Node>,
+        items: Vec<Node<'s>>,
     },
     InlineTable {
         start: usize,
-        table: Table,
-        key: KeyPath,
+        table: Table<'s>,
+        key: KeyPath<'s>,
     },
 }
 
 /// A `[table]` or `[[table]]` header being read.
-struct Header {
+struct Header<'s> {
     array: bool,
     start: usize,
-    key: KeyPath,
+    key: KeyPath<'s>,
 }
 
 /// Receives the parser's events and applies TOML's rules for tables and keys.
 struct Builder<'s> {
     source: Source<'s>,
-    root: Table,
+    root: Table<'s>,
     /// Where the current header's table is, as positions from the root (an array of
     /// tables stands for its last table).
     current: Vec<usize>,
-    header: Option<Header>,
+    header: Option<Header<'s>>,
     /// The key of the `key = value` being read at document level.
-    key: KeyPath,
-    frames: Vec<Frame>,
+    key: KeyPath<'s>,
+    frames: Vec<Frame<'s>>,
     /// Set at the first error the builder itself found; everything after is ignored.
     failed: bool,
     /// Emptied key paths of closed inline tables, for the next ones: a script is
     /// thousands of inline tables, each needing a key path only while it is read.
-    spare_key_paths: Vec<KeyPath>,
+    spare_key_paths: Vec<KeyPath<'s>>,
     /// Emptied entry buffers of closed inline tables, for the next ones. An inline
     /// table fills one of these and is then copied into a vector of its exact
     /// size: growing each step's table entry by entry cost a reallocation for
     /// every table of two keys, the most common kind.
-    spare_entries: Vec<Vec<TableEntry>>,
+    spare_entries: Vec<Vec<TableEntry<'s>>>,
 }
 
 fn range(span: Span) -> Range<usize> {
@@ -363,7 +366,7 @@ impl<'s> Builder<'s> {
         }
     }
 
-    fn finish(self) -> Node {
+    fn finish(self) -> Node<'s> {
         self.root.into_node()
     }
 
@@ -388,7 +391,7 @@ impl<'s> Builder<'s> {
 
     /// Delivers a finished value to whatever is waiting for it: the array or inline
     /// table being read, or the document's current table.
-    fn deliver(&mut self, node: Node, error: &mut dyn ErrorSink) {
+    fn deliver(&mut self, node: Node<'s>, error: &mut dyn ErrorSink) {
         match self.frames.last_mut() {
             Some(Frame::Array { items, .. }) => items.push(node),
             Some(Frame::InlineTable { table, key, .. }) => {
@@ -408,7 +411,7 @@ impl<'s> Builder<'s> {
     }
 
     /// Enters an array or inline table, unless that would nest too deep.
-    fn open(&mut self, frame: Frame, span: Span, error: &mut dyn ErrorSink) -> bool {
+    fn open(&mut self, frame: Frame<'s>, span: Span, error: &mut dyn ErrorSink) -> bool {
         if self.frames.len() >= MAX_NESTING {
             self.fail(
                 error,
@@ -447,7 +450,7 @@ impl<'s> Builder<'s> {
 
     /// Opens the table a `[header]` or `[[header]]` names; `end`: where its closing
     /// bracket ends.
-    fn open_header(&mut self, header: Header, end: usize, error: &mut dyn ErrorSink) {
+    fn open_header(&mut self, header: Header<'s>, end: usize, error: &mut dyn ErrorSink) {
         let Some(((name, name_span), parents)) = header.key.split_last() else {
             return;
         };
@@ -539,9 +542,9 @@ fn is_bare_key(text: &str) -> bool {
 /// A scalar read without `toml_parser`'s decoder: a plain string (see
 /// [`plain_text`]) or a decimal integer of at most 18 digits with no sign, no `_`
 /// and no leading zero, which is what scripts are made of. `None`: decode it.
-fn plain_scalar(text: &str, encoding: Option<Encoding>) -> Option<NodeKind> {
+fn plain_scalar(text: &str, encoding: Option<Encoding>) -> Option<NodeKind<'_>> {
     match encoding {
-        Some(_) => plain_text(text, encoding).map(|content| NodeKind::Str(content.to_owned())),
+        Some(_) => plain_text(text, encoding).map(|content| NodeKind::Str(Cow::Borrowed(content))),
         None => {
             let bytes = text.as_bytes();
             let decimal = matches!(bytes, [b'0'] | [b'1'..=b'9', ..])
@@ -554,7 +557,7 @@ fn plain_scalar(text: &str, encoding: Option<Encoding>) -> Option<NodeKind> {
 
 /// The table at `path` from the root, or `None` if the path no longer leads to one
 /// (it always does: only the builder makes paths).
-fn table_at<'t>(root: &'t mut Table, path: &[usize]) -> Option<&'t mut Table> {
+fn table_at<'t, 's>(root: &'t mut Table<'s>, path: &[usize]) -> Option<&'t mut Table<'s>> {
     let mut table = root;
     for &position in path {
         table = match &mut table.entries.get_mut(position)?.value {
@@ -569,16 +572,16 @@ fn table_at<'t>(root: &'t mut Table, path: &[usize]) -> Option<&'t mut Table> {
 /// Steps from `table` into its child `key`, creating an implicit table when there is
 /// none. `dotted`: the step is part of a dotted key (`a.b = 1`) rather than a header,
 /// and TOML forbids dotted keys from reaching into a table a header defined.
-fn descend<'t>(
-    table: &'t mut Table,
-    key: &str,
+fn descend<'t, 's>(
+    table: &'t mut Table<'s>,
+    key: &Cow<'s, str>,
     key_span: &Range<usize>,
     dotted: bool,
-) -> Result<(usize, &'t mut Table), (Range<usize>, String)> {
+) -> Result<(usize, &'t mut Table<'s>), (Range<usize>, String)> {
     let position = match table.position(key) {
         Some(position) => position,
         None => table.push(
-            key.to_owned(),
+            key.clone(),
             key_span.clone(),
             Value::Table(Box::new(Table::new(key_span.clone(), true, dotted))),
         ),
@@ -617,7 +620,11 @@ fn descend<'t>(
 /// emptied but keeps its buffer, and the last part's string moves into the table:
 /// a script's steps are thousands of small inline tables, and an allocation per key
 /// saved is a large part of a long file's load time.
-fn insert(table: &mut Table, key: &mut KeyPath, node: Node) -> Result<(), (Range<usize>, String)> {
+fn insert<'s>(
+    table: &mut Table<'s>,
+    key: &mut KeyPath<'s>,
+    node: Node<'s>,
+) -> Result<(), (Range<usize>, String)> {
     let Some((name, name_span)) = key.pop() else {
         return Ok(());
     };
@@ -644,7 +651,7 @@ fn insert(table: &mut Table, key: &mut KeyPath, node: Node) -> Result<(), (Range
     Ok(())
 }
 
-impl EventReceiver for Builder<'_> {
+impl<'s> EventReceiver for Builder<'s> {
     fn std_table_open(&mut self, span: Span, _error: &mut dyn ErrorSink) {
         self.header = Some(Header {
             array: false,
@@ -716,11 +723,11 @@ impl EventReceiver for Builder<'_> {
             Some(_) => plain_text(text, encoding),
         };
         let key = match plain {
-            Some(text) => text.to_owned(),
+            Some(text) => Cow::Borrowed(text),
             None => {
                 let mut decoded = Cow::Borrowed("");
                 self.raw(span, encoding).decode_key(&mut decoded, error);
-                decoded.into_owned()
+                decoded
             }
         };
         let part = (key, range(span));
@@ -747,7 +754,7 @@ impl EventReceiver for Builder<'_> {
         }
         let mut decoded = Cow::Borrowed("");
         let kind = match self.raw(span, encoding).decode_scalar(&mut decoded, error) {
-            ScalarKind::String => NodeKind::Str(decoded.into_owned()),
+            ScalarKind::String => NodeKind::Str(decoded),
             ScalarKind::Boolean(value) => NodeKind::Bool(value),
             // TOML allows `_` between digits; Rust's parser does not.
             ScalarKind::Float => {
@@ -788,14 +795,14 @@ impl EventReceiver for Builder<'_> {
 mod tests {
     use super::*;
 
-    fn table(node: &Node) -> &[Entry] {
+    fn table<'a>(node: &'a Node<'a>) -> &'a [Entry<'a>] {
         match &node.kind {
             NodeKind::Table(entries) => entries,
             other => panic!("not a table: {other:?}"),
         }
     }
 
-    fn get<'n>(node: &'n Node, key: &str) -> &'n Node {
+    fn get<'n>(node: &'n Node, key: &str) -> &'n Node<'n> {
         &table(node)
             .iter()
             .find(|e| e.key == key)
@@ -813,7 +820,7 @@ mod tests {
             "name = \"x\"\n[servers.echo]\nbuiltin = \"echo\"\n[[clients]]\na.b = 1\n[[clients]]\nscript = [ { send = \"hi\" }, [1, 2] ]\n",
         )
         .unwrap();
-        let keys: Vec<&str> = table(&root).iter().map(|e| e.key.as_str()).collect();
+        let keys: Vec<&str> = table(&root).iter().map(|e| e.key.as_ref()).collect();
         assert_eq!(keys, ["name", "servers", "clients"]);
         let echo = get(get(&root, "servers"), "echo");
         assert_eq!(get(echo, "builtin").kind, NodeKind::Str("echo".into()));
@@ -991,7 +998,7 @@ mod tests {
     }
 
     /// What `toml_parser`'s decoder makes of a scalar's text.
-    fn decoded(text: &str, encoding: Option<Encoding>) -> Option<NodeKind> {
+    fn decoded(text: &str, encoding: Option<Encoding>) -> Option<NodeKind<'_>> {
         let mut errors = FirstError::default();
         let mut value = Cow::Borrowed("");
         let span = Span::new_unchecked(0, text.len());
@@ -1000,7 +1007,7 @@ mod tests {
             return None;
         }
         match kind {
-            ScalarKind::String => Some(NodeKind::Str(value.into_owned())),
+            ScalarKind::String => Some(NodeKind::Str(value)),
             ScalarKind::Integer(radix) => i64::from_str_radix(&value, radix.value())
                 .ok()
                 .map(NodeKind::Int),

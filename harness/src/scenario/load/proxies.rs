@@ -15,7 +15,7 @@ struct RawProxy<'n> {
     to: Option<(Target, Range<usize>)>,
     seed: Option<u64>,
     bind: SocketAddr,
-    faults: Option<&'n Node>,
+    faults: Option<&'n Node<'n>>,
 }
 
 impl Loader<'_> {
@@ -30,7 +30,7 @@ impl Loader<'_> {
                 return Vec::new();
             }
         };
-        self.declared_proxies = entries.iter().map(|e| e.key.clone()).collect();
+        self.declared_proxies = entries.iter().map(|e| e.key.to_string()).collect();
         let raw: Vec<RawProxy> = entries
             .iter()
             .filter_map(|entry| self.raw_proxy(entry, servers))
@@ -61,8 +61,12 @@ impl Loader<'_> {
             .collect()
     }
 
-    fn raw_proxy<'n>(&mut self, entry: &'n Entry, servers: &[ServerSpec]) -> Option<RawProxy<'n>> {
-        let name = entry.key.clone();
+    fn raw_proxy<'n>(
+        &mut self,
+        entry: &'n Entry<'n>,
+        servers: &[ServerSpec],
+    ) -> Option<RawProxy<'n>> {
+        let name = entry.key.to_string();
         let context = format!("proxy `{name}`");
         let mut fields = self.ok(Fields::of(&entry.value, &context))?;
         if self.declared_servers.contains(&name) {
@@ -312,7 +316,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
     let mut named: Vec<&str> = fields
         .entries
         .iter()
-        .map(|e| e.key.as_str())
+        .map(|e| e.key.as_ref())
         .filter(|key| faults::FAULT_NAMES.contains(key))
         .collect();
     // `jitter` beside `latency` is latency's option, not a second fault.
@@ -324,7 +328,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
             let unknown = fields
                 .entries
                 .iter()
-                .find(|e| !FAULT_COMMON_KEYS.contains(&e.key.as_str()));
+                .find(|e| !FAULT_COMMON_KEYS.contains(&e.key.as_ref()));
             let mut d = match unknown {
                 Some(entry) => Diagnostic::new(
                     entry.key_span.clone(),

@@ -14,6 +14,8 @@
 //! also where every syntax error comes from, so error messages never depend on which
 //! reader ran. `fuzz-checks` compares the two readers' trees on arbitrary input.
 
+use std::borrow::Cow;
+
 use toml_parser::decoder::Encoding;
 use toml_parser::parser::EventReceiver;
 use toml_parser::Span;
@@ -30,9 +32,9 @@ pub(super) struct GiveUp;
 type Read<T = ()> = Result<T, GiveUp>;
 
 /// Reads the whole document into `builder`, or gives up.
-pub(super) fn read_document(
-    source: &str,
-    builder: &mut Builder<'_>,
+pub(super) fn read_document<'s>(
+    source: &'s str,
+    builder: &mut Builder<'s>,
     errors: &mut FirstError,
 ) -> Read {
     let mut reader = Reader {
@@ -67,14 +69,14 @@ pub(super) fn read_document(
 }
 
 struct Reader<'r, 's> {
-    source: &'r str,
+    source: &'s str,
     at: usize,
     builder: &'r mut Builder<'s>,
     errors: &'r mut FirstError,
     /// Emptied entry buffers of plain inline tables, one per nesting level in use:
     /// a table's entries are gathered in one, then moved into a vector of their
     /// exact number.
-    spare_entries: Vec<Vec<Entry>>,
+    spare_entries: Vec<Vec<Entry<'s>>>,
     /// Where the last plain inline table that was given up on stopped. Tables that
     /// start before it are in that one (or are it) and are read through the events
     /// at once: trying each again, level by level, would read a deeply nested
@@ -102,10 +104,10 @@ fn is_unquoted_value_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'+' | b'.' | b':')
 }
 
-impl<'r> Reader<'r, '_> {
+impl<'s> Reader<'_, 's> {
     /// The document's bytes: the scanning is byte by byte, the slices taken
     /// out of it are `&str`.
-    fn text(&self) -> &'r [u8] {
+    fn text(&self) -> &'s [u8] {
         self.source.as_bytes()
     }
 
@@ -461,7 +463,7 @@ impl<'r> Reader<'r, '_> {
     /// table through the events, which apply and report every rule, so the tree and
     /// every error are the same either way (a unit test and `fuzz-checks` hold the
     /// two to it).
-    fn plain_inline_table(&mut self, depth: usize) -> Option<Node> {
+    fn plain_inline_table(&mut self, depth: usize) -> Option<Node<'s>> {
         if depth >= MAX_NESTING || self.at < self.plain_refused_until {
             return None;
         }
@@ -487,7 +489,7 @@ impl<'r> Reader<'r, '_> {
 
     /// The entries of a plain inline table (see [`Self::plain_inline_table`]), from
     /// its `{` to past its `}`.
-    fn plain_entries(&mut self, depth: usize, entries: &mut Vec<Entry>) -> Option<()> {
+    fn plain_entries(&mut self, depth: usize, entries: &mut Vec<Entry<'s>>) -> Option<()> {
         self.at += 1;
         self.skip_blanks();
         if self.peek() == Some(b'}') {
@@ -509,7 +511,7 @@ impl<'r> Reader<'r, '_> {
             }
             let value = self.plain_value(depth + 1)?;
             entries.push(Entry {
-                key: key.to_owned(),
+                key: Cow::Borrowed(key),
                 key_span,
                 value,
             });
@@ -532,7 +534,7 @@ impl<'r> Reader<'r, '_> {
     }
 
     /// A bare key, or a quoted one whose text needs no decoding.
-    fn plain_key(&mut self) -> Option<&'r str> {
+    fn plain_key(&mut self) -> Option<&'s str> {
         let start = self.at;
         let encoding = self.single_line_string().ok()?;
         if encoding.is_some() {
@@ -548,7 +550,7 @@ impl<'r> Reader<'r, '_> {
 
     /// A value of a plain inline table: a plain string, a decimal integer, a
     /// boolean, or a plain inline table.
-    fn plain_value(&mut self, depth: usize) -> Option<Node> {
+    fn plain_value(&mut self, depth: usize) -> Option<Node<'s>> {
         let start = self.at;
         let kind = match self.peek()? {
             b'{' => return self.plain_inline_table(depth),
