@@ -2149,8 +2149,9 @@ pub fn check_scenario_parse(data: &[u8]) {
 /// (spans included) must be the token list's, and it must never take a document the
 /// token list refuses.
 pub fn check_direct_reader_agrees(text: &str) {
-    if let Some(direct) = tree::parse_direct(text) {
-        match tree::parse_with_token_list(text) {
+    let (direct_arena, full_arena) = (tree::Arena::new(), tree::Arena::new());
+    if let Some(direct) = tree::parse_direct(text, &direct_arena) {
+        match tree::parse_with_token_list(text, &full_arena) {
             Ok(full) => assert_eq!(direct, full, "the readers' trees differ for {text:?}"),
             Err(e) => panic!(
                 "the direct reader takes what the full parser refuses ({}): {text:?}",
@@ -2167,7 +2168,8 @@ pub fn check_direct_reader_agrees(text: &str) {
 /// after its children to the end of its parent), nor are spans. Documents nested
 /// past either side's depth limit are skipped: the limits differ on purpose.
 pub fn check_tree_agrees_with_toml(text: &str) {
-    let ours = tree::parse(text);
+    let arena = tree::Arena::new();
+    let ours = tree::parse(text, &arena);
     let reference = toml::de::DeTable::parse(text);
     match (&ours, &reference) {
         (Ok(ours), Ok(reference)) => {

@@ -193,7 +193,8 @@ fn load_str_then<T>(
         source: Arc::clone(&source),
         diagnostics,
     };
-    let parsed = tree::parse(source.as_ref()).map_err(|error| {
+    let arena = tree::arena_for(&source);
+    let parsed = tree::parse(source.as_ref(), &arena).map_err(|error| {
         // The parser's message may span several lines; the first goes under the
         // caret, the rest become notes so the rendering keeps its margin.
         let mut lines = error.message.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -235,9 +236,10 @@ fn load_str_then<T>(
         }
     };
     let delivered = deliver(loaded);
-    // Freed only now, after the result is on its way.
+    // Freed only now, after the result is on its way: the loader's tables, and
+    // the tree with its arena.
     drop(loader);
-    drop(root);
+    drop(arena);
     delivered
 }
 
@@ -419,7 +421,7 @@ impl<'n> Fields<'n> {
         self.entries
             .iter()
             .enumerate()
-            .all(|(index, entry)| self.used.is_marked(index) || valid.contains(&entry.key.as_ref()))
+            .all(|(index, entry)| self.used.is_marked(index) || valid.contains(&entry.key))
     }
 
     /// Diagnostics for every key that was neither read nor valid here, naming the
@@ -429,16 +431,14 @@ impl<'n> Fields<'n> {
         self.entries
             .iter()
             .enumerate()
-            .filter(|(index, entry)| {
-                !self.used.is_marked(*index) && !valid.contains(&entry.key.as_ref())
-            })
+            .filter(|(index, entry)| !self.used.is_marked(*index) && !valid.contains(&entry.key))
             .map(|(_, entry)| {
                 let mut d = Diagnostic::new(
                     entry.key_span.clone(),
                     format!("unknown key `{}` in {context}", entry.key),
                 )
                 .label("not a key here");
-                if let Some(best) = did_you_mean(&entry.key, valid) {
+                if let Some(best) = did_you_mean(entry.key, valid) {
                     d = d.hint(format!("did you mean `{best}`?"));
                 }
                 d.hint(format!("valid keys: {}", valid.join(", ")))
@@ -548,7 +548,7 @@ fn nonzero_duration(node: &Node, key: &str) -> Check<Duration> {
 fn readiness(node: &Node, source: &str) -> Check<Readiness> {
     const HINT: &str = "ready = \"listening\" (default), \"connect\", \"none\", { log = \"REGEX\" } or { delay = \"300ms\" }";
     match &node.kind {
-        NodeKind::Str(text) => match text.as_ref() {
+        NodeKind::Str(text) => match *text {
             "listening" => Ok(Readiness::Listening),
             "connect" => Ok(Readiness::Connect),
             "none" => Ok(Readiness::Immediately),
@@ -562,7 +562,7 @@ fn readiness(node: &Node, source: &str) -> Check<Readiness> {
                 Err(d.hint(HINT))
             }
         },
-        NodeKind::Table(entries) => match entries.as_slice() {
+        NodeKind::Table(entries) => match entries {
             [entry] if entry.key == "log" => {
                 let text = string(&entry.value, "log")?;
                 let regex = regex::Regex::new(&text).map_err(|e| {
@@ -670,7 +670,7 @@ fn exit_expectation(node: &Node) -> Check<ExitExpectation> {
             format!("`exit` is {code}, outside 0..=255"),
         )
         .label("an exit status is between 0 and 255")),
-        NodeKind::Str(text) if text == "any" => Ok(ExitExpectation::Any),
+        NodeKind::Str(text) if *text == "any" => Ok(ExitExpectation::Any),
         _ => Err(type_error(
             node,
             "exit",
@@ -1246,7 +1246,7 @@ impl Loader<'_> {
         if let Some(node) = fields.get("env") {
             let mut table = self.ok(Fields::of(node, "`env`"))?;
             for entry in table.entries {
-                let check = self.template(&entry.value, &entry.key, own_port);
+                let check = self.template(&entry.value, entry.key, own_port);
                 match self.ok(check) {
                     Some(value) => env.push((entry.key.to_string(), value)),
                     None => env_ok = false,
@@ -1647,7 +1647,7 @@ impl Loader<'_> {
         // Sized once: a long script's steps are a large block, and growing it by
         // doubling would copy it into ever fresh pages.
         let mut steps = Vec::with_capacity(items.len());
-        for item in items {
+        for item in *items {
             let Some(step) = self.ok(self.step(item)) else {
                 continue;
             };
@@ -1732,7 +1732,7 @@ impl Loader<'_> {
         let mut actions = fields
             .entries
             .iter()
-            .filter_map(|e| Some((StepKind::from_str(&e.key).ok()?, e)));
+            .filter_map(|e| Some((StepKind::from_str(e.key).ok()?, e)));
         let (kind, entry) = match (actions.next(), actions.next()) {
             (Some(one), None) => one,
             (None, _) => {
@@ -1740,7 +1740,7 @@ impl Loader<'_> {
                     .entries
                     .iter()
                     .find(|e| e.key != "timeout")
-                    .map(|e| (e.key.as_ref(), e.key_span.clone()));
+                    .map(|e| (e.key, e.key_span.clone()));
                 let mut d = match unknown {
                     Some((key, ref span)) => {
                         Diagnostic::new(span.clone(), format!("unknown step `{key}`"))
@@ -1766,7 +1766,7 @@ impl Loader<'_> {
                 .hint("split it into two steps"));
             }
         };
-        fields.get(&entry.key);
+        fields.get(entry.key);
         let action = self.action(kind, &entry.value)?;
         let timeout = match fields.get("timeout") {
             Some(t) => {

@@ -316,7 +316,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
     let mut named: Vec<&str> = fields
         .entries
         .iter()
-        .map(|e| e.key.as_ref())
+        .map(|e| e.key)
         .filter(|key| faults::FAULT_NAMES.contains(key))
         .collect();
     // `jitter` beside `latency` is latency's option, not a second fault.
@@ -328,7 +328,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
             let unknown = fields
                 .entries
                 .iter()
-                .find(|e| !FAULT_COMMON_KEYS.contains(&e.key.as_ref()));
+                .find(|e| !FAULT_COMMON_KEYS.contains(&e.key));
             let mut d = match unknown {
                 Some(entry) => Diagnostic::new(
                     entry.key_span.clone(),
@@ -338,7 +338,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
                 None => Diagnostic::new(node.span.clone(), "this fault does not say what it does")
                     .label("needs a fault key"),
             };
-            if let Some(best) = unknown.and_then(|e| did_you_mean(&e.key, valid_here)) {
+            if let Some(best) = unknown.and_then(|e| did_you_mean(e.key, valid_here)) {
                 d = d.hint(format!("did you mean `{best}`?"));
             }
             return Err(d.hint(format!(
@@ -404,7 +404,7 @@ pub(super) fn fault(node: &Node, proto: Proto) -> Check<FaultSpec> {
         "slice" => {
             valid.push("delay");
             let (min, max) = match &value.kind {
-                NodeKind::Array(items) => match items.as_slice() {
+                NodeKind::Array(items) => match items {
                     [min, max] => {
                         let min = size(min, "slice", 1, faults::LARGEST_SLICE)? as usize;
                         let max_size = size(max, "slice", 1, faults::LARGEST_SLICE)? as usize;
@@ -557,7 +557,8 @@ pub fn fault_from_text(text: &str, proto: Proto) -> Result<FaultSpec, String> {
         }
         .render()
     };
-    let root = tree::parse(&source).map_err(|error| {
+    let arena = tree::Arena::new();
+    let root = tree::parse(&source, &arena).map_err(|error| {
         invalid(vec![Diagnostic::new(error.span, "this is not a fault")
             .label(error.message.lines().next().unwrap_or("invalid syntax").to_owned())
             .hint("write KEY=VALUE pairs separated by commas: `slice=1,delay=1ms`, `latency=20ms,jitter=5ms`, `drop=0.1`")])

@@ -14,8 +14,6 @@
 //! also where every syntax error comes from, so error messages never depend on which
 //! reader ran. `fuzz-checks` compares the two readers' trees on arbitrary input.
 
-use std::borrow::Cow;
-
 use toml_parser::decoder::Encoding;
 use toml_parser::parser::EventReceiver;
 use toml_parser::Span;
@@ -74,8 +72,7 @@ struct Reader<'r, 's> {
     builder: &'r mut Builder<'s>,
     errors: &'r mut FirstError,
     /// Emptied entry buffers of plain inline tables, one per nesting level in use:
-    /// a table's entries are gathered in one, then moved into a vector of their
-    /// exact number.
+    /// a table's entries are gathered in one, then moved into the tree's arena.
     spare_entries: Vec<Vec<Entry<'s>>>,
     /// Where the last plain inline table that was given up on stopped. Tables that
     /// start before it are in that one (or are it) and are read through the events
@@ -470,13 +467,9 @@ impl<'s> Reader<'_, 's> {
         let start = self.at;
         let mut buffer = self.spare_entries.pop().unwrap_or_default();
         let read = self.plain_entries(depth, &mut buffer);
-        let node = read.map(|()| {
-            let mut entries = Vec::with_capacity(buffer.len());
-            entries.append(&mut buffer);
-            Node {
-                span: start..self.at,
-                kind: NodeKind::Table(entries),
-            }
+        let node = read.map(|()| Node {
+            span: start..self.at,
+            kind: NodeKind::Table(self.builder.arena.alloc_slice_fill_iter(buffer.drain(..))),
         });
         buffer.clear();
         self.spare_entries.push(buffer);
@@ -511,7 +504,7 @@ impl<'s> Reader<'_, 's> {
             }
             let value = self.plain_value(depth + 1)?;
             entries.push(Entry {
-                key: Cow::Borrowed(key),
+                key,
                 key_span,
                 value,
             });
