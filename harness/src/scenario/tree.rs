@@ -251,10 +251,6 @@ impl<'s> Table<'s> {
                 .collect();
             index.insert(key, position);
             self.index = Some(Box::new(index));
-        } else if position == self.entries.capacity() && position < 4 {
-            // Most tables are a step's one or two keys: grow one entry at a time
-            // rather than to the four a first push reserves.
-            self.entries.reserve_exact(1);
         }
         self.entries.push(TableEntry {
             key,
