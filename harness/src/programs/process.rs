@@ -48,6 +48,9 @@ const POLL_MAX: Duration = Duration::from_millis(20);
 /// many polls in a row, so a socket that is being closed or handed over is not
 /// blamed on anyone.
 const UNSEEN_OWNER_POLLS: u32 = 5;
+/// How many times the readiness-timeout message reads the socket table before it
+/// says the program listens nowhere (one read can miss a socket; see `not_listening`).
+const NOT_LISTENING_SCANS: u32 = 3;
 /// How often a program's resident memory is sampled against its `max_memory`: often
 /// enough that a program growing by 100 MB a second is stopped within about 10 MB
 /// of its limit, rarely enough that a look at `/proc` (about a millisecond) costs
@@ -573,14 +576,24 @@ impl Program {
             proto.name(),
         );
         let ours = self.processes();
-        let sockets = sockets::listening_sockets(proto).unwrap_or_default();
-        let inodes: HashSet<u64> = sockets.iter().map(|e| e.inode).collect();
-        let owned = sockets::owners(ours.iter().copied(), &inodes);
-        let mut places: Vec<String> = sockets
-            .iter()
-            .filter(|e| owned.contains_key(&e.inode))
-            .map(|e| e.local.to_string())
-            .collect();
+        // The kernel's socket table is read a page at a time, and a socket can be
+        // skipped while other sockets come and go between two pages (a busy
+        // machine, a test suite running in parallel). An empty answer is the one
+        // that would mislead, so it is asked again before it is believed.
+        let mut places: Vec<String> = Vec::new();
+        for _ in 0..NOT_LISTENING_SCANS {
+            let sockets = sockets::listening_sockets(proto).unwrap_or_default();
+            let inodes: HashSet<u64> = sockets.iter().map(|e| e.inode).collect();
+            let owned = sockets::owners(ours.iter().copied(), &inodes);
+            places = sockets
+                .iter()
+                .filter(|e| owned.contains_key(&e.inode))
+                .map(|e| e.local.to_string())
+                .collect();
+            if !places.is_empty() {
+                break;
+            }
+        }
         places.sort();
         places.dedup();
         if places.is_empty() {
