@@ -14,6 +14,7 @@ use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Decoder;
 
 use super::peeked::PeekedAhead;
+use super::step_timer::StepTimer;
 use super::{Doing, RunContext};
 use crate::event::{EventKind, ShutdownHow};
 use crate::framing::FramingConfig;
@@ -133,6 +134,8 @@ pub struct Actor {
     /// What the last peek saw that no read took yet: the next peeking step judges
     /// it without a new peek (see [`PeekedAhead`]).
     peeked: PeekedAhead,
+    /// Every step's deadline, on one timer armed once (see [`StepTimer`]).
+    timer: StepTimer,
 }
 
 /// How much a peeking step looks at first; the window doubles while the matcher
@@ -174,6 +177,7 @@ impl Actor {
             read_buf: Vec::new(),
             unread_at_close: None,
             peeked: PeekedAhead::default(),
+            timer: StepTimer::default(),
             held: None,
             sent_total: 0,
         }
@@ -391,7 +395,9 @@ impl Actor {
                 self.context.signals.raise(name);
                 Ok(())
             }
-            Action::Wait(name) => timeout_at(deadline, self.context.signals.wait(name))
+            Action::Wait(name) => self
+                .timer
+                .bound(deadline, self.context.signals.wait(name))
                 .await
                 .map_err(|_| StepError::timeout(format!("timed out waiting for signal `{name}`"))),
             Action::Connect => self.connect(deadline).await,
@@ -430,7 +436,7 @@ impl Actor {
                 .bind(SocketAddr::new(source, 0))
                 .map_err(|e| StepError::new(format!("cannot bind the client to {source}: {e}")))?;
         }
-        let stream = match timeout_at(deadline, socket.connect(target)).await {
+        let stream = match self.timer.bound(deadline, socket.connect(target)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 self.context.log.record(
@@ -514,11 +520,13 @@ impl Actor {
             match &mut self.conn {
                 Conn::Tcp { stream, recorder } => {
                     let before = written;
-                    let result = timeout_at(
-                        deadline,
-                        recorder.write_all_counting(stream, &piece, &mut written),
-                    )
-                    .await;
+                    let result = self
+                        .timer
+                        .bound(
+                            deadline,
+                            recorder.write_all_counting(stream, &piece, &mut written),
+                        )
+                        .await;
                     self.sent_total += (written - before) as u64;
                     match result {
                         Ok(Ok(())) => {}
@@ -550,9 +558,9 @@ impl Actor {
                         )
                     })?;
                     let sent = if *connected {
-                        timeout_at(deadline, socket.send(&piece)).await
+                        self.timer.bound(deadline, socket.send(&piece)).await
                     } else {
-                        timeout_at(deadline, socket.send_to(&piece, to)).await
+                        self.timer.bound(deadline, socket.send_to(&piece, to)).await
                     };
                     match sent {
                         Ok(Ok(_)) => recorder.record(EventKind::DatagramSent {
@@ -703,11 +711,13 @@ impl Actor {
         let exact = expect.and_then(Match::exact);
         let got = match &mut self.conn {
             Conn::Tcp { stream, recorder } => {
-                match timeout_at(
-                    deadline,
-                    read_front(stream, recorder, &mut self.peeked, &mut buf),
-                )
-                .await
+                match self
+                    .timer
+                    .bound(
+                        deadline,
+                        read_front(stream, recorder, &mut self.peeked, &mut buf),
+                    )
+                    .await
                 {
                     Ok(Ok(n)) => Bytes::copy_from_slice(&buf[..n]),
                     Ok(Err(e)) => return Err(read_error(e, exact)),
@@ -867,11 +877,12 @@ impl Actor {
             return Err(StepError::new("not a UDP socket"));
         };
         let received = if *connected {
-            timeout_at(deadline, socket.recv(buf))
+            self.timer
+                .bound(deadline, socket.recv(buf))
                 .await
                 .map(|r| r.map(|n| (n, peer.unwrap_or(*local))))
         } else {
-            timeout_at(deadline, socket.recv_from(buf)).await
+            self.timer.bound(deadline, socket.recv_from(buf)).await
         };
         match received {
             Ok(Ok((n, from))) => {
@@ -943,11 +954,13 @@ impl Actor {
             let in_window = usize::try_from(matched - window_start).unwrap_or(usize::MAX);
             // Never ask for more than is still expected: later steps own later bytes.
             let want = (window.len() - in_window).min(buf.len());
-            let n = match timeout_at(
-                deadline,
-                read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
-            )
-            .await
+            let n = match self
+                .timer
+                .bound(
+                    deadline,
+                    read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
+                )
+                .await
             {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
@@ -1152,7 +1165,10 @@ impl Actor {
                 window = (window * 2).min(limit);
             }
             let buf = peeked.peek_buffer(window);
-            let result = timeout_at(deadline, peek_more(stream, buf, judged)).await;
+            let result = self
+                .timer
+                .bound(deadline, peek_more(stream, buf, judged))
+                .await;
             let arrived = |peeked: &PeekedAhead| {
                 let front = peeked.front(conn);
                 Bytes::copy_from_slice(&front[..front.len().min(limit)])
@@ -1306,11 +1322,13 @@ impl Actor {
             }
             // Read no further than this frame's end, so the next step sees its bytes.
             let want = framing.exact_read_hint(&buffered).clamp(1, buf.len());
-            let n = match timeout_at(
-                deadline,
-                read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
-            )
-            .await
+            let n = match self
+                .timer
+                .bound(
+                    deadline,
+                    read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
+                )
+                .await
             {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
@@ -1341,11 +1359,13 @@ impl Actor {
             return Err(not_open(&self.conn));
         };
         let mut buf = [0u8; 256];
-        match timeout_at(
-            deadline,
-            read_front(stream, recorder, &mut self.peeked, &mut buf),
-        )
-        .await
+        match self
+            .timer
+            .bound(
+                deadline,
+                read_front(stream, recorder, &mut self.peeked, &mut buf),
+            )
+            .await
         {
             Ok(Ok(0)) => Ok(()),
             Ok(Ok(n)) => Err(StepError::new(format!(
@@ -1367,11 +1387,13 @@ impl Actor {
             return Err(not_open(&self.conn));
         };
         let mut buf = [0u8; 256];
-        match timeout_at(
-            deadline,
-            read_front(stream, recorder, &mut self.peeked, &mut buf),
-        )
-        .await
+        match self
+            .timer
+            .bound(
+                deadline,
+                read_front(stream, recorder, &mut self.peeked, &mut buf),
+            )
+            .await
         {
             Ok(Err(e)) if is_reset(&e) => Ok(()),
             Ok(Ok(0)) => Err(StepError::new(

@@ -14,6 +14,7 @@ pub mod descriptors;
 mod peeked;
 mod resolve;
 mod signals;
+mod step_timer;
 pub mod variables;
 
 use std::collections::{HashMap, VecDeque};
