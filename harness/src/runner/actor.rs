@@ -136,6 +136,9 @@ pub struct Actor {
     peeked: PeekedAhead,
     /// Every step's deadline, on one timer armed once (see [`StepTimer`]).
     timer: StepTimer,
+    /// When the current step started: what a slow send reports its time from,
+    /// without reading the clock again.
+    step_started: Instant,
 }
 
 /// How much a peeking step looks at first; the window doubles while the matcher
@@ -178,6 +181,7 @@ impl Actor {
             unread_at_close: None,
             peeked: PeekedAhead::default(),
             timer: StepTimer::default(),
+            step_started: Instant::now(),
             held: None,
             sent_total: 0,
         }
@@ -218,6 +222,7 @@ impl Actor {
                 );
             }
             let started = Instant::now();
+            self.step_started = started;
             slot.set(
                 Doing::Step {
                     index: number,
@@ -498,7 +503,7 @@ impl Actor {
             }
             return Ok(());
         }
-        let started = Instant::now();
+        let started = self.step_started;
         let total = reader.remaining();
         let mut written = 0usize;
         let datagrams = matches!(self.conn, Conn::Udp { .. });
