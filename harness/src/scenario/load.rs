@@ -1726,6 +1726,14 @@ impl Loader<'_> {
     }
 
     fn step(&self, node: &Node) -> Check<Step> {
+        match self.common_step(node) {
+            Some(step) => Ok(step),
+            None => self.general_step(node),
+        }
+    }
+
+    /// Any step: every key looked up in what the step kind may hold.
+    fn general_step(&self, node: &Node) -> Check<Step> {
         let mut fields = Fields::of(node, "a step").map_err(|d| {
             d.hint("each step is an inline table with one action, e.g. `{ send = \"hi\" }`")
         })?;
@@ -1800,6 +1808,67 @@ impl Loader<'_> {
 
     /// The action of a step of kind `kind`, whose value is `node`. One arm per
     /// [`StepKind`]: a new step kind does not compile until it has its parser here.
+    /// The two shapes nearly every step of a long script has: a `send` or an
+    /// `expect` of a string or of `{ repeat, times }`, with nothing else in the
+    /// step. Generated and imported scripts are thousands of these, and the
+    /// general path below looks every key up in the tables of what each step and
+    /// data form may hold: for the 2,000-step file of BENCHMARKS.md that was half
+    /// the load. `None` for any other shape, and for anything the general path
+    /// would refuse, which then reads the step again and says what is wrong: the
+    /// step this returns is the one the general path makes.
+    fn common_step(&self, node: &Node) -> Option<Step> {
+        let NodeKind::Table([entry]) = &node.kind else {
+            return None;
+        };
+        let expect = match entry.key {
+            "send" => false,
+            "expect" => true,
+            _ => return None,
+        };
+        let data = match &entry.value.kind {
+            NodeKind::Str(text) => Data::Bytes(self.shared.borrow_mut().inline(text.as_bytes())),
+            NodeKind::Table(fields) => self.common_repeat(fields)?,
+            _ => return None,
+        };
+        let action = if expect {
+            Action::Expect(Expected::Data(data))
+        } else {
+            Action::Send {
+                data,
+                chunks: Vec::new(),
+                delay: None,
+                await_read: false,
+            }
+        };
+        Some(Step {
+            action,
+            timeout: None,
+            location: self.location(&node.span),
+            source_text: Snippet::new(self.source, node.span.clone()),
+        })
+    }
+
+    /// `{ repeat = UNIT, times = N }` and nothing else, within the limits
+    /// `data_fields` holds it to; counted against the scenario's data budget only
+    /// when it is taken.
+    fn common_repeat(&self, fields: &[Entry]) -> Option<Data> {
+        let (unit, times) = match fields {
+            [a, b] if a.key == "repeat" && b.key == "times" => (a, b),
+            [a, b] if a.key == "times" && b.key == "repeat" => (b, a),
+            _ => return None,
+        };
+        let NodeKind::Str(unit) = &unit.value.kind else {
+            return None;
+        };
+        let count = count(&times.value, "times", 0, MAX_DATA_BYTES).ok()?;
+        let len = unit
+            .len()
+            .checked_mul(count)
+            .filter(|&len| len <= MAX_DATA_BYTES)?;
+        self.reserve_data(len, &times.key_span).ok()?;
+        Some(Data::Bytes(self.shared.borrow_mut().repeat(unit, count)))
+    }
+
     fn action(&self, kind: StepKind, node: &Node) -> Check<Action> {
         let key = kind.keyword();
         Ok(match kind {
@@ -2870,6 +2939,74 @@ fn check_step_fits(step: &Step, role: ActorRole, proto: Proto, actor: &str) -> C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcut for common steps makes exactly the step the general path
+    /// makes, takes the same share of the data budget, and leaves every shape it
+    /// does not know, or that the general path refuses, to the general path.
+    #[test]
+    fn common_steps_load_as_the_general_path_loads_them() {
+        let text = r#"script = [
+  { send = "hi" }, { expect = "hi" }, { send = "" },
+  { send = { repeat = "ab", times = 3 } }, { expect = { times = 0, repeat = "" } },
+  { expect = { repeat = "xyz", times = 1000 } },
+  { send = "hi", timeout = "1s" }, { send = { repeat = "a", times = -1 } },
+  { send = { repeat = 1, times = 2 } }, { send = { repeat = "a" } },
+  { send = { repeat = "a", times = 2, chunks = [1] } }, { expect_eof = true },
+  { expect = { regex = "h" } }, { send = { text = "hi" } },
+]"#;
+        let source: Arc<str> = Arc::from(text);
+        let arena = tree::arena_for(&source);
+        let root = tree::parse(&source, &arena).unwrap();
+        let loader = |source| Loader {
+            path: Path::new("common.toml"),
+            dir: PathBuf::from("."),
+            source,
+            lines: LineIndex::new(source),
+            diagnostics: Vec::new(),
+            declared_servers: HashSet::new(),
+            declared_proxies: HashSet::new(),
+            data_total: Cell::new(0),
+            shared: RefCell::default(),
+            variable_uses: RefCell::default(),
+        };
+        let (common, general) = (loader(&source), loader(&source));
+        let NodeKind::Table([script]) = &root.kind else {
+            panic!("one key")
+        };
+        let NodeKind::Array(steps) = &script.value.kind else {
+            panic!("an array")
+        };
+        let mut taken = 0;
+        for node in *steps {
+            let reference = general.general_step(node);
+            match common.common_step(node) {
+                Some(step) => {
+                    taken += 1;
+                    let reference = reference.expect("the general path takes it too");
+                    assert!(
+                        step.action == reference.action,
+                        "{}",
+                        &source[node.span.clone()]
+                    );
+                    assert_eq!(step.timeout, reference.timeout);
+                    assert_eq!(step.location, reference.location);
+                    assert_eq!(step.source_text.as_str(), reference.source_text.as_str());
+                }
+                // Another shape, or one the general path refuses: it reads
+                // the step then, as `step` does.
+                None => assert_eq!(
+                    common.general_step(node).is_ok(),
+                    reference.is_ok(),
+                    "{}",
+                    &source[node.span.clone()]
+                ),
+            }
+            assert_eq!(common.data_total.get(), general.data_total.get());
+        }
+        // The first six steps are the common shapes; the rest are not, or are
+        // refused (a negative `times`, a number to repeat, no `times`).
+        assert_eq!(taken, 6);
+    }
 
     #[test]
     fn addresses_are_parsed_without_lookups() {
