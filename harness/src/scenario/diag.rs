@@ -155,6 +155,10 @@ pub struct LineIndex {
     /// Byte offsets of every UTF-8 continuation byte (`0b10xx_xxxx`), ascending.
     continuation: Vec<usize>,
     len: usize,
+    /// The line (0-based) of the last offset asked about. The loader asks in file
+    /// order, step after step, so the answer is mostly this line or the next, and
+    /// the search through every line start is skipped.
+    recent_line: std::cell::Cell<usize>,
 }
 
 impl LineIndex {
@@ -182,6 +186,7 @@ impl LineIndex {
             line_starts,
             continuation,
             len: bytes.len(),
+            recent_line: std::cell::Cell::new(0),
         }
     }
 
@@ -198,10 +203,31 @@ impl LineIndex {
         while offset > 0 && self.continuation.binary_search(&offset).is_ok() {
             offset -= 1;
         }
-        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let on_line = |index: usize| {
+            self.line_starts
+                .get(index)
+                .is_some_and(|&start| start <= offset)
+                && self
+                    .line_starts
+                    .get(index + 1)
+                    .is_none_or(|&next| offset < next)
+        };
+        let recent = self.recent_line.get();
+        let line = if on_line(recent) {
+            recent + 1
+        } else if on_line(recent + 1) {
+            recent + 2
+        } else {
+            self.line_starts.partition_point(|&start| start <= offset)
+        };
+        self.recent_line.set(line - 1);
         let line_start = self.line_starts[line - 1];
-        let skipped = self.continuation.partition_point(|&c| c < offset)
-            - self.continuation.partition_point(|&c| c < line_start);
+        let skipped = if self.continuation.is_empty() {
+            0
+        } else {
+            self.continuation.partition_point(|&c| c < offset)
+                - self.continuation.partition_point(|&c| c < line_start)
+        };
         (line, offset - line_start - skipped + 1)
     }
 
@@ -355,8 +381,12 @@ mod tests {
         for text in texts {
             let index = LineIndex::new(text);
             assert_eq!(index.lines(), text.matches('\n').count() + 1);
-            // Every offset, including ones inside a character and past the end.
-            for offset in 0..=text.len() + 2 {
+            // Every offset, including ones inside a character and past the end,
+            // asked in file order (as the loader does, where the index starts
+            // from the line it answered last), backwards, and jumping about.
+            let forward = 0..=text.len() + 2;
+            let jumping = (0..=text.len() + 2).map(|i| (i * 7 + 3) % (text.len() + 3));
+            for offset in forward.clone().chain(forward.rev()).chain(jumping) {
                 assert_eq!(
                     index.line_column(offset),
                     line_column(text, offset),

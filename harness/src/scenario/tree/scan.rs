@@ -86,19 +86,39 @@ fn span(start: usize, end: usize) -> Span {
 }
 
 /// Spaces and tabs (TOML's `ws`).
-fn is_blank(byte: u8) -> bool {
-    byte == b' ' || byte == b'\t'
-}
+const BLANK: u8 = 1;
+/// Bytes a bare key is made of (TOML's `unquoted-key`).
+const BARE_KEY: u8 = 2;
+/// Bytes of the unquoted values this reader takes: numbers, booleans, `inf`, `nan`
+/// and dates without a space. The builder decides what the text means.
+const UNQUOTED_VALUE: u8 = 4;
+
+/// Each byte's classes, so a run of them is one table lookup a byte instead of a
+/// chain of comparisons: these runs are most of what the reader does.
+static CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let mut class = 0;
+        if b == b' ' || b == b'\t' {
+            class |= BLANK;
+        }
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            class |= BARE_KEY;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'.' | b':') {
+            class |= UNQUOTED_VALUE;
+        }
+        classes[byte] = class;
+        byte += 1;
+    }
+    classes
+};
 
 /// Bytes a bare key is made of (TOML's `unquoted-key`).
 pub(super) fn is_bare_key_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
-}
-
-/// Bytes of the unquoted values this reader takes: numbers, booleans, `inf`, `nan`
-/// and dates without a space. The builder decides what the text means.
-fn is_unquoted_value_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'+' | b'.' | b':')
+    CLASSES[usize::from(byte)] & BARE_KEY != 0
 }
 
 impl<'s> Reader<'_, 's> {
@@ -118,6 +138,14 @@ impl<'s> Reader<'_, 's> {
         rest.iter().position(|&b| !kept(b)).unwrap_or(rest.len())
     }
 
+    /// How many bytes from `at` on are of `class`.
+    fn run_of(&self, at: usize, class: u8) -> usize {
+        let rest = &self.text()[at..];
+        rest.iter()
+            .position(|&b| CLASSES[usize::from(b)] & class == 0)
+            .unwrap_or(rest.len())
+    }
+
     fn failed(&self) -> bool {
         self.errors.0.is_some() || self.builder.failed
     }
@@ -133,7 +161,13 @@ impl<'s> Reader<'_, 's> {
 
     /// Spaces and tabs.
     fn skip_blanks(&mut self) {
-        self.at += self.run_from(self.at, is_blank);
+        // Most places have no blank or one.
+        if self
+            .peek()
+            .is_some_and(|b| CLASSES[usize::from(b)] & BLANK != 0)
+        {
+            self.at += 1 + self.run_of(self.at + 1, BLANK);
+        }
     }
 
     /// A comment from `#` to the end of its line (not the line break).
@@ -224,7 +258,7 @@ impl<'s> Reader<'_, 's> {
         let start = self.at;
         let encoding = self.single_line_string()?;
         if encoding.is_none() {
-            let length = self.run_from(start, is_bare_key_byte);
+            let length = self.run_of(start, BARE_KEY);
             if length == 0 {
                 return Err(GiveUp);
             }
@@ -376,14 +410,14 @@ impl<'s> Reader<'_, 's> {
 
     /// A number, boolean, `inf`, `nan` or a date without a space.
     fn unquoted_value(&mut self) -> Read {
-        let length = self.run_from(self.at, is_unquoted_value_byte);
+        let length = self.run_of(self.at, UNQUOTED_VALUE);
         if length == 0 {
             return Err(GiveUp);
         }
         self.at += length;
         // `1979-05-27 07:32:00` is one value to TOML: a space followed by more of
         // a value is left to the full parser.
-        let after = self.at + self.run_from(self.at, is_blank);
+        let after = self.at + self.run_of(self.at, BLANK);
         match self.text().get(after) {
             None | Some(b',' | b']' | b'}' | b'#' | b'\n' | b'\r') => Ok(()),
             Some(_) => Err(GiveUp),
@@ -533,7 +567,7 @@ impl<'s> Reader<'_, 's> {
         if encoding.is_some() {
             return plain_text(&self.source[start..self.at], encoding);
         }
-        let length = self.run_from(start, is_bare_key_byte);
+        let length = self.run_of(start, BARE_KEY);
         if length == 0 {
             return None;
         }
