@@ -16,8 +16,8 @@
 //! its constructor, which asks the CPU what it supports with `cpuid` instructions;
 //! on a virtual machine each of those traps to the hypervisor. Measured on the
 //! 2-core VM this project is benchmarked on: `wirecheck --version` went from 2.2
-//! to 1.9 ms, a 1,000-exchange run by about 0.3 ms (BENCHMARKS.md, "Evening of
-//! 28 Nov"). The library's own native libraries come before the standard
+//! to 1.9 ms, a 1,000-exchange run by about 0.3 ms (BENCHMARKS.md,
+//! "Second session of 28 Nov"). The library's own native libraries come before the standard
 //! library's on the linker's command line, so the unwinder's symbols are found in
 //! the archive first and `--as-needed` (rustc's default) drops `libgcc_s`.
 //! Panics unwind exactly as before: the same unwinder, linked in. Builds with a

@@ -2,9 +2,9 @@
 //!
 //! `tokio::time::timeout_at` per step registers a timer in the runtime's wheel
 //! when the step first waits and removes it when the step ends. In a run of
-//! small round trips every `expect` waits, so every exchange paid for both, plus
-//! the wheel's bookkeeping: about 850 of the 5,600 instructions an exchange
-//! costs the runner (callgrind, BENCHMARKS.md "Evening of 28 Nov").
+//! small round trips every `expect` waits, so every exchange paid for both:
+//! about 600 of the 5,600 user-space instructions an exchange cost the runner
+//! (callgrind; BENCHMARKS.md, "Second session of 28 Nov").
 //!
 //! A step's deadline is its start plus its timeout, so the deadlines of
 //! consecutive steps mostly move forward. This timer is therefore armed once
