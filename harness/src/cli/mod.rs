@@ -289,13 +289,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
         return if args.watch {
             watch::watch(args)
         } else {
-            run_command(args)
+            run_command(args, AfterRun::Exit)
         };
     }
     // Only the commands that do network work get an async runtime: starting one
     // costs threads and time that `check` or `schema` would only throw away.
     let networked = match cli.command {
-        Command::Run(args) => return run_command(args),
+        Command::Run(args) => return run_command(args, AfterRun::Exit),
         Command::Fuzz(args) => return fuzz::fuzz_command(args),
         Command::Check(args) => return check(args),
         Command::Import(args) => return import(args),
@@ -337,7 +337,15 @@ pub(crate) fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
 
 /// `wirecheck run`: loads and selects the files first (no runtime needed), then
 /// runs them on a runtime sized for the work.
-fn run_command(args: RunArgs) -> i32 {
+/// What comes after a `wirecheck run`: the process's exit, or (`--watch`) the
+/// next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterRun {
+    Exit,
+    RunAgain,
+}
+
+fn run_command(args: RunArgs, after: AfterRun) -> i32 {
     // A report that cannot be written would otherwise fail only after every run.
     for (flag, path) in [
         ("--junit", &args.junit),
@@ -367,7 +375,7 @@ fn run_command(args: RunArgs) -> i32 {
     // Orphans of the programs under test (a `setsid` child whose parent exited) are
     // re-parented to wirecheck instead of init, so they are still found and stopped.
     crate::programs::tree::become_subreaper();
-    let code = runtime.block_on(run(args, prepared));
+    let code = runtime.block_on(run(args, prepared, after));
     // Whatever a program left behind that escaped every group is ended here.
     crate::programs::tree::kill_all_descendants();
     code
@@ -608,7 +616,7 @@ fn load_share(
     }
 }
 
-async fn run(args: RunArgs, prepared: PreparedRun) -> i32 {
+async fn run(args: RunArgs, prepared: PreparedRun, after: AfterRun) -> i32 {
     let PreparedRun {
         selected,
         errors,
@@ -723,6 +731,14 @@ async fn run(args: RunArgs, prepared: PreparedRun) -> i32 {
         eprintln!("warning: {e}");
     }
     let (_, failed) = summary.counts(&result.records);
+    if after == AfterRun::Exit {
+        // The process ends right after this (`main` leaves with `_exit`), and the
+        // kernel takes the memory back at once. Freeing the scenarios here would
+        // read every step of every script once more, from lines long out of the
+        // cache: 2,000 steps were 0.2-0.3 ms of a 12 ms run (BENCHMARKS.md,
+        // "Second session of 28 Nov"). A watched run frees them: another follows.
+        std::mem::forget(selected);
+    }
     if cancel.is_cancelled() {
         128 + interrupted_by.load(std::sync::atomic::Ordering::SeqCst)
     } else if !errors.is_empty() || report_errors > 0 || result.subscriber_errors > 0 {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::{discover, run_command, RunArgs, EXIT_INTERRUPTED, EXIT_USAGE};
+use super::{discover, run_command, AfterRun, RunArgs, EXIT_INTERRUPTED, EXIT_USAGE};
 
 /// Changes closer together than this are one change (an editor's save is several
 /// events: write, rename, attributes).
@@ -55,7 +55,7 @@ pub fn watch(args: RunArgs) -> i32 {
                 Err(e) => eprintln!("warning: cannot watch {}: {e}", path.display()),
             }
         }
-        let code = run_command(args.clone());
+        let code = run_command(args.clone(), AfterRun::RunAgain);
         if code == EXIT_INTERRUPTED || code > 128 {
             return code;
         }
