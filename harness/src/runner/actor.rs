@@ -14,7 +14,7 @@ use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Decoder;
 
 use super::peeked::PeekedAhead;
-use super::step_timer::StepTimer;
+use super::step_timer::{StepTimer, TimedOut};
 use super::{Doing, RunContext};
 use crate::event::{EventKind, ShutdownHow};
 use crate::framing::FramingConfig;
@@ -750,13 +750,15 @@ impl Actor {
         let exact = expect.and_then(Match::exact);
         let got = match &mut self.conn {
             Conn::Tcp { stream, recorder } => {
-                match self
-                    .timer
-                    .bound(
-                        deadline,
-                        read_front(stream, recorder, &mut self.peeked, &mut buf),
-                    )
-                    .await
+                match read_front(
+                    &mut self.timer,
+                    deadline,
+                    stream,
+                    recorder,
+                    &mut self.peeked,
+                    &mut buf,
+                )
+                .await
                 {
                     Ok(Ok(n)) => Bytes::copy_from_slice(&buf[..n]),
                     Ok(Err(e)) => return Err(read_error(e, exact)),
@@ -993,13 +995,15 @@ impl Actor {
             let in_window = usize::try_from(matched - window_start).unwrap_or(usize::MAX);
             // Never ask for more than is still expected: later steps own later bytes.
             let want = (window.len() - in_window).min(buf.len());
-            let n = match self
-                .timer
-                .bound(
-                    deadline,
-                    read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
-                )
-                .await
+            let n = match read_front(
+                &mut self.timer,
+                deadline,
+                stream,
+                recorder,
+                &mut self.peeked,
+                &mut buf[..want],
+            )
+            .await
             {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
@@ -1361,13 +1365,15 @@ impl Actor {
             }
             // Read no further than this frame's end, so the next step sees its bytes.
             let want = framing.exact_read_hint(&buffered).clamp(1, buf.len());
-            let n = match self
-                .timer
-                .bound(
-                    deadline,
-                    read_front(stream, recorder, &mut self.peeked, &mut buf[..want]),
-                )
-                .await
+            let n = match read_front(
+                &mut self.timer,
+                deadline,
+                stream,
+                recorder,
+                &mut self.peeked,
+                &mut buf[..want],
+            )
+            .await
             {
                 Ok(Ok(0)) => {
                     return Err(StepError::new(format!(
@@ -1398,13 +1404,15 @@ impl Actor {
             return Err(not_open(&self.conn));
         };
         let mut buf = [0u8; 256];
-        match self
-            .timer
-            .bound(
-                deadline,
-                read_front(stream, recorder, &mut self.peeked, &mut buf),
-            )
-            .await
+        match read_front(
+            &mut self.timer,
+            deadline,
+            stream,
+            recorder,
+            &mut self.peeked,
+            &mut buf,
+        )
+        .await
         {
             Ok(Ok(0)) => Ok(()),
             Ok(Ok(n)) => Err(StepError::new(format!(
@@ -1426,13 +1434,15 @@ impl Actor {
             return Err(not_open(&self.conn));
         };
         let mut buf = [0u8; 256];
-        match self
-            .timer
-            .bound(
-                deadline,
-                read_front(stream, recorder, &mut self.peeked, &mut buf),
-            )
-            .await
+        match read_front(
+            &mut self.timer,
+            deadline,
+            stream,
+            recorder,
+            &mut self.peeked,
+            &mut buf,
+        )
+        .await
         {
             Ok(Err(e)) if is_reset(&e) => Ok(()),
             Ok(Ok(0)) => Err(StepError::new(
@@ -1596,22 +1606,27 @@ fn unread_bytes(stream: &TcpStream) -> Option<(usize, Bytes)> {
     Some((queued, Bytes::copy_from_slice(&first[..n])))
 }
 
-/// One read from the front of `stream`'s receive queue, with the bytes it took
-/// dropped from what the last peek remembered, so that memory stays the queue's
-/// front. Every TCP read of a scripted actor goes through here or
-/// [`take_judged`].
+/// One read from the front of `stream`'s receive queue by the step's `deadline`,
+/// with the bytes it took dropped from what the last peek remembered, so that
+/// memory stays the queue's front. Every TCP read of a scripted actor goes through
+/// here or [`take_judged`].
 async fn read_front(
+    timer: &mut StepTimer,
+    deadline: Instant,
     stream: &mut TcpStream,
     recorder: &Recorder,
     peeked: &mut PeekedAhead,
     buf: &mut [u8],
-) -> std::io::Result<usize> {
-    let result = recorder.read(stream, buf).await;
-    match &result {
-        Ok(n) => peeked.took(recorder.conn, *n),
-        Err(_) => peeked.forget(),
-    }
-    result
+) -> Result<std::io::Result<usize>, TimedOut> {
+    let read = async {
+        let result = recorder.read(stream, buf).await;
+        match &result {
+            Ok(n) => peeked.took(recorder.conn, *n),
+            Err(_) => peeked.forget(),
+        }
+        result
+    };
+    timer.bound(deadline, read).await
 }
 
 /// Reads the `consumed` bytes a peeking step judged (they are queued, so the reads

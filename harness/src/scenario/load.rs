@@ -209,22 +209,7 @@ fn load_str_then<T>(
         Ok(root) => root,
         Err(error) => return deliver(Err(error)),
     };
-    let mut loader = Loader {
-        path,
-        dir: path
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        source: &source,
-        lines: LineIndex::new(&source),
-        diagnostics: Vec::new(),
-        declared_servers: HashSet::new(),
-        declared_proxies: HashSet::new(),
-        data_total: Cell::new(0),
-        shared: RefCell::default(),
-        variable_uses: RefCell::default(),
-    };
+    let mut loader = Loader::new(path, &source);
     let scenario = loader.scenario(&root);
     let loaded = match scenario {
         Some(scenario) if loader.diagnostics.is_empty() => Ok(scenario),
@@ -741,6 +726,28 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
+}
+
+impl<'a> Loader<'a> {
+    /// A loader for the file at `path`, whose text is `source`.
+    fn new(path: &'a Path, source: &'a Arc<str>) -> Self {
+        Loader {
+            path,
+            dir: path
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            source,
+            lines: LineIndex::new(source),
+            diagnostics: Vec::new(),
+            declared_servers: HashSet::new(),
+            declared_proxies: HashSet::new(),
+            data_total: Cell::new(0),
+            shared: RefCell::default(),
+            variable_uses: RefCell::default(),
+        }
+    }
 }
 
 impl Loader<'_> {
@@ -2957,19 +2964,8 @@ mod tests {
         let source: Arc<str> = Arc::from(text);
         let arena = tree::arena_for(&source);
         let root = tree::parse(&source, &arena).unwrap();
-        let loader = |source| Loader {
-            path: Path::new("common.toml"),
-            dir: PathBuf::from("."),
-            source,
-            lines: LineIndex::new(source),
-            diagnostics: Vec::new(),
-            declared_servers: HashSet::new(),
-            declared_proxies: HashSet::new(),
-            data_total: Cell::new(0),
-            shared: RefCell::default(),
-            variable_uses: RefCell::default(),
-        };
-        let (common, general) = (loader(&source), loader(&source));
+        let path = Path::new("common.toml");
+        let (common, general) = (Loader::new(path, &source), Loader::new(path, &source));
         let NodeKind::Table([script]) = &root.kind else {
             panic!("one key")
         };
