@@ -20,9 +20,11 @@
 //! "Second session of 28 Nov"). The library's own native libraries come before the standard
 //! library's on the linker's command line, so the unwinder's symbols are found in
 //! the archive first and `--as-needed` (rustc's default) drops `libgcc_s`.
-//! Panics unwind exactly as before: the same unwinder, linked in. Builds with a
-//! sanitizer (`cargo fuzz`) keep the shared one, which the sanitizer runtimes and
-//! libFuzzer's C++ runtime load anyway, so there is only ever one unwinder.
+//! Panics unwind exactly as before: the same unwinder, linked in (the test of a
+//! panicking actor runs on it). Builds with a sanitizer keep the shared one, which
+//! the sanitizer runtimes load anyway. The fuzz targets, which `ci/fuzz.sh` builds
+//! without a sanitizer, link the static one beside libFuzzer's C++ runtime, and run
+//! and report panics as before.
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
