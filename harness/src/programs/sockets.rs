@@ -138,6 +138,31 @@ pub fn pair(
     local: SocketAddr,
     remote: SocketAddr,
 ) -> std::io::Result<(Option<SocketEntry>, Option<SocketEntry>)> {
+    // The table is read a page at a time, and an entry can be skipped while
+    // other sockets come and go between two pages (a busy machine, a test suite
+    // in parallel). Our own TCP socket is open, so a table without it was such a
+    // read: it is read again, a few times at most (a socket the peer reset is
+    // really gone). Taken as it was, a skipped pair would say both queues are
+    // empty, and `await_read` would end early.
+    let mut read = pair_once(proto, local, remote)?;
+    for _ in 1..PAIR_READS {
+        if proto != Proto::Tcp || read.0.is_some() {
+            break;
+        }
+        read = pair_once(proto, local, remote)?;
+    }
+    Ok(read)
+}
+
+/// How many times [`pair`] reads the table for a TCP socket it does not find.
+const PAIR_READS: usize = 3;
+
+/// One read of the table for [`pair`].
+fn pair_once(
+    proto: Proto,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> std::io::Result<(Option<SocketEntry>, Option<SocketEntry>)> {
     let needle = format!(":{:04X} ", local.port());
     let mut ours = None;
     let mut theirs = None;
