@@ -28,10 +28,9 @@ pub struct TimedOut;
 /// The actor's step timer; see the module docs.
 #[derive(Default)]
 pub struct StepTimer {
-    /// Created at the first wait, inside the runtime (a `Sleep` needs one).
+    /// Created at the first wait, inside the runtime (a `Sleep` needs one); its
+    /// `deadline()` is the instant it is armed for.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// The instant `sleep` is set to go off.
-    armed_at: Option<Instant>,
 }
 
 impl StepTimer {
@@ -59,20 +58,15 @@ impl StepTimer {
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        let armed_at = self.armed_at.get_or_insert(deadline);
         loop {
-            if *armed_at > deadline {
+            if sleep.deadline() > deadline {
                 sleep.as_mut().reset(deadline);
-                *armed_at = deadline;
             }
             match sleep.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) if *armed_at >= deadline => return Poll::Ready(()),
+                Poll::Ready(()) if sleep.deadline() >= deadline => return Poll::Ready(()),
                 // It went off for an earlier step's deadline: wait for this one.
-                Poll::Ready(()) => {
-                    sleep.as_mut().reset(deadline);
-                    *armed_at = deadline;
-                }
+                Poll::Ready(()) => sleep.as_mut().reset(deadline),
             }
         }
     }
