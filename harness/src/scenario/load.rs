@@ -1804,17 +1804,9 @@ impl Loader<'_> {
             format_args!("the `{}` step", entry.key),
             &["timeout"],
         )?;
-        let source_text = Snippet::new(self.source, node.span.clone());
-        Ok(Step {
-            action,
-            timeout,
-            location: self.location(&node.span),
-            source_text,
-        })
+        Ok(self.step_at(node, action, timeout))
     }
 
-    /// The action of a step of kind `kind`, whose value is `node`. One arm per
-    /// [`StepKind`]: a new step kind does not compile until it has its parser here.
     /// The two shapes nearly every step of a long script has: a `send` or an
     /// `expect` of a string or of `{ repeat, times }`, with nothing else in the
     /// step. Generated and imported scripts are thousands of these, and the
@@ -1833,7 +1825,7 @@ impl Loader<'_> {
             _ => return None,
         };
         let data = match &entry.value.kind {
-            NodeKind::Str(text) => Data::Bytes(self.shared.borrow_mut().inline(text.as_bytes())),
+            NodeKind::Str(_) => self.data(&entry.value, entry.key).ok()?,
             NodeKind::Table(fields) => self.common_repeat(fields)?,
             _ => return None,
         };
@@ -1847,17 +1839,22 @@ impl Loader<'_> {
                 await_read: false,
             }
         };
-        Some(Step {
-            action,
-            timeout: None,
-            location: self.location(&node.span),
-            source_text: Snippet::new(self.source, node.span.clone()),
-        })
+        Some(self.step_at(node, action, None))
     }
 
-    /// `{ repeat = UNIT, times = N }` and nothing else, within the limits
-    /// `data_fields` holds it to; counted against the scenario's data budget only
-    /// when it is taken.
+    /// The step that `node` is, doing `action`.
+    fn step_at(&self, node: &Node, action: Action, timeout: Option<Duration>) -> Step {
+        Step {
+            action,
+            timeout,
+            location: self.location(&node.span),
+            source_text: Snippet::new(self.source, node.span.clone()),
+        }
+    }
+
+    /// `{ repeat = UNIT, times = N }` and nothing else, within the limits of
+    /// [`Self::repeated`], which takes its share of the data budget only when it
+    /// returns the data.
     fn common_repeat(&self, fields: &[Entry]) -> Option<Data> {
         let (unit, times) = match fields {
             [a, b] if a.key == "repeat" && b.key == "times" => (a, b),
@@ -1867,15 +1864,28 @@ impl Loader<'_> {
         let NodeKind::Str(unit) = &unit.value.kind else {
             return None;
         };
-        let count = count(&times.value, "times", 0, MAX_DATA_BYTES).ok()?;
-        let len = unit
-            .len()
-            .checked_mul(count)
-            .filter(|&len| len <= MAX_DATA_BYTES)?;
-        self.reserve_data(len, &times.key_span).ok()?;
-        Some(Data::Bytes(self.shared.borrow_mut().repeat(unit, count)))
+        self.repeated(unit, &times.value, &times.key_span).ok()
     }
 
+    /// `unit` repeated as many times as `times` says, within the limits of one
+    /// step's data, counted against the scenario's data budget (only when it is
+    /// returned: an error takes nothing from the budget). `times_span` is where a
+    /// too large product is reported.
+    fn repeated(&self, unit: &str, times: &Node, times_span: &Range<usize>) -> Check<Data> {
+        let times = count(times, "times", 0, MAX_DATA_BYTES)?;
+        if unit.len().saturating_mul(times) > MAX_DATA_BYTES {
+            return Err(Diagnostic::new(
+                times_span.clone(),
+                "the repeated data would be larger than 1 GiB",
+            )
+            .label("too large for a scenario"));
+        }
+        self.reserve_data(unit.len() * times, times_span)?;
+        Ok(Data::Bytes(self.shared.borrow_mut().repeat(unit, times)))
+    }
+
+    /// The action of a step of kind `kind`, whose value is `node`. One arm per
+    /// [`StepKind`]: a new step kind does not compile until it has its parser here.
     fn action(&self, kind: StepKind, node: &Node) -> Check<Action> {
         let key = kind.keyword();
         Ok(match kind {
@@ -2461,26 +2471,15 @@ impl Loader<'_> {
             "template" => Data::Template(self.data_template(node)?),
             _ => {
                 let unit = text(node, "repeat")?;
-                let times = match fields.get("times") {
-                    Some(node) => count(node, "times", 0, MAX_DATA_BYTES)?,
-                    None => {
-                        return Err(Diagnostic::new(
-                            fields.key_span("repeat"),
-                            "`repeat` needs `times`",
-                        )
-                        .label("how many times?")
-                        .hint("e.g. `{ repeat = \"ab\", times = 1000 }`"))
-                    }
-                };
-                if unit.len().saturating_mul(times) > MAX_DATA_BYTES {
+                let Some(times) = fields.get("times") else {
                     return Err(Diagnostic::new(
-                        fields.key_span("times"),
-                        "the repeated data would be larger than 1 GiB",
+                        fields.key_span("repeat"),
+                        "`repeat` needs `times`",
                     )
-                    .label("too large for a scenario"));
-                }
-                self.reserve_data(unit.len() * times, &fields.key_span("times"))?;
-                Data::Bytes(self.shared.borrow_mut().repeat(unit, times))
+                    .label("how many times?")
+                    .hint("e.g. `{ repeat = \"ab\", times = 1000 }`"));
+                };
+                self.repeated(unit, times, &fields.key_span("times"))?
             }
         };
         if which != "repeat" && fields.has("times") {
